@@ -1,0 +1,109 @@
+"""The values that cross the core's boundary: a triage, a routing, a decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Verdict(StrEnum):
+    ESCALATE = "escalate"
+    REJECT = "reject"
+
+
+class Reason(StrEnum):
+    """Reject reasons, declared in precedence order (most important first)."""
+
+    AUTOMATED_MESSAGE = "automated_message"
+    SENDER_NOT_ALLOWED = "sender_not_allowed"
+    NOT_SERVICE_IMPACTING = "not_service_impacting"
+    MISSING_SLACK_CHANNEL = "missing_slack_channel"
+    MISSING_INCIDENT_FACTS = "missing_incident_facts"
+
+
+REASON_ORDER: tuple[Reason, ...] = tuple(Reason)
+
+
+class Window(StrEnum):
+    SUPPORT = "support"
+    SUPPORT_AND_ON_CALL = "support_and_on_call"
+    ON_CALL = "on_call"
+    NO_COVER = "no_cover"
+
+
+class Page(StrEnum):
+    NOW = "now"
+    DEFERRED = "deferred"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One observation behind a decision: which rule, on which words, in which part."""
+
+    rule: str
+    matched: str
+    where: str
+    reason: Reason | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "matched": self.matched,
+            "where": self.where,
+            "reason": None if self.reason is None else self.reason.value,
+        }
+
+
+@dataclass(frozen=True)
+class Triage:
+    """What the mail is, independent of when it arrived."""
+
+    verdict: Verdict
+    reasons: tuple[Reason, ...]
+    slack_channel: str | None
+    evidence: tuple[Evidence, ...]
+
+    @property
+    def primary_reason(self) -> Reason | None:
+        return self.reasons[0] if self.reasons else None
+
+
+@dataclass(frozen=True)
+class Routing:
+    """What to do about an escalation at a given instant."""
+
+    window: Window
+    page: Page
+    page_at: datetime | None
+    alarm: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A triage routed at an instant: the product's decision contract."""
+
+    triage: Triage
+    routing: Routing
+    at: datetime
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.triage.verdict
+
+    def to_contract(self) -> dict[str, Any]:
+        """The JSON object of shared/spec/decision-contract.md, plus explanatory extras."""
+        routing = self.routing
+        return {
+            "verdict": self.triage.verdict.value,
+            "reasons": [reason.value for reason in self.triage.reasons],
+            "slack_channel": self.triage.slack_channel,
+            "window": routing.window.value,
+            "page": routing.page.value,
+            "page_at": None if routing.page_at is None else routing.page_at.isoformat(),
+            "alarm": routing.alarm,
+            "at": self.at.isoformat(),
+            "evidence": [item.to_json() for item in self.triage.evidence],
+        }
