@@ -1,0 +1,187 @@
+"""Finding the Slack channel a sender named for further communication.
+
+Every channel-like mention is a candidate with a score: where it stands (the new text beats the
+subject, which beats forwarded, quoted and signature text) and what the words around it say
+("further comms in" raises it; "raised in", "alerts go to", "Team channel:" lower it). The best
+score wins; the earliest mention breaks a tie.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_MARKUP = re.compile(r"<#(C[A-Z0-9]{6,})(?:\|([^>]{1,80}))?>")
+_ARCHIVE = re.compile(r"https?://[\w.-]*slack\.com/archives/([A-Za-z0-9]{8,})\b")
+_HASH = re.compile(r"(?<![\w&/#@=])#([A-Za-z0-9][A-Za-z0-9_-]{0,79})")
+_LABELLED = re.compile(
+    r"\b(?:slack\s+channel|slack|channel)\s*(?:is|name)?\s*[:=\-\u2013]\s*"
+    r"([A-Za-z0-9][A-Za-z0-9_-]{1,79})\b",
+    re.IGNORECASE,
+)
+_TICKET_KEY = re.compile(r"^(?:[A-Z]{2,10}-\d+|\d+[A-Za-z]?)$")  # JIRA keys, PR numbers, "#1st"
+_LABEL_STOPWORDS = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "our",
+        "my",
+        "your",
+        "this",
+        "that",
+        "is",
+        "in",
+        "on",
+        "at",
+        "of",
+        "to",
+        "for",
+        "and",
+        "or",
+        "please",
+        "see",
+        "use",
+        "https",
+        "http",
+        "www",
+        "none",
+        "tbc",
+        "tbd",
+        "na",
+        "n/a",
+    ]
+)
+
+# Channels of the platform team itself: where people ask or alerts land, rarely where they talk.
+PLATFORM_CHANNELS = frozenset(
+    {
+        "ask-cloud-platform",
+        "high-priority-alarms",
+        "low-priority-alarms",
+        "cloud-platform-notify",
+        "cloud-platform-update",
+    }
+)
+
+_FURTHER = re.compile(
+    r"further|update|comms|communicat|continu|discuss|join|coordinat|please use|use\b|"
+    r"incident channel|war ?room|follow|talk|chat|reach us|contact us|bridge|respond|reply|"
+    r"get back|answer|ping|slack\s*:|slack channel\s*:|channel\s*:",
+    re.IGNORECASE,
+)
+_RAISED = re.compile(
+    r"raised|asked|posted|mentioned|reported|flagged|no (response|answer|reply)|already (in|on)|"
+    r"earlier|wrote|messaged|tried",
+    re.IGNORECASE,
+)
+_ALERTS = re.compile(r"alert|alarm|notif|monitor|pager|fire[sd]?\b|webhook", re.IGNORECASE)
+_TEAM_LINE = re.compile(r"team channel|team slack|general channel|our team'?s? channel", re.I)
+
+_WHERE_SCORE = {"new": 2, "subject": 1, "forwarded": 0, "quoted": -3, "signature": -4}
+
+
+@dataclass(frozen=True)
+class ChannelMention:
+    """One place a channel is named, and how much it looks like the place to talk."""
+
+    channel: str
+    where: str
+    position: int
+    score: int
+    context: str
+
+
+@dataclass(frozen=True)
+class TextPart:
+    where: str  # new | subject | forwarded | quoted | signature
+    text: str
+
+
+def find_channel(parts: list[TextPart]) -> ChannelMention | None:
+    """The channel meant for further communication, or None when no channel is named."""
+    mentions = [mention for part in parts for mention in _mentions(part)]
+    if not mentions:
+        return None
+    order = {part.where: index for index, part in enumerate(parts)}
+    return max(mentions, key=lambda m: (m.score, -order[m.where], -m.position))
+
+
+def _mentions(part: TextPart) -> list[ChannelMention]:
+    found = _raw_mentions(part.text)
+    mentions = []
+    for index, (start, end, channel) in enumerate(found):
+        line_start = part.text.rfind("\n", 0, start) + 1
+        line_end = _line_end(part.text, end)
+        before_from = max(line_start, found[index - 1][1] if index else 0)
+        after_to = min(line_end, found[index + 1][0] if index + 1 < len(found) else line_end)
+        before, after = part.text[before_from:start], part.text[end:after_to]
+        score = _WHERE_SCORE[part.where] + _context_score(before, after, channel)
+        mentions.append(ChannelMention(channel, part.where, start, score, (before + after)[:200]))
+    return mentions
+
+
+def _raw_mentions(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, channel) of every channel-like mention, in order, without overlaps."""
+    found: list[tuple[int, int, str]] = []
+    taken: list[tuple[int, int]] = []
+    for pattern, pick in (
+        (_MARKUP, _from_markup),
+        (_ARCHIVE, _from_archive),
+        (_HASH, _from_hash),
+        (_LABELLED, _from_label),
+    ):
+        for match in pattern.finditer(text):
+            channel = pick(match)
+            overlaps = any(s < match.end() and match.start() < e for s, e in taken)
+            if channel and not overlaps:
+                found.append((match.start(), match.end(), channel))
+                taken.append((match.start(), match.end()))
+    return sorted(found)
+
+
+def _from_markup(match: re.Match[str]) -> str | None:
+    name = match.group(2)
+    return _normalise(name) if name else match.group(1).upper()
+
+
+def _from_archive(match: re.Match[str]) -> str | None:
+    return match.group(1).upper()
+
+
+def _from_hash(match: re.Match[str]) -> str | None:
+    name = match.group(1).rstrip("-_")
+    return None if _TICKET_KEY.match(name) else _normalise(name)
+
+
+def _from_label(match: re.Match[str]) -> str | None:
+    name = match.group(1).rstrip("-_")
+    if name.lower() in _LABEL_STOPWORDS or _TICKET_KEY.match(name):
+        return None
+    return _normalise(name)
+
+
+def _normalise(name: str) -> str | None:
+    name = name.strip().lstrip("#").lower()
+    return name if re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,79}", name) else None
+
+
+def _line_end(text: str, index: int) -> int:
+    end = text.find("\n", index)
+    return len(text) if end < 0 else end
+
+
+def _context_score(before: str, after: str, channel: str) -> int:
+    """What the words on the same line say about this mention."""
+    score = 0
+    if _FURTHER.search(before) or _FURTHER.search(after):
+        score += 3
+    if _RAISED.search(before):
+        score -= 4
+    if _ALERTS.search(before) or _ALERTS.search(after):
+        score -= 2
+    if _TEAM_LINE.search(before):
+        score -= 4
+    if channel in PLATFORM_CHANNELS:
+        score -= 2
+    return score

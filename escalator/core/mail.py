@@ -1,0 +1,265 @@
+"""Reading a mail: raw bytes in, a ParsedMail out. Never raises, whatever the bytes.
+
+mail-parser decodes the header fields (RFC 2047, addresses, dates); the body is walked here with
+the standard library so that an attached message/rfc822 is read as a forwarded mail rather than
+being folded into the sender's own words. Raw bytes stay the source of truth: this is a view.
+"""
+
+from __future__ import annotations
+
+import email
+import email.header
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import Message
+from email.policy import compat32
+from email.utils import getaddresses, parseaddr
+from typing import Any
+
+import mailparser
+
+from escalator.core.text import BodyParts, html_to_text, split_body
+
+# mail-parser logs every part it does not handle; that is not ours to print (and may quote mail).
+logging.getLogger("mailparser").addHandler(logging.NullHandler())
+logging.getLogger("mailparser").propagate = False
+
+_KNOWN_HEADERS = frozenset(
+    [
+        "from",
+        "to",
+        "cc",
+        "subject",
+        "date",
+        "message-id",
+        "received",
+        "return-path",
+        "mime-version",
+        "content-type",
+        "sender",
+        "delivered-to",
+        "reply-to",
+        "in-reply-to",
+        "references",
+        "x-mailer",
+    ]
+)
+_MAX_PARTS = 200  # a bomb of thousands of parts is not an escalation; read the first ones
+_MAX_TEXT_CHARS = 200_000  # triage needs the opening of a mail, not a 5 MB log paste
+
+
+@dataclass(frozen=True)
+class ParsedMail:
+    """What escalator reads from one mail. Header names are lowercase."""
+
+    is_mail: bool
+    message_id: str | None
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    subject: str
+    from_addr: str
+    from_name: str
+    to: tuple[str, ...]
+    date: datetime | None
+    content_type: str
+    headers: tuple[tuple[str, str], ...]
+    body: BodyParts
+    attachments: tuple[str, ...] = ()
+    defects: tuple[str, ...] = field(default=())
+
+    def header(self, name: str) -> str | None:
+        """The first value of a header, or None."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers if key == wanted), None)
+
+    def header_values(self, name: str) -> tuple[str, ...]:
+        wanted = name.lower()
+        return tuple(value for key, value in self.headers if key == wanted)
+
+    @property
+    def thread_root(self) -> str | None:
+        """The Message-ID that names the conversation: first reference, else parent, else own."""
+        return next(iter(self.references), None) or self.in_reply_to or self.message_id
+
+
+def parse_mail(raw: bytes) -> ParsedMail:
+    """Read raw mail bytes into a ParsedMail; malformed input degrades, it never raises."""
+    parsed, message = _parse(raw)
+    fields = _header_fields(parsed, message)
+    plain, html, forwarded, attachments = _walk_body(message)
+    body = split_body(plain if plain.strip() else html_to_text(html))
+    if forwarded:
+        body = BodyParts(
+            new=body.new,
+            quoted=body.quoted,
+            forwarded="\n\n".join(part for part in (body.forwarded, forwarded) if part),
+            signature=body.signature,
+        )
+    headers = tuple((key.lower(), _header_text(value)) for key, value in message.items())
+    return ParsedMail(
+        is_mail=_looks_like_mail(headers),
+        headers=headers,
+        body=body,
+        attachments=attachments,
+        content_type=message.get_content_type(),
+        defects=tuple(type(defect).__name__ for defect in message.defects),
+        **fields,
+    )
+
+
+def _parse(raw: bytes) -> tuple[Any, Message]:
+    """mail-parser's view and its stdlib Message; the stdlib alone when mail-parser gives up."""
+    try:
+        parsed = mailparser.parse_from_bytes(raw)
+    except Exception:  # noqa: BLE001 - mail-parser raises many types on broken mail; degrade
+        return None, email.message_from_bytes(raw, policy=compat32)
+    message = parsed.message
+    if not isinstance(message, Message):
+        return None, email.message_from_bytes(raw, policy=compat32)
+    return parsed, message
+
+
+def _header_fields(parsed: Any, message: Message) -> dict[str, Any]:
+    """Decoded header fields, from mail-parser when it coped, else from the stdlib."""
+    try:
+        subject, from_pairs, to_pairs = parsed.subject, parsed.from_, parsed.to
+        date = parsed.date if isinstance(parsed.date, datetime) else None
+    except Exception:  # noqa: BLE001 - no parsed view, or a field mail-parser cannot decode
+        subject = _header_text(message.get("subject", ""))
+        from_pairs = getaddresses([_header_text(message.get("from", ""))])
+        to_pairs = getaddresses([_header_text(message.get("to", ""))])
+        date = None
+    name, addr = from_pairs[0] if from_pairs else ("", "")
+    return {
+        "message_id": _msgid(message.get("message-id")),
+        "in_reply_to": _msgid(message.get("in-reply-to")),
+        "references": tuple(_msgids(message.get("references"))),
+        "subject": _one_line(str(subject or "")),
+        "from_addr": str(addr or parseaddr(_header_text(message.get("from", "")))[1]).lower(),
+        "from_name": _one_line(str(name or "")),
+        "to": tuple(str(pair[1]).lower() for pair in to_pairs if pair[1]),
+        "date": date,
+    }
+
+
+def _walk_body(message: Message) -> tuple[str, str, str, tuple[str, ...]]:
+    """(plain text, html, forwarded text, attachment names) of the top-level message."""
+    plain: list[str] = []
+    html: list[str] = []
+    forwarded: list[str] = []
+    attachments: list[str] = []
+    for count, part in enumerate(_parts(message)):
+        if count >= _MAX_PARTS:
+            break
+        _collect(part, plain, html, forwarded, attachments)
+    return (
+        _cap("\n".join(plain)),
+        _cap("\n".join(html)),
+        _cap("\n".join(forwarded)),
+        tuple(attachments),
+    )
+
+
+def _collect(
+    part: Message, plain: list[str], html: list[str], forwarded: list[str], names: list[str]
+) -> None:
+    kind = part.get_content_type()
+    filename = _header_text(part.get_filename() or "")
+    if kind == "message/rfc822":
+        forwarded.extend(_forwarded_text(part))
+    elif filename or part.get_content_disposition() == "attachment":
+        names.append(_one_line(filename) or kind)
+    elif kind == "text/plain":
+        plain.append(_decode(part))
+    elif kind == "text/html":
+        html.append(_decode(part))
+
+
+def _parts(message: Message) -> list[Message]:
+    """Leaf parts and attached messages, without descending into the attached messages."""
+    if message.get_content_type() == "message/rfc822" or not message.is_multipart():
+        return [message]
+    leaves: list[Message] = []
+    payload = message.get_payload()
+    for child in payload if isinstance(payload, list) else []:
+        if isinstance(child, Message):
+            leaves.extend(_parts(child))
+        if len(leaves) > _MAX_PARTS:
+            break
+    return leaves
+
+
+def _forwarded_text(part: Message) -> list[str]:
+    payload = part.get_payload()
+    inner = payload[0] if isinstance(payload, list) and payload else None
+    if not isinstance(inner, Message):
+        return []
+    subject = _header_text(inner.get("subject", ""))
+    plain, html, _, _ = _walk_body(inner)
+    return [f"Subject: {subject}\n{plain if plain.strip() else html_to_text(html)}"]
+
+
+def _decode(part: Message) -> str:
+    """A text part's payload as str, tolerant of lying or unknown charsets."""
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001 - broken transfer encodings must not stop triage
+        data = None
+    if not isinstance(data, bytes):
+        raw = part.get_payload()
+        return raw if isinstance(raw, str) else ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return data.decode(charset, errors="replace")
+    except LookupError:  # an unknown charset name: utf-8 is the best guess today
+        return data.decode("utf-8", errors="replace")
+
+
+def _header_text(value: object) -> str:
+    """A header value as text; RFC 2047 words decoded; bytes and Header objects tolerated."""
+    try:
+        pieces = email.header.decode_header(str(value))
+    except Exception:  # noqa: BLE001 - a malformed encoded word keeps its raw form
+        return str(value)
+    out = []
+    for chunk, charset in pieces:
+        if isinstance(chunk, bytes):
+            try:
+                out.append(chunk.decode(charset or "ascii", errors="replace"))
+            except LookupError:
+                out.append(chunk.decode("utf-8", errors="replace"))
+        else:
+            out.append(chunk)
+    return "".join(out)
+
+
+_MSGID = re.compile(r"<([^<>\s]+)>")
+
+
+def _msgid(value: object) -> str | None:
+    if value is None:
+        return None
+    ids = _msgids(value)
+    return ids[0] if ids else (_one_line(_header_text(value)).strip("<>") or None)
+
+
+def _msgids(value: object) -> list[str]:
+    if value is None:
+        return []
+    return _MSGID.findall(_header_text(value))
+
+
+def _one_line(text: str) -> str:
+    """Header-derived text folded to one line, control characters removed."""
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()
+
+
+def _cap(text: str) -> str:
+    return text[:_MAX_TEXT_CHARS]
+
+
+def _looks_like_mail(headers: tuple[tuple[str, str], ...]) -> bool:
+    """A mail has at least two headers a mail system writes; random text has none."""
+    return len({key for key, _ in headers} & _KNOWN_HEADERS) >= 2

@@ -1,0 +1,93 @@
+"""When to try an outbox action again, and when to stop and tell a human (pure).
+
+Adapters raise RetryLater (the outside thing may come back; it may say when) or Refused (it
+said no and will say no again). The policy turns a failure into a value: retry at an instant
+(exponential backoff with jitter, never sooner than Retry-After) or give up, once the next try
+would fall beyond the horizon measured from when the action first became due.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+from escalator.errors import PermanentError, TransientError
+
+
+class RetryLater(TransientError):
+    """A delivery failed in a way worth retrying; `retry_after` is the server's hint, if any."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Refused(PermanentError):
+    """The outside system refused the request; `code` is its machine-readable reason."""
+
+    def __init__(self, message: str, code: str = "refused") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff: base·factor^(n-1) seconds, capped, with ± jitter share."""
+
+    base: float = 2.0
+    factor: float = 2.0
+    cap: float = 120.0
+    jitter: float = 0.5
+    horizon: float = 600.0
+
+
+@dataclass(frozen=True)
+class RetryAt:
+    due_at: datetime
+    error: str
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    error: str
+
+
+def backoff_delay(policy: Backoff, attempts: int, draw: float) -> float:
+    """Delay before try `attempts + 1`; `draw` in [0, 1) spreads retries of many actions."""
+    raw = min(policy.cap, policy.base * policy.factor ** max(attempts - 1, 0))
+    return raw * (1 - policy.jitter + 2 * policy.jitter * draw)
+
+
+def next_step(
+    policy: Backoff,
+    *,
+    attempts: int,
+    first_due: datetime,
+    now: datetime,
+    error: str,
+    retry_after: float | None,
+    draw: float,
+) -> RetryAt | GiveUp:
+    """Retry at backoff (or Retry-After when longer), unless that passes the horizon."""
+    delay = backoff_delay(policy, attempts, draw)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    due = now + timedelta(seconds=delay)
+    if (due - first_due).total_seconds() > policy.horizon:
+        return GiveUp(f"gave up after {attempts} attempts: {error}")
+    return RetryAt(due, error)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Retry-After as seconds (delta-seconds or an HTTP date), None when absent or unreadable."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max((moment - now).total_seconds(), 0.0)

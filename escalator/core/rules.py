@@ -1,0 +1,89 @@
+"""The triage rules as data: parsed from TOML text into compiled, frozen values.
+
+The default rules ship as escalator/core/rules.toml; the shell reads the file (default or the
+operator's override) and hands the text here, so this module does no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+from escalator.core.model import Reason
+from escalator.errors import ConfigError
+
+RULE_KINDS = frozenset(
+    {"symptom", "live", "no_impact", "non_production", "exclusion", "resolved", "ongoing"}
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A named list of patterns of one kind; the kind says how triage uses a match."""
+
+    name: str
+    kind: str
+    reason: Reason | None
+    patterns: tuple[re.Pattern[str], ...]
+
+
+@dataclass(frozen=True)
+class AutomatedRules:
+    precedence: frozenset[str]
+    flag_headers: tuple[str, ...]
+    list_headers: tuple[str, ...]
+    content_types: frozenset[str]
+    senders: tuple[re.Pattern[str], ...]
+    subjects: tuple[re.Pattern[str], ...]
+
+
+@dataclass(frozen=True)
+class Rules:
+    automated: AutomatedRules
+    rules: tuple[Rule, ...]
+    min_words: int
+
+    def of_kind(self, kind: str) -> tuple[Rule, ...]:
+        return tuple(rule for rule in self.rules if rule.kind == kind)
+
+
+def parse_rules(text: str, source: str = "rules") -> Rules:
+    """Compile a rules file; any mistake becomes a ConfigError naming the file and the rule."""
+    try:
+        data = tomllib.loads(text)
+        return Rules(
+            automated=_automated(data.get("automated", {})),
+            rules=tuple(_rule(item) for item in data.get("rule", [])),
+            min_words=int(data.get("facts", {}).get("min_words", 12)),
+        )
+    except (tomllib.TOMLDecodeError, re.error, KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {type(exc).__name__}: {exc}") from None
+
+
+def _automated(data: dict[str, Any]) -> AutomatedRules:
+    return AutomatedRules(
+        precedence=frozenset(value.lower() for value in data.get("precedence", [])),
+        flag_headers=tuple(value.lower() for value in data.get("flag_headers", [])),
+        list_headers=tuple(value.lower() for value in data.get("list_headers", [])),
+        content_types=frozenset(value.lower() for value in data.get("content_types", [])),
+        senders=_compile(data.get("senders", [])),
+        subjects=_compile(data.get("subjects", [])),
+    )
+
+
+def _rule(item: dict[str, Any]) -> Rule:
+    name, kind = str(item["name"]), str(item["kind"])
+    if kind not in RULE_KINDS:
+        raise ValueError(f"rule {name!r} has kind {kind!r}; known kinds: {sorted(RULE_KINDS)}")
+    reason = item.get("reason")
+    try:
+        patterns = _compile(item["patterns"])
+    except re.error as exc:
+        raise ValueError(f"rule {name!r}: bad pattern: {exc}") from None
+    return Rule(name, kind, Reason(reason) if reason else None, patterns)
+
+
+def _compile(patterns: list[str]) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(pattern, re.IGNORECASE | re.MULTILINE) for pattern in patterns)

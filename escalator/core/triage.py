@@ -1,0 +1,234 @@
+"""Triage: is this mail an escalation the process accepts, and if not, every reason why.
+
+Reasons are checked independently and reported in the contract's precedence order, each with
+the evidence (rule, words, part of the mail) that produced it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from escalator.core.channels import TextPart, find_channel
+from escalator.core.mail import ParsedMail
+from escalator.core.model import REASON_ORDER, Evidence, Reason, Triage, Verdict
+from escalator.core.rules import Rule, Rules
+
+_SNIPPET = 80
+
+
+@dataclass(frozen=True)
+class TriagePolicy:
+    """The rules plus the deployment's lists (empty allowlist: everyone may send)."""
+
+    rules: Rules
+    allowed_senders: tuple[str, ...] = ()
+    trusted_list_ids: tuple[str, ...] = ()
+
+
+def triage(mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = None) -> Triage:
+    """Decide escalate or reject for one parsed mail."""
+    channel = find_channel(_channel_parts(mail))
+    findings: dict[Reason, list[Evidence]] = {
+        Reason.AUTOMATED_MESSAGE: automated_evidence(mail, policy, envelope_from),
+        Reason.SENDER_NOT_ALLOWED: _sender_evidence(mail, policy),
+        Reason.NOT_SERVICE_IMPACTING: [],
+        Reason.MISSING_SLACK_CHANNEL: [],
+        Reason.MISSING_INCIDENT_FACTS: [],
+    }
+    content = _content_parts(mail)
+    impact = _impact_evidence(content, policy.rules)
+    findings[Reason.NOT_SERVICE_IMPACTING] = impact.excluded
+    if channel is None:
+        findings[Reason.MISSING_SLACK_CHANNEL] = [
+            Evidence("channel", "no Slack channel named", "mail", Reason.MISSING_SLACK_CHANNEL)
+        ]
+    if not impact.symptoms and _word_count(content) < policy.rules.min_words:
+        findings[Reason.MISSING_INCIDENT_FACTS] = [
+            Evidence(
+                "facts",
+                f"no symptom and under {policy.rules.min_words} words",
+                "mail",
+                Reason.MISSING_INCIDENT_FACTS,
+            )
+        ]
+    reasons = tuple(reason for reason in REASON_ORDER if findings[reason])
+    evidence = [item for reason in reasons for item in findings[reason]]
+    if channel is not None:
+        evidence.append(Evidence("channel", channel.channel, channel.where))
+    evidence.extend(impact.symptoms[:3])
+    verdict = Verdict.REJECT if reasons else Verdict.ESCALATE
+    return Triage(verdict, reasons, channel.channel if channel else None, tuple(evidence))
+
+
+# --- automated mail (RFC 3834 and friends) --------------------------------------------------
+
+
+def automated_evidence(
+    mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = None
+) -> list[Evidence]:
+    """Why this mail was written by a machine; empty when a person wrote it."""
+    auto = policy.rules.automated
+    trusted_list = _trusted_list(mail, policy.trusted_list_ids)
+    found: list[Evidence] = []
+    submitted = (mail.header("auto-submitted") or "").strip().lower()
+    if submitted and not submitted.startswith("no"):
+        found.append(_auto("auto_submitted", submitted, "header Auto-Submitted"))
+    precedence = (mail.header("precedence") or "").strip().lower()
+    ignored = {"list", "bulk"} if trusted_list else set()
+    if precedence in auto.precedence - ignored:
+        found.append(_auto("precedence", precedence, "header Precedence"))
+    for name in auto.flag_headers + (() if trusted_list else auto.list_headers):
+        if mail.header(name) is not None:
+            found.append(_auto("header_present", name, f"header {name}"))
+    found.extend(_auto_sender(mail, auto.senders, envelope_from, trusted_list))
+    if mail.content_type in auto.content_types:
+        found.append(_auto("content_type", mail.content_type, "header Content-Type"))
+    found.extend(_first_matches("auto_subject", auto.subjects, mail.subject, "subject"))
+    return [_with_reason(item, Reason.AUTOMATED_MESSAGE) for item in found]
+
+
+def _auto(rule: str, matched: str, where: str) -> Evidence:
+    return Evidence(rule, matched[:_SNIPPET], where, Reason.AUTOMATED_MESSAGE)
+
+
+def _auto_sender(
+    mail: ParsedMail,
+    senders: tuple[re.Pattern[str], ...],
+    envelope_from: str | None,
+    trusted_list: bool,
+) -> list[Evidence]:
+    found = []
+    return_path = (mail.header("return-path") or "").strip()
+    if envelope_from is not None and envelope_from.strip("<> ") == "":
+        found.append(_auto("null_sender", "<>", "envelope MAIL FROM"))
+    elif return_path.replace(" ", "") == "<>":
+        found.append(_auto("null_sender", "<>", "header Return-Path"))
+    if not trusted_list:
+        found.extend(_first_matches("auto_sender", senders, mail.from_addr, "header From"))
+    return found
+
+
+def _trusted_list(mail: ParsedMail, trusted: tuple[str, ...]) -> bool:
+    """A List-Id of the deployment's own front group makes list headers ordinary."""
+    list_id = (mail.header("list-id") or "").lower()
+    ids = re.findall(r"<([^<>]+)>", list_id) or [list_id.strip()]
+    wanted = {value.strip().strip("<>").lower() for value in trusted}
+    return bool(wanted & {value.strip() for value in ids})
+
+
+# --- the sender allowlist -------------------------------------------------------------------
+
+
+def _sender_evidence(mail: ParsedMail, policy: TriagePolicy) -> list[Evidence]:
+    if not policy.allowed_senders or sender_allowed(mail.from_addr, policy.allowed_senders):
+        return []
+    shown = mail.from_addr or "(no From address)"
+    return [
+        Evidence("sender_allowlist", shown[:_SNIPPET], "header From", Reason.SENDER_NOT_ALLOWED)
+    ]
+
+
+def sender_allowed(address: str, allowed: tuple[str, ...]) -> bool:
+    """An entry is an address, or a domain ('@example.org' or 'example.org') and its subdomains."""
+    address = address.lower()
+    domain = address.rpartition("@")[2]
+    for entry in (value.strip().lower() for value in allowed):
+        if "@" in entry.lstrip("@"):
+            if address == entry:
+                return True
+        elif domain and (domain == entry.lstrip("@") or domain.endswith("." + entry.lstrip("@"))):
+            return True
+    return False
+
+
+# --- service impact -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Impact:
+    symptoms: list[Evidence]
+    excluded: list[Evidence]
+
+
+def _impact_evidence(parts: list[TextPart], rules: Rules) -> _Impact:
+    """Symptoms found, and the exclusions that make the mail not service-impacting."""
+
+    def hits(kind: str) -> list[Evidence]:
+        return [item for rule in rules.of_kind(kind) for item in _rule_matches(rule, parts)]
+
+    symptoms, excluded = hits("symptom"), hits("no_impact")
+    if not hits("live"):
+        excluded += hits("non_production")
+    if not symptoms:
+        excluded += hits("exclusion")
+    if not hits("ongoing"):
+        excluded += hits("resolved")
+    return _Impact(symptoms, excluded)
+
+
+def _rule_matches(rule: Rule, parts: list[TextPart]) -> list[Evidence]:
+    """The first match of each of the rule's patterns, at most one evidence per pattern."""
+    found = []
+    for pattern in rule.patterns:
+        for part in parts:
+            match = pattern.search(part.text)
+            if match:
+                snippet = match.group(0)[:_SNIPPET]
+                found.append(Evidence(rule.name, snippet, part.where, rule.reason))
+                break
+    return found[:3]
+
+
+def _first_matches(
+    rule: str, patterns: tuple[re.Pattern[str], ...], text: str, where: str
+) -> list[Evidence]:
+    for pattern in patterns:
+        match = pattern.search(text)
+        if match:
+            return [Evidence(rule, match.group(0)[:_SNIPPET] or text[:_SNIPPET], where)]
+    return []
+
+
+def _with_reason(item: Evidence, reason: Reason) -> Evidence:
+    return Evidence(item.rule, item.matched, item.where, reason)
+
+
+# --- what the mail says ---------------------------------------------------------------------
+
+_QUOTES = str.maketrans(
+    {"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-"}
+)
+
+
+def _content_parts(mail: ParsedMail) -> list[TextPart]:
+    """The sender's own words: subject, new text, and any mail they forwarded."""
+    parts = [TextPart("subject", mail.subject), TextPart("new", mail.body.new)]
+    if mail.body.forwarded:
+        parts.append(TextPart("forwarded", mail.body.forwarded))
+    return [TextPart(part.where, part.text.translate(_QUOTES)) for part in parts]
+
+
+def _channel_parts(mail: ParsedMail) -> list[TextPart]:
+    body = mail.body
+    parts = [
+        TextPart("new", body.new),
+        TextPart("subject", mail.subject),
+        TextPart("forwarded", body.forwarded),
+        TextPart("quoted", body.quoted),
+        TextPart("signature", body.signature),
+    ]
+    return [TextPart(part.where, part.text.translate(_QUOTES)) for part in parts]
+
+
+_NOISE = re.compile(
+    r"https?://\S+|<#[^>]*>|(?<!\w)#[\w-]+|\S+@\S+|\+?\d[\d ()-]{6,}\d|"
+    r"^\s*(hi|hello|hey|dear|morning|good (morning|afternoon|evening))\b[^\n]{0,30}$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def _word_count(parts: list[TextPart]) -> int:
+    """Words the sender wrote about the problem, without greetings, links, numbers, channels."""
+    text = "\n".join(part.text for part in parts if part.where != "subject")
+    return len(re.findall(r"[A-Za-z][A-Za-z'-]*", _NOISE.sub(" ", text)))

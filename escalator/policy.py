@@ -1,0 +1,48 @@
+"""Loading the decision policy from settings: the rules file and the extra-holidays file.
+
+This is the shell side of the core: it reads files and hands their text to pure parsers.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from importlib import resources
+from pathlib import Path
+
+from escalator.core.cover import build_calendar, parse_extra_days
+from escalator.core.decide import Policy
+from escalator.core.rules import parse_rules
+from escalator.core.triage import TriagePolicy
+from escalator.errors import ConfigError
+from escalator.settings import Settings
+
+
+def default_rules_text() -> str:
+    return resources.files("escalator.core").joinpath("rules.toml").read_text(encoding="utf-8")
+
+
+def load_policy(settings: Settings) -> Policy:
+    """Build the Policy the worker and the CLI decide with; a bad file is a ConfigError."""
+    if settings.rules_file is None:
+        rules = parse_rules(default_rules_text(), "built-in rules.toml")
+    else:
+        rules = parse_rules(
+            _read(settings.rules_file, "ESCALATOR_RULES_FILE"), str(settings.rules_file)
+        )
+    extra_days: frozenset[date] = frozenset()
+    if settings.extra_holidays_file is not None:
+        extra_days = parse_extra_days(
+            _read(settings.extra_holidays_file, "ESCALATOR_EXTRA_HOLIDAYS_FILE"),
+            str(settings.extra_holidays_file),
+        )
+    return Policy(
+        triage=TriagePolicy(rules, settings.allowed_senders, settings.trusted_list_ids),
+        calendar=build_calendar(settings.timezone, extra_days),
+    )
+
+
+def _read(path: Path, setting: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{setting}: cannot read {path}: {exc}") from None
