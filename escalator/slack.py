@@ -1,0 +1,128 @@
+"""Slack Web API through slack-sdk's AsyncWebClient, one attempt per call.
+
+Messages go out with unfurls off and never with link_names or parse=full; the text arrives
+already escaped from escalator.core.render. The SDK's retry handlers are switched off so the
+outbox owns retries; 429 comes back as RetryLater with Slack's Retry-After.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from escalator.core.retry import Refused, RetryLater
+
+CHANNEL_GONE = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
+_TRANSIENT = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
+
+
+def is_channel_id(channel: str) -> bool:
+    """Slack IDs (C0123…, G…, D…) are used as-is; anything else is a name to look up."""
+    return _CHANNEL_ID.fullmatch(channel) is not None
+
+
+class Slack:
+    """Posts messages; resolves channel names to IDs and joins public channels when needed."""
+
+    def __init__(self, token: str, api_url: str, timeout: float = 10.0) -> None:
+        self._client = AsyncWebClient(
+            token=token, base_url=api_url, timeout=int(max(timeout, 1)), retry_handlers=[]
+        )
+        self._ids: dict[str, str] = {}
+
+    async def post(
+        self,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]],
+        thread_ts: str | None = None,
+        join: bool = False,
+    ) -> dict[str, Any]:
+        """Post once; with `join`, join a public channel the bot is not in and post again."""
+        channel_id = await self.channel_id(channel)
+        try:
+            return await self._post(channel_id, text, blocks, thread_ts)
+        except Refused as exc:
+            if not (join and exc.code == "not_in_channel"):
+                raise
+        await self._call("conversations_join", channel=channel_id)
+        return await self._post(channel_id, text, blocks, thread_ts)
+
+    async def channel_id(self, channel: str) -> str:
+        """The ID of a channel named with or without '#'; Refused(channel_not_found) if none."""
+        name = channel.strip().lstrip("#").lower()
+        if is_channel_id(channel.strip()):
+            return channel.strip()
+        if name not in self._ids:
+            self._ids.update(await self._directory(name))
+        if name not in self._ids:
+            raise Refused(f"no channel named #{name}", code="channel_not_found")
+        return self._ids[name]
+
+    async def _directory(self, wanted: str) -> dict[str, str]:
+        """Page through public channels until `wanted` is seen (archived ones included)."""
+        found: dict[str, str] = {}
+        cursor: str | None = None
+        while wanted not in found:
+            page = await self._call(
+                "conversations_list", types="public_channel", limit=200, cursor=cursor
+            )
+            found.update({item["name"]: item["id"] for item in page.get("channels", [])})
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+            if cursor is None:
+                break
+        return found
+
+    async def _post(
+        self, channel_id: str, text: str, blocks: list[dict[str, Any]], thread_ts: str | None
+    ) -> dict[str, Any]:
+        data = await self._call(
+            "chat_postMessage",
+            channel=channel_id,
+            text=text,
+            blocks=blocks,
+            thread_ts=thread_ts,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        return {"channel": data.get("channel", channel_id), "ts": data.get("ts")}
+
+    async def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        """One Web API call, its failures sorted into RetryLater and Refused."""
+        try:
+            response = await getattr(self._client, method)(**kwargs)
+        except SlackApiError as exc:
+            raise _classify(exc) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RetryLater(f"Slack unreachable: {type(exc).__name__}") from None
+        return dict(response.data) if isinstance(response.data, dict) else {}
+
+    async def close(self) -> None:
+        session = getattr(self._client, "session", None)
+        if session is not None:
+            await session.close()
+
+
+def _classify(exc: SlackApiError) -> RetryLater | Refused:
+    response = exc.response
+    status = int(getattr(response, "status_code", 200))
+    data = response.data if isinstance(response.data, dict) else {}
+    code = str(data.get("error") or f"http_{status}")
+    if status == 429 or status >= 500 or code in _TRANSIENT:
+        return RetryLater(f"Slack answered {code}", _retry_after(response.headers))
+    return Refused(f"Slack refused: {code}", code=code)
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Slack sends Retry-After as seconds."""
+    for name, value in dict(headers or {}).items():
+        if name.lower() == "retry-after" and str(value).strip().isdigit():
+            return float(value)
+    return None
