@@ -86,6 +86,7 @@ class ParsedMail:
 
 def parse_mail(raw: bytes) -> ParsedMail:
     """Read raw mail bytes into a ParsedMail; malformed input degrades, it never raises."""
+    raw = _strip_preamble(raw)
     parsed, message = _parse(raw)
     fields = _header_fields(parsed, message)
     plain, html, forwarded, attachments = _walk_body(message)
@@ -99,7 +100,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
         )
     headers = tuple((key.lower(), _header_text(value)) for key, value in message.items())
     return ParsedMail(
-        is_mail=_looks_like_mail(headers),
+        is_mail=_looks_like_mail(raw),
         headers=headers,
         body=body,
         attachments=attachments,
@@ -260,6 +261,24 @@ def _cap(text: str) -> str:
     return text[:_MAX_TEXT_CHARS]
 
 
-def _looks_like_mail(headers: tuple[tuple[str, str], ...]) -> bool:
-    """A mail has at least two headers a mail system writes; random text has none."""
-    return len({key for key, _ in headers} & _KNOWN_HEADERS) >= 2
+_HEADER_LINE = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+
+
+def _looks_like_mail(raw: bytes) -> bool:
+    """A mail opens with a header line and names at least one header a mail system writes."""
+    head = raw.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0]
+    names = [
+        match.group(1).lower().decode("ascii", "replace")
+        for match in (_HEADER_LINE.match(line) for line in head.splitlines())
+        if match
+    ]
+    first = _HEADER_LINE.match(head.lstrip())
+    return first is not None and bool(set(names) & _KNOWN_HEADERS)
+
+
+def _strip_preamble(raw: bytes) -> bytes:
+    """Drop a byte-order mark and an mbox 'From ' line: neither is part of the message."""
+    raw = raw.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n")
+    if raw.startswith(b"From ") and not re.match(rb"From\s*:", raw):
+        raw = raw.split(b"\n", 1)[1] if b"\n" in raw else b""
+    return raw

@@ -174,8 +174,9 @@ def _rule_matches(rule: Rule, parts: list[TextPart]) -> list[Evidence]:
         for part in parts:
             match = pattern.search(part.text)
             if match:
-                snippet = match.group(0)[:_SNIPPET]
-                found.append(Evidence(rule.name, snippet, part.where, rule.reason))
+                item = Evidence(rule.name, match.group(0)[:_SNIPPET], part.where, rule.reason)
+                if item not in found:
+                    found.append(item)
                 break
     return found[:3]
 
