@@ -1,0 +1,105 @@
+"""`escalator list [--json]`: every stored mail with its decision and actions, oldest first.
+
+The JSON Lines shape is a contract (shared/spec/settings.md); the table is for people.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from datetime import datetime
+from typing import Any
+
+from escalator.settings import load_settings
+from escalator.store import ActionRow, ListedMail, open_store
+
+_COLUMNS = ("id", "received", "from", "subject", "verdict", "window", "review", "actions")
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    listing = commands.add_parser("list", help="show stored mails, decisions and actions")
+    listing.add_argument("--json", action="store_true", help="one JSON object per mail")
+    listing.set_defaults(handler=run_list)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    mails = asyncio.run(_load())
+    if args.json:
+        for listed in mails:
+            print(json.dumps(mail_json(listed), ensure_ascii=False))
+    else:
+        print(table(mails))
+    return 0
+
+
+async def _load() -> list[ListedMail]:
+    store = open_store(load_settings())
+    await store.open()
+    try:
+        return await store.list_mails()
+    finally:
+        await store.close()
+
+
+def mail_json(listed: ListedMail) -> dict[str, Any]:
+    mail = listed.mail
+    return {
+        "id": mail.id,
+        "received_at": _iso(mail.received_at),
+        "mail_from": mail.mail_from,
+        "rcpt_tos": list(mail.rcpt_tos),
+        "message_id": mail.message_id,
+        "subject": mail.subject,
+        "verdict": mail.verdict,
+        "reasons": list(mail.reasons),
+        "slack_channel": mail.slack_channel,
+        "window": mail.window,
+        "review": mail.review,
+        "decided_at": _iso(mail.decided_at),
+        "actions": [action_json(action) for action in listed.actions],
+    }
+
+
+def action_json(action: ActionRow) -> dict[str, Any]:
+    return {
+        "kind": action.kind,
+        "state": action.state,
+        "due_at": _iso(action.due_at),
+        "attempts": action.attempts,
+        "last_error": action.last_error,
+    }
+
+
+def table(mails: list[ListedMail]) -> str:
+    """A plain table; subjects are cut so one mail stays on one line."""
+    rows = [_COLUMNS, *(_row(listed) for listed in mails)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    return "\n".join(line.rstrip() for line in lines) + f"\n({len(mails)} mails)"
+
+
+def _row(listed: ListedMail) -> tuple[str, ...]:
+    mail = listed.mail
+    actions = " ".join(f"{a.kind}:{a.state}" for a in listed.actions) or "-"
+    return (
+        str(mail.id),
+        mail.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+        _cut(mail.from_addr or mail.mail_from, 30),
+        _cut(mail.subject, 40),
+        mail.verdict or "(undecided)",
+        mail.window or "-",
+        mail.review or "-",
+        actions,
+    )
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()

@@ -1,0 +1,374 @@
+"""The SMTP front door: aiosmtpd in the service's own loop; 250 only once the mail is on disk.
+
+Three pieces: `SessionGate` counts sessions overall and per client address (aiosmtpd has no
+connection cap), `MailHandler` checks recipients and hands each mail to the store, and
+`EscalatorSMTP` (an aiosmtpd SMTP subclass) enforces the gate, gives DATA a longer timer and
+puts RFC 3463 enhanced codes on aiosmtpd's own size and line replies. `start_smtp` wires them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.header
+import email.parser
+import email.policy
+import email.utils
+import logging
+import re
+import ssl
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, AnyStr
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from escalator.errors import ConfigError, StoreUnavailable
+from escalator.settings import Settings, split_host_port
+from escalator.store import IncomingMail, Store
+
+log = logging.getLogger(__name__)
+
+IDENT = "escalator"  # the banner says what answers, never which version (no fingerprinting)
+LINE_LIMIT = 8192  # RFC 5321 says 1000; real senders overshoot, so be liberal up to a point
+MIN_UPLOAD_RATE = 20_000  # bytes/s a legitimately slow client still gets for the largest mail
+PROXY_TIMEOUT = 10.0
+HEADER_SCAN_LIMIT = 64 * 1024  # Message-ID/Subject/From sit in the header block
+
+REPLY_STORED = "250 2.0.0 Ok: queued as {mail_id}"
+REPLY_STORE_DOWN = "451 4.3.0 Temporarily unable to store the message, try again later"
+REPLY_TOO_MANY_SESSIONS = b"421 4.7.0 Too many connections, try again later\r\n"
+REPLY_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+REPLY_UNKNOWN_RCPT = "550 5.1.1 <{address}>: recipient address rejected"
+REPLY_TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
+REPLY_TOO_BIG = "552 5.3.4 Message too big for this system (limit {limit} bytes)"
+REPLY_LINE_TOO_LONG = "500 5.5.2 Line too long (limit {limit} bytes)"
+
+
+# -- recipients ---------------------------------------------------------------------------
+
+
+def mailbox_key(address: str) -> str:
+    """Lowercase, without <> and without a +tag: how recipients are compared."""
+    bare = address.strip().removeprefix("<").removesuffix(">").strip().lower()
+    local, at, domain = bare.rpartition("@")
+    if not at:
+        return bare
+    return f"{local.partition('+')[0]}@{domain}"
+
+
+# -- sessions -----------------------------------------------------------------------------
+
+
+@dataclass
+class SessionGate:
+    """Counts live sessions overall and per client; refuses over either cap."""
+
+    max_total: int
+    max_per_client: int
+    sessions: set[EscalatorSMTP] = field(default_factory=set)
+    per_client: Counter[str] = field(default_factory=Counter)
+    draining: bool = False
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def admit(self, session: EscalatorSMTP, client: str) -> bool:
+        if self.draining or len(self.sessions) >= self.max_total:
+            return False
+        if self.per_client[client] >= self.max_per_client:
+            return False
+        self.sessions.add(session)
+        self.per_client[client] += 1
+        self._idle.clear()
+        return True
+
+    def release(self, session: EscalatorSMTP, client: str) -> None:
+        self.sessions.discard(session)
+        self.per_client[client] -= 1
+        if self.per_client[client] <= 0:
+            del self.per_client[client]
+        if not self.sessions:
+            self._idle.set()
+
+    async def drain(self, deadline: float) -> int:
+        """Close idle sessions now, wait up to `deadline` s for the rest; return how many cut."""
+        self.draining = True
+        for session in list(self.sessions):
+            session.close_if_idle()
+        if self.sessions:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), deadline)
+        left = list(self.sessions)
+        for session in left:
+            session.abort()
+        return len(left)
+
+
+# -- the handler --------------------------------------------------------------------------
+
+
+class MailHandler:
+    """aiosmtpd hooks: which recipients we take, and durable acceptance of the data."""
+
+    def __init__(
+        self,
+        store: Store,
+        addresses: tuple[str, ...],
+        max_recipients: int,
+        on_accepted: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._addresses = frozenset(mailbox_key(a) for a in addresses)
+        self._max_recipients = max_recipients
+        self._on_accepted = on_accepted
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd finds hooks by this exact name
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if mailbox_key(address) not in self._addresses:
+            return REPLY_UNKNOWN_RCPT.format(address=_printable(address))
+        if len(envelope.rcpt_tos) >= self._max_recipients:
+            return REPLY_TOO_MANY_RCPTS
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(  # noqa: N802 - aiosmtpd finds hooks by this exact name
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        mail = incoming_mail(session, envelope)
+        try:
+            accepted = await self._store.accept(mail)
+        except StoreUnavailable as exc:
+            log.warning("store unavailable, answered 451: %s", exc)
+            return REPLY_STORE_DOWN
+        log.info(
+            "accepted mail %d (%d bytes, %d rcpt, from %s%s)",
+            accepted.mail_id,
+            len(mail.raw),
+            len(mail.rcpt_tos),
+            mail.client_address,
+            ", duplicate" if accepted.duplicate else "",
+        )
+        if not accepted.duplicate:
+            self._on_accepted()
+        return REPLY_STORED.format(mail_id=accepted.mail_id)
+
+    async def handle_PROXY(  # noqa: N802 - aiosmtpd finds hooks by this exact name
+        self, server: SMTP, session: Session, envelope: Envelope, proxy_data: Any
+    ) -> bool:
+        return bool(proxy_data and proxy_data.valid)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A bug must not lose mail: the client is told to retry, the traceback goes to the log."""
+        log.error("SMTP session error", exc_info=error)
+        return "451 4.3.0 Internal error, try again later"
+
+
+def incoming_mail(session: Session, envelope: Envelope) -> IncomingMail:
+    raw = envelope.original_content or b""
+    message_id, subject, from_addr = header_summary(raw)
+    return IncomingMail(
+        raw=raw,
+        mail_from=envelope.mail_from or "<>",
+        rcpt_tos=tuple(envelope.rcpt_tos),
+        client_address=client_address(session),
+        tls=session.ssl is not None,
+        received_at=datetime.now(UTC),
+        message_id=message_id,
+        subject=subject,
+        from_addr=from_addr,
+    )
+
+
+def client_address(session: Session) -> str | None:
+    proxied = session.proxy_data
+    if proxied is not None and proxied.src_addr is not None:
+        return str(proxied.src_addr)
+    peer = session.peer
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return None if peer is None else str(peer)
+
+
+_MSGID = re.compile(r"<([^<>\s]+)>")
+
+
+def header_summary(raw: bytes) -> tuple[str | None, str, str]:
+    """(Message-ID without <>, Subject, From address) from the header block only; never raises."""
+    end = raw.find(b"\r\n\r\n", 0, HEADER_SCAN_LIMIT)
+    block = raw[: end if end >= 0 else HEADER_SCAN_LIMIT]
+    try:
+        headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(block)
+        found = _MSGID.search(str(headers.get("message-id", "")))
+        raw_id = str(headers.get("message-id", "")).strip()
+        message_id = found.group(1) if found else (raw_id.strip("<>") or None)
+        subject = _printable(_decoded(headers.get("subject", "")))
+        from_addr = email.utils.parseaddr(str(headers.get("from", "")))[1].lower()
+    except Exception:  # noqa: BLE001 - header junk must never cost a 250; the core reads it later
+        return None, "", ""
+    return message_id, subject[:998], _printable(from_addr)[:320]
+
+
+def _decoded(value: object) -> str:
+    try:
+        return str(email.header.make_header(email.header.decode_header(str(value))))
+    except Exception:  # noqa: BLE001 - a broken encoded word keeps its raw form
+        return str(value)
+
+
+def _printable(text: str) -> str:
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()
+
+
+# -- the protocol -------------------------------------------------------------------------
+
+
+class EscalatorSMTP(SMTP):
+    """aiosmtpd's SMTP with a session cap, a DATA timer and enhanced status codes."""
+
+    line_length_limit = LINE_LIMIT
+
+    def __init__(
+        self, handler: MailHandler, gate: SessionGate, data_timeout: float, **kwargs: Any
+    ) -> None:
+        super().__init__(handler, **kwargs)
+        self._gate = gate
+        self._data_timeout = data_timeout
+        self._client: str | None = None
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._client is None and self._original_transport is None:
+            peer = transport.get_extra_info("peername")
+            client = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+            if not self._gate.admit(self, client):
+                self._refused = True
+                transport.write(REPLY_TOO_MANY_SESSIONS)  # type: ignore[attr-defined]
+                transport.close()
+                return
+            self._client = client
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return  # aiosmtpd never started this session, so it has nothing to tear down
+        if self._client is not None:
+            self._gate.release(self, self._client)
+            self._client = None
+        super().connection_lost(error)
+
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str):
+            await super().push(self._enhanced(status))
+        else:
+            await super().push(status)
+
+    def _enhanced(self, status: str) -> str:
+        """aiosmtpd's own size and line replies carry no RFC 3463 code: give them one."""
+        if status.startswith(("552 Error: Too much mail", "552 Error: message size exceeds")):
+            return REPLY_TOO_BIG.format(limit=self.data_size_limit)
+        if status.startswith("500 Line too long"):
+            return REPLY_LINE_TOO_LONG.format(limit=self.line_length_limit)
+        return status
+
+    async def smtp_MAIL(self, arg: str) -> None:  # noqa: N802 - aiosmtpd dispatches by name
+        if self._gate.draining:
+            await self.push(REPLY_SHUTTING_DOWN)
+            self.abort()
+            return
+        await super().smtp_MAIL(arg)
+
+    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd dispatches by name
+        # aiosmtpd re-arms its timer only per command, so DATA gets a budget for the largest
+        # mail at the slowest rate we still serve; commands keep the short idle timeout.
+        self._reset_timeout(self._data_timeout)
+        await super().smtp_DATA(arg)
+
+    def close_if_idle(self) -> None:
+        """At shutdown: a session with no mail in flight is told so and closed at once."""
+        envelope = self.envelope
+        if self.transport is not None and (envelope is None or envelope.mail_from is None):
+            self.transport.write(f"{REPLY_SHUTTING_DOWN}\r\n".encode())  # type: ignore[attr-defined]
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+# -- wiring -------------------------------------------------------------------------------
+
+
+@dataclass
+class SMTPService:
+    """The listening server and its gate; `address` is where it actually listens."""
+
+    server: asyncio.Server
+    gate: SessionGate
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    async def stop(self, deadline: float) -> int:
+        """Stop listening, let sessions finish up to `deadline` s; return how many were cut."""
+        self.server.close()
+        return await self.gate.drain(deadline)
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """A server context when both certificate and key are set; a clear error if unusable."""
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    if cert is None and key is None:
+        if settings.require_tls:
+            raise ConfigError("ESCALATOR_REQUIRE_TLS needs ESCALATOR_TLS_CERT_FILE and _KEY_FILE")
+        return None
+    if cert is None or key is None:
+        raise ConfigError("set both ESCALATOR_TLS_CERT_FILE and ESCALATOR_TLS_KEY_FILE, or neither")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the TLS certificate {cert} / key {key}: {exc}") from None
+    return context
+
+
+def data_timeout(settings: Settings) -> float:
+    return settings.smtp_command_timeout + settings.max_message_bytes / MIN_UPLOAD_RATE
+
+
+async def start_smtp(
+    settings: Settings, store: Store, on_accepted: Callable[[], None] = lambda: None
+) -> SMTPService:
+    """Listen on ESCALATOR_SMTP_LISTEN in the running loop."""
+    host, port = split_host_port(settings.smtp_listen, "ESCALATOR_SMTP_LISTEN")
+    handler = MailHandler(store, settings.addresses, settings.max_recipients, on_accepted)
+    gate = SessionGate(settings.max_connections, settings.max_connections_per_client)
+    context = tls_context(settings)
+    loop = asyncio.get_running_loop()
+    options: dict[str, Any] = {
+        "data_size_limit": settings.max_message_bytes,
+        "enable_SMTPUTF8": True,
+        "hostname": settings.smtp_hostname,
+        "ident": IDENT,
+        "tls_context": context,
+        "require_starttls": settings.require_tls,
+        "timeout": settings.smtp_command_timeout,
+        "proxy_protocol_timeout": PROXY_TIMEOUT if settings.proxy_protocol else None,
+        "loop": loop,
+    }
+    timeout = data_timeout(settings)
+    try:
+        server = await loop.create_server(
+            lambda: EscalatorSMTP(handler, gate, timeout, **options), host, port
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {settings.smtp_listen}: {exc}") from None
+    return SMTPService(server, gate)

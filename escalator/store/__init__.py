@@ -1,0 +1,188 @@
+"""The durable store: the rows that cross its boundary and the small interface every backend keeps.
+
+Everything the service remembers goes through `Store`: accepted mails (raw bytes + envelope),
+their decisions, the outbox of actions, and the review audit trail. The interface is async and
+small so that a PostgreSQL backend can stand beside the SQLite one and pass the same contract
+tests (tests/test_store.py). `open_store(settings)` picks the backend from the database URL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from escalator.errors import ConfigError
+
+if TYPE_CHECKING:
+    from escalator.core.actions import PlannedAction
+    from escalator.settings import Settings
+
+REVIEW_STATES = ("held", "released", "dismissed")
+ACTION_KINDS = ("page", "alarm", "ack", "reply")
+ACTION_STATES = ("pending", "sent", "dry_run", "failed", "skipped")
+FINAL_ACTION_STATES = ("sent", "dry_run", "failed", "skipped")
+DUPLICATE_WINDOW_DAYS = 7
+
+
+@dataclass(frozen=True)
+class IncomingMail:
+    """A mail as the SMTP session hands it over, before anything is decided."""
+
+    raw: bytes
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    client_address: str | None
+    tls: bool
+    received_at: datetime
+    message_id: str | None = None
+    subject: str = ""
+    from_addr: str = ""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The store's answer to `accept`: the mail's id, and whether it was already there."""
+
+    mail_id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """What `record_decision` writes: the decision's columns plus the full contract JSON."""
+
+    verdict: str
+    reasons: tuple[str, ...]
+    slack_channel: str | None
+    window: str
+    contract: dict[str, Any]
+    decided_at: datetime
+    review: str | None = None
+
+
+@dataclass(frozen=True)
+class MailRow:
+    """One stored mail; `raw` is None when a listing did not ask for the bytes."""
+
+    id: int
+    received_at: datetime
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    client_address: str | None
+    tls: bool
+    message_id: str | None
+    subject: str
+    from_addr: str
+    size: int
+    verdict: str | None = None
+    reasons: tuple[str, ...] = ()
+    slack_channel: str | None = None
+    window: str | None = None
+    decision: dict[str, Any] | None = None
+    decided_at: datetime | None = None
+    review: str | None = None
+    raw: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    """One outbox entry. `attempts` counts claims; `last_error` also holds a skip's reason."""
+
+    id: int
+    mail_id: int
+    kind: str
+    state: str
+    due_at: datetime
+    attempts: int
+    last_error: str | None
+    payload: dict[str, Any]
+    dedup_key: str
+    claimed_until: datetime | None
+    result: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ListedMail:
+    """A mail with its actions, oldest action first, as `escalator list` shows it."""
+
+    mail: MailRow
+    actions: tuple[ActionRow, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """Who did what to which mail, and when (review decisions)."""
+
+    id: int
+    at: datetime
+    who: str
+    what: str
+    mail_id: int | None
+    note: str | None
+
+
+class Store(Protocol):
+    """The durable store. Every method may raise StoreUnavailable (a TransientError)."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def accept(self, mail: IncomingMail) -> Accepted:
+        """Commit the mail durably (or find its duplicate) before returning."""
+        ...
+
+    async def undecided_mails(self, limit: int, byte_budget: int) -> list[MailRow]:
+        """Oldest undecided mails with raw bytes; at least one even if over the budget."""
+        ...
+
+    async def record_decision(
+        self, mail_id: int, record: DecisionRecord, planned: tuple[PlannedAction, ...]
+    ) -> bool:
+        """Write decision and actions in one transaction; False if it was already decided."""
+        ...
+
+    async def add_actions(self, mail_id: int, planned: tuple[PlannedAction, ...]) -> list[int]: ...
+
+    async def claim_due_actions(
+        self, now: datetime, limit: int, lease_seconds: float
+    ) -> list[ActionRow]:
+        """Lease pending actions due by `now`; a leased action is not claimed again meanwhile."""
+        ...
+
+    async def finish_action(
+        self,
+        action_id: int,
+        state: str,
+        error: str | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> None: ...
+
+    async def retry_action(self, action_id: int, due_at: datetime, error: str) -> None: ...
+
+    async def get_mail(self, mail_id: int) -> MailRow | None: ...
+
+    async def list_mails(self) -> list[ListedMail]: ...
+
+    async def set_review(self, mail_id: int, review: str, who: str, note: str | None) -> None:
+        """Change a mail's review state and write the audit row in the same transaction."""
+        ...
+
+    async def audit_log(self, mail_id: int | None = None) -> list[AuditRow]: ...
+
+
+def open_store(settings: Settings) -> Store:
+    """The backend the settings name (not yet opened: call `await store.open()`)."""
+    path = settings.sqlite_path
+    if path is not None:
+        from escalator.store.sqlite import SQLiteStore
+
+        return SQLiteStore(path)
+    url = settings.database_url or ""
+    raise ConfigError(
+        "ESCALATOR_DATABASE_URL must start with sqlite:/// or postgresql://, "
+        f"got scheme {url.partition(':')[0]!r}"
+    )

@@ -1,0 +1,529 @@
+"""The embedded store: one SQLite file in WAL mode, every commit fsynced, commits grouped.
+
+GROUP COMMIT: one writer thread owns the only connection. Callers queue a job (a function of
+the connection) and await its future; the writer takes everything queued, runs each job inside
+its own SAVEPOINT within one transaction, commits once (one fsync for many SMTP sessions), then
+resolves the futures. So twenty sessions that finish DATA together share a single fsync, and a
+job that fails (a constraint, a bug) spoils only its own future. Any SQLite error becomes
+StoreUnavailable, which the SMTP handler answers with 451.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from escalator.core.actions import PlannedAction
+from escalator.errors import ConfigError, StoreUnavailable
+from escalator.store import (
+    DUPLICATE_WINDOW_DAYS,
+    FINAL_ACTION_STATES,
+    REVIEW_STATES,
+    Accepted,
+    ActionRow,
+    AuditRow,
+    DecisionRecord,
+    IncomingMail,
+    ListedMail,
+    MailRow,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Job = Callable[[sqlite3.Connection], Any]
+
+MIGRATIONS = ("sqlite-0001-initial.sql",)
+_LIST_MAILS = (
+    "SELECT id, received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject, "
+    "from_addr, size, verdict, reasons, slack_channel, window, decision, decided_at, review "
+    "FROM mails ORDER BY id"
+)
+_GET_MAIL = "SELECT * FROM mails WHERE id = ?"
+
+
+@dataclass
+class _Queued:
+    job: Job
+    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
+
+
+class SQLiteStore:
+    """The Store protocol on SQLite; see the module docstring for the write path."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = 5.0, max_batch: int = 512) -> None:
+        self.path = path
+        self._busy_timeout = busy_timeout
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    async def open(self) -> None:
+        """Create the file if needed and bring the schema up to date, or fail clearly."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            message = f"cannot create the store folder {self.path.parent}: {exc}"
+            raise StoreUnavailable(message) from None
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=self._writer, args=(ready,), name="escalator-store-writer", daemon=True
+        )
+        self._thread.start()
+        await asyncio.wrap_future(ready)
+
+    async def close(self) -> None:
+        """Finish every queued job, then close the connection."""
+        if self._thread is None or self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    # -- the write path -------------------------------------------------------------------
+
+    async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed or self._thread is None or not self._thread.is_alive():
+            raise StoreUnavailable("the store is closed")
+        queued = _Queued(job)
+        self._queue.put(queued)
+        result: T = await asyncio.wrap_future(queued.future)
+        return result
+
+    def _writer(self, ready: concurrent.futures.Future[None]) -> None:
+        try:
+            conn = self._connect()
+        except Exception as exc:  # noqa: BLE001 - any open failure goes to the awaiting opener
+            self._closed = True
+            ready.set_exception(exc)
+            return
+        ready.set_result(None)
+        try:
+            self._serve_queue(conn)
+        finally:
+            conn.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=self._busy_timeout)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open the store {self.path}: {exc}") from None
+        try:
+            _configure(conn)
+            _migrate(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreUnavailable(f"cannot open the store {self.path}: {exc}") from None
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _serve_queue(self, conn: sqlite3.Connection) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch, stop = self._drain(first)
+            _run_batch(conn, batch)
+            if stop:
+                return
+
+    def _drain(self, first: _Queued) -> tuple[list[_Queued], bool]:
+        batch = [first]
+        while len(batch) < self._max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    # -- the Store protocol ---------------------------------------------------------------
+
+    async def accept(self, mail: IncomingMail) -> Accepted:
+        return await self._run(lambda conn: _accept(conn, mail))
+
+    async def undecided_mails(self, limit: int, byte_budget: int) -> list[MailRow]:
+        return await self._run(lambda conn: _undecided(conn, limit, byte_budget))
+
+    async def record_decision(
+        self, mail_id: int, record: DecisionRecord, planned: tuple[PlannedAction, ...]
+    ) -> bool:
+        now = _now()
+        return await self._run(lambda conn: _record_decision(conn, mail_id, record, planned, now))
+
+    async def add_actions(self, mail_id: int, planned: tuple[PlannedAction, ...]) -> list[int]:
+        now = _now()
+        return await self._run(lambda conn: _insert_actions(conn, mail_id, planned, now))
+
+    async def claim_due_actions(
+        self, now: datetime, limit: int, lease_seconds: float
+    ) -> list[ActionRow]:
+        return await self._run(lambda conn: _claim(conn, now, limit, lease_seconds))
+
+    async def finish_action(
+        self,
+        action_id: int,
+        state: str,
+        error: str | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> None:
+        if state not in FINAL_ACTION_STATES:
+            raise ValueError(f"finish_action needs a final state, not {state!r}")
+        now = _now()
+        await self._run(lambda conn: _finish(conn, action_id, state, error, result, now))
+
+    async def retry_action(self, action_id: int, due_at: datetime, error: str) -> None:
+        now = _now()
+        await self._run(lambda conn: _retry(conn, action_id, due_at, error, now))
+
+    async def get_mail(self, mail_id: int) -> MailRow | None:
+        return await self._run(lambda conn: _get_mail(conn, mail_id))
+
+    async def list_mails(self) -> list[ListedMail]:
+        return await self._run(_list_mails)
+
+    async def set_review(self, mail_id: int, review: str, who: str, note: str | None) -> None:
+        if review not in REVIEW_STATES:
+            raise ValueError(f"unknown review state {review!r}")
+        now = _now()
+        await self._run(lambda conn: _set_review(conn, mail_id, review, who, note, now))
+
+    async def audit_log(self, mail_id: int | None = None) -> list[AuditRow]:
+        return await self._run(lambda conn: _audit_log(conn, mail_id))
+
+
+# -- batches ------------------------------------------------------------------------------
+
+
+def _run_batch(conn: sqlite3.Connection, batch: list[_Queued]) -> None:
+    """One transaction, one savepoint per job, one commit; then settle every future."""
+    live = [item for item in batch if item.future.set_running_or_notify_cancel()]
+    if not live:
+        return
+    outcomes: list[tuple[_Queued, Any, BaseException | None]] = []
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        outcomes = [(item, *_run_job(conn, item.job)) for item in live]
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        _rollback(conn)
+        failure = StoreUnavailable(f"store write failed: {exc}")
+        for item in live:
+            item.future.set_exception(failure)
+        return
+    for item, result, error in outcomes:
+        if error is None:
+            item.future.set_result(result)
+        else:
+            item.future.set_exception(error)
+
+
+def _run_job(conn: sqlite3.Connection, job: Job) -> tuple[Any, BaseException | None]:
+    conn.execute("SAVEPOINT job")
+    try:
+        result = job(conn)
+    except sqlite3.OperationalError:
+        raise  # disk, lock or I/O trouble: the whole transaction is suspect
+    except Exception as exc:  # noqa: BLE001 - a job's own error fails only its own future
+        conn.execute("ROLLBACK TO job")
+        conn.execute("RELEASE job")
+        error = StoreUnavailable(f"store error: {exc}") if isinstance(exc, sqlite3.Error) else exc
+        return None, error
+    conn.execute("RELEASE job")
+    return result, None
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.exception("rollback failed")
+
+
+# -- schema -------------------------------------------------------------------------------
+
+
+def _configure(conn: sqlite3.Connection) -> None:
+    conn.row_factory = sqlite3.Row
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        log.warning("SQLite refused WAL mode (got %s); commits will be slower", mode)
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Apply each migration after the file's `user_version`, each in its own transaction."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise ConfigError(
+            f"the store's schema version {version} is newer than this escalator knows "
+            f"({len(MIGRATIONS)}): upgrade escalator"
+        )
+    for number, name in enumerate(MIGRATIONS[version:], start=version + 1):
+        script = resources.files("escalator.store").joinpath(name).read_text("utf-8")
+        try:
+            conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\n")
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            _rollback(conn)
+            raise
+        log.info("store schema migrated to version %d (%s)", number, name)
+
+
+# -- jobs (run on the writer thread) ------------------------------------------------------
+
+
+def _accept(conn: sqlite3.Connection, mail: IncomingMail) -> Accepted:
+    if mail.message_id:
+        since = _ts(mail.received_at - timedelta(days=DUPLICATE_WINDOW_DAYS))
+        row = conn.execute(
+            "SELECT id FROM mails WHERE message_id = ? AND mail_from = ? AND received_at >= ? "
+            "ORDER BY id LIMIT 1",
+            (mail.message_id, mail.mail_from, since),
+        ).fetchone()
+        if row is not None:
+            return Accepted(int(row["id"]), duplicate=True)
+    cursor = conn.execute(
+        "INSERT INTO mails (received_at, mail_from, rcpt_tos, client_address, tls, message_id, "
+        "subject, from_addr, size, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            _ts(mail.received_at),
+            mail.mail_from,
+            json.dumps(list(mail.rcpt_tos)),
+            mail.client_address,
+            int(mail.tls),
+            mail.message_id,
+            mail.subject,
+            mail.from_addr,
+            len(mail.raw),
+            mail.raw,
+        ),
+    )
+    return Accepted(_rowid(cursor), duplicate=False)
+
+
+def _undecided(conn: sqlite3.Connection, limit: int, byte_budget: int) -> list[MailRow]:
+    sizes = conn.execute(
+        "SELECT id, size FROM mails WHERE verdict IS NULL ORDER BY id LIMIT ?", (limit,)
+    ).fetchall()
+    chosen: list[int] = []
+    total = 0
+    for row in sizes:
+        if chosen and total + int(row["size"]) > byte_budget:
+            break
+        chosen.append(int(row["id"]))
+        total += int(row["size"])
+    mails = (_get_mail(conn, mail_id) for mail_id in chosen)
+    return [mail for mail in mails if mail is not None]
+
+
+def _record_decision(
+    conn: sqlite3.Connection,
+    mail_id: int,
+    record: DecisionRecord,
+    planned: tuple[PlannedAction, ...],
+    now: datetime,
+) -> bool:
+    cursor = conn.execute(
+        "UPDATE mails SET decision = ?, verdict = ?, reasons = ?, slack_channel = ?, window = ?, "
+        "decided_at = ?, review = COALESCE(review, ?) WHERE id = ? AND verdict IS NULL",
+        (
+            json.dumps(record.contract),
+            record.verdict,
+            json.dumps(list(record.reasons)),
+            record.slack_channel,
+            record.window,
+            _ts(record.decided_at),
+            record.review,
+            mail_id,
+        ),
+    )
+    if cursor.rowcount != 1:
+        return False
+    _insert_actions(conn, mail_id, planned, now)
+    return True
+
+
+def _insert_actions(
+    conn: sqlite3.Connection, mail_id: int, planned: tuple[PlannedAction, ...], now: datetime
+) -> list[int]:
+    ids = []
+    for action in planned:
+        cursor = conn.execute(
+            "INSERT INTO actions (mail_id, kind, state, due_at, last_error, payload, dedup_key, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                mail_id,
+                action.kind,
+                action.state,
+                _ts(action.due_at),
+                action.note,
+                json.dumps(dict(action.payload)),
+                action.dedup_key,
+                _ts(now),
+                _ts(now),
+            ),
+        )
+        ids.append(_rowid(cursor))
+    return ids
+
+
+def _claim(
+    conn: sqlite3.Connection, now: datetime, limit: int, lease_seconds: float
+) -> list[ActionRow]:
+    """One UPDATE ... RETURNING under BEGIN IMMEDIATE: no other writer can claim the same row."""
+    rows = conn.execute(
+        "UPDATE actions SET claimed_until = ?, attempts = attempts + 1, updated_at = ? "
+        "WHERE id IN (SELECT id FROM actions WHERE state = 'pending' AND due_at <= ? "
+        "AND (claimed_until IS NULL OR claimed_until <= ?) ORDER BY due_at, id LIMIT ?) "
+        "RETURNING *",
+        (_ts(now + timedelta(seconds=lease_seconds)), _ts(now), _ts(now), _ts(now), limit),
+    ).fetchall()
+    return sorted((_action(row) for row in rows), key=lambda a: (a.due_at, a.id))
+
+
+def _finish(
+    conn: sqlite3.Connection,
+    action_id: int,
+    state: str,
+    error: str | None,
+    result: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    conn.execute(
+        "UPDATE actions SET state = ?, last_error = ?, result = ?, claimed_until = NULL, "
+        "updated_at = ? WHERE id = ?",
+        (state, error, None if result is None else json.dumps(result), _ts(now), action_id),
+    )
+
+
+def _retry(
+    conn: sqlite3.Connection, action_id: int, due_at: datetime, error: str, now: datetime
+) -> None:
+    conn.execute(
+        "UPDATE actions SET due_at = ?, last_error = ?, claimed_until = NULL, updated_at = ? "
+        "WHERE id = ? AND state = 'pending'",
+        (_ts(due_at), error, _ts(now), action_id),
+    )
+
+
+def _get_mail(conn: sqlite3.Connection, mail_id: int) -> MailRow | None:
+    found = conn.execute(_GET_MAIL, (mail_id,)).fetchone()
+    return None if found is None else _mail(found, with_raw=True)
+
+
+def _list_mails(conn: sqlite3.Connection) -> list[ListedMail]:
+    mails = [_mail(row) for row in conn.execute(_LIST_MAILS)]
+    actions: dict[int, list[ActionRow]] = {}
+    for row in conn.execute("SELECT * FROM actions ORDER BY id"):
+        action = _action(row)
+        actions.setdefault(action.mail_id, []).append(action)
+    return [ListedMail(mail, tuple(actions.get(mail.id, ()))) for mail in mails]
+
+
+def _set_review(
+    conn: sqlite3.Connection, mail_id: int, review: str, who: str, note: str | None, now: datetime
+) -> None:
+    cursor = conn.execute("UPDATE mails SET review = ? WHERE id = ?", (review, mail_id))
+    if cursor.rowcount != 1:
+        raise LookupError(f"no mail {mail_id}")
+    conn.execute(
+        "INSERT INTO audit (at, who, what, mail_id, note) VALUES (?, ?, ?, ?, ?)",
+        (_ts(now), who, review, mail_id, note),
+    )
+
+
+def _audit_log(conn: sqlite3.Connection, mail_id: int | None) -> list[AuditRow]:
+    if mail_id is None:
+        rows = conn.execute("SELECT * FROM audit ORDER BY id")
+    else:
+        rows = conn.execute("SELECT * FROM audit WHERE mail_id = ? ORDER BY id", (mail_id,))
+    return [
+        AuditRow(row["id"], _dt(row["at"]), row["who"], row["what"], row["mail_id"], row["note"])
+        for row in rows
+    ]
+
+
+# -- rows and times -----------------------------------------------------------------------
+
+
+def _mail(row: sqlite3.Row, *, with_raw: bool = False) -> MailRow:
+    decided_at = row["decided_at"]
+    return MailRow(
+        id=int(row["id"]),
+        received_at=_dt(row["received_at"]),
+        mail_from=row["mail_from"],
+        rcpt_tos=tuple(json.loads(row["rcpt_tos"])),
+        client_address=row["client_address"],
+        tls=bool(row["tls"]),
+        message_id=row["message_id"],
+        subject=row["subject"],
+        from_addr=row["from_addr"],
+        size=int(row["size"]),
+        verdict=row["verdict"],
+        reasons=tuple(json.loads(row["reasons"])) if row["reasons"] else (),
+        slack_channel=row["slack_channel"],
+        window=row["window"],
+        decision=json.loads(row["decision"]) if row["decision"] else None,
+        decided_at=None if decided_at is None else _dt(decided_at),
+        review=row["review"],
+        raw=bytes(row["raw"]) if with_raw and row["raw"] is not None else None,
+    )
+
+
+def _action(row: sqlite3.Row) -> ActionRow:
+    claimed, result = row["claimed_until"], row["result"]
+    return ActionRow(
+        id=int(row["id"]),
+        mail_id=int(row["mail_id"]),
+        kind=row["kind"],
+        state=row["state"],
+        due_at=_dt(row["due_at"]),
+        attempts=int(row["attempts"]),
+        last_error=row["last_error"],
+        payload=json.loads(row["payload"]),
+        dedup_key=row["dedup_key"],
+        claimed_until=None if claimed is None else _dt(claimed),
+        result=None if result is None else json.loads(result),
+        created_at=_dt(row["created_at"]),
+        updated_at=_dt(row["updated_at"]),
+    )
+
+
+def _rowid(cursor: sqlite3.Cursor) -> int:
+    if cursor.lastrowid is None:
+        raise StoreUnavailable("insert returned no row id")
+    return cursor.lastrowid
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(moment: datetime) -> str:
+    """UTC text with fixed precision, so comparing the text compares the instants."""
+    if moment.tzinfo is None:
+        raise ValueError("store times must carry a time zone")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _dt(text: str) -> datetime:
+    return datetime.fromisoformat(text)

@@ -1,0 +1,224 @@
+"""Contract tests of the durable store, run against every backend (`store` fixture in conftest)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from escalator.core.actions import PlannedAction
+from escalator.errors import ConfigError, StoreUnavailable
+from escalator.store import DecisionRecord, IncomingMail, Store
+from escalator.store.sqlite import SQLiteStore
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def incoming(n: int = 1, **changes: object) -> IncomingMail:
+    fields: dict[str, object] = {
+        "raw": f"Message-ID: <m{n}@example.org>\r\nSubject: s{n}\r\n\r\nbody {n}\r\n".encode(),
+        "mail_from": "alice@example.org",
+        "rcpt_tos": ("escalations@localhost",),
+        "client_address": "127.0.0.1",
+        "tls": False,
+        "received_at": T0,
+        "message_id": f"m{n}@example.org",
+        "subject": f"s{n}",
+        "from_addr": "alice@example.org",
+    }
+    fields.update(changes)
+    return IncomingMail(**fields)  # type: ignore[arg-type]
+
+
+def record(verdict: str = "escalate") -> DecisionRecord:
+    reasons = () if verdict == "escalate" else ("sender_not_allowed",)
+    contract = {"verdict": verdict, "reasons": list(reasons), "window": "support"}
+    return DecisionRecord(verdict, reasons, "laa-incident", "support", contract, T0)
+
+
+def planned(*kinds: str, due: datetime = T0) -> tuple[PlannedAction, ...]:
+    return tuple(PlannedAction(kind, due, f"{kind}:root", {"n": i}) for i, kind in enumerate(kinds))
+
+
+async def test_accept_keeps_raw_bytes_and_envelope(store: Store) -> None:
+    """An accepted mail comes back byte for byte, with its envelope, null sender included."""
+    raw = b"Subject: \xff odd bytes\r\n\r\n\x00nul and 8-bit \xe9\r\n"
+    mail = incoming(raw=raw, mail_from="<>", rcpt_tos=("a@x", "B@x"), tls=True, message_id=None)
+    accepted = await store.accept(mail)
+    row = await store.get_mail(accepted.mail_id)
+    assert row is not None and not accepted.duplicate
+    assert (row.raw, row.mail_from, row.rcpt_tos, row.tls) == (raw, "<>", ("a@x", "B@x"), True)
+    assert (row.received_at, row.client_address, row.size) == (T0, "127.0.0.1", len(raw))
+    assert row.verdict is None and row.review is None
+
+
+async def test_duplicate_within_seven_days_is_stored_once(store: Store) -> None:
+    """Same Message-ID and sender within 7 days is the same mail; otherwise it is a new one."""
+    first = await store.accept(incoming(1))
+    again = await store.accept(incoming(1, received_at=T0 + timedelta(days=6)))
+    other_sender = await store.accept(incoming(1, mail_from="bob@example.org"))
+    later = await store.accept(incoming(1, received_at=T0 + timedelta(days=8)))
+    assert again.duplicate and again.mail_id == first.mail_id
+    assert not other_sender.duplicate and not later.duplicate
+    no_id = [await store.accept(incoming(2, message_id=None)) for _ in range(2)]
+    assert not any(a.duplicate for a in no_id) and no_id[0].mail_id != no_id[1].mail_id
+
+
+async def test_concurrent_accepts_all_commit(store: Store) -> None:
+    """Many sessions accepting at once (one group commit) each get their own stored row."""
+    results = await asyncio.gather(*(store.accept(incoming(n)) for n in range(200)))
+    assert len({a.mail_id for a in results}) == 200
+    assert len(await store.list_mails()) == 200
+
+
+async def test_concurrent_duplicates_in_one_batch_collapse(store: Store) -> None:
+    """Two deliveries of one mail that land in the same group commit still make one row."""
+    results = await asyncio.gather(*(store.accept(incoming(7)) for _ in range(5)))
+    assert len({a.mail_id for a in results}) == 1
+    assert sum(not a.duplicate for a in results) == 1
+
+
+async def test_decision_and_actions_are_recorded_exactly_once(store: Store) -> None:
+    """record_decision writes decision + actions together; a second call changes nothing."""
+    mail_id = (await store.accept(incoming())).mail_id
+    assert await store.record_decision(mail_id, record(), planned("page", "alarm", "reply"))
+    assert not await store.record_decision(mail_id, record("reject"), planned("reply"))
+    (listed,) = await store.list_mails()
+    assert listed.mail.verdict == "escalate" and listed.mail.window == "support"
+    assert listed.mail.decision == record().contract
+    assert [a.kind for a in listed.actions] == ["page", "alarm", "reply"]
+    assert {a.state for a in listed.actions} == {"pending"}
+
+
+async def test_rejected_mail_is_held_and_skipped_reply_keeps_reason(store: Store) -> None:
+    """A held review state and a skipped reply with its reason are stored as given."""
+    mail_id = (await store.accept(incoming())).mail_id
+    skipped = PlannedAction("reply", T0, "reply:x", {}, state="skipped", note="null sender")
+    rejected = DecisionRecord("reject", ("automated_message",), None, "on_call", {}, T0, "held")
+    await store.record_decision(mail_id, rejected, (skipped,))
+    (listed,) = await store.list_mails()
+    assert listed.mail.review == "held" and listed.mail.reasons == ("automated_message",)
+    (action,) = listed.actions
+    assert (action.state, action.last_error) == ("skipped", "null sender")
+
+
+async def test_undecided_mails_respects_byte_budget(store: Store) -> None:
+    """The worker gets the oldest undecided mails within a byte budget, but at least one."""
+    ids = [(await store.accept(incoming(n))).mail_id for n in range(5)]
+    await store.record_decision(ids[0], record(), ())
+    size = len(incoming(1).raw)
+    assert [m.id for m in await store.undecided_mails(10, size * 2)] == ids[1:3]
+    assert [m.id for m in await store.undecided_mails(10, 1)] == ids[1:2]
+    assert [m.id for m in await store.undecided_mails(2, 10**9)] == ids[1:3]
+    assert all(m.raw for m in await store.undecided_mails(10, 10**9))
+
+
+async def test_claim_leases_due_pending_actions(store: Store) -> None:
+    """Only due, pending, unleased actions are claimed; a lease hides them until it expires."""
+    mail_id = (await store.accept(incoming())).mail_id
+    await store.record_decision(mail_id, record(), planned("page", "alarm"))
+    await store.add_actions(mail_id, planned("reply", due=T0 + timedelta(hours=1)))
+    claimed = await store.claim_due_actions(T0, 10, lease_seconds=60)
+    assert [a.kind for a in claimed] == ["page", "alarm"]
+    assert all(a.attempts == 1 and a.claimed_until for a in claimed)
+    assert await store.claim_due_actions(T0 + timedelta(seconds=30), 10, 60) == []
+    again = await store.claim_due_actions(T0 + timedelta(seconds=61), 1, 60)
+    assert [(a.kind, a.attempts) for a in again] == [("page", 2)]
+
+
+async def test_finish_and_retry(store: Store) -> None:
+    """finish_action ends an action for good; retry_action reschedules it with the error."""
+    mail_id = (await store.accept(incoming())).mail_id
+    await store.record_decision(mail_id, record(), planned("page", "alarm"))
+    page, alarm = await store.claim_due_actions(T0, 10, 60)
+    await store.finish_action(page.id, "dry_run", result={"event": "would page"})
+    await store.retry_action(alarm.id, T0 + timedelta(minutes=5), "slack 503")
+    assert await store.claim_due_actions(T0 + timedelta(minutes=1), 10, 60) == []
+    (retried,) = await store.claim_due_actions(T0 + timedelta(minutes=5), 10, 60)
+    assert (retried.id, retried.last_error, retried.attempts) == (alarm.id, "slack 503", 2)
+    (listed,) = await store.list_mails()
+    assert listed.actions[0].state == "dry_run" and listed.actions[0].result == {
+        "event": "would page"
+    }
+    with pytest.raises(ValueError):
+        await store.finish_action(page.id, "pending")
+
+
+async def test_two_stores_never_claim_the_same_action(store_factory: object) -> None:
+    """Two workers (two store connections) claiming at once split the actions between them."""
+    first, second = await store_factory(), await store_factory()  # type: ignore[operator]
+    for n in range(20):
+        mail_id = (await first.accept(incoming(n))).mail_id
+        await first.record_decision(mail_id, record(), planned("page", "alarm"))
+    claims = await asyncio.gather(
+        *(s.claim_due_actions(T0, 3, 60) for _ in range(10) for s in (first, second))
+    )
+    ids = [a.id for batch in claims for a in batch]
+    assert len(ids) == len(set(ids)) == 40
+
+
+async def test_review_change_writes_audit(store: Store) -> None:
+    """Changing the review state leaves an audit row saying who, what and why."""
+    mail_id = (await store.accept(incoming())).mail_id
+    await store.set_review(mail_id, "released", "sam@example.org", "real incident")
+    (entry,) = await store.audit_log(mail_id)
+    assert (entry.who, entry.what, entry.mail_id, entry.note) == (
+        "sam@example.org",
+        "released",
+        mail_id,
+        "real incident",
+    )
+    assert (await store.get_mail(mail_id)).review == "released"  # type: ignore[union-attr]
+    with pytest.raises(LookupError):
+        await store.set_review(9999, "dismissed", "sam", None)
+
+
+async def test_closed_store_raises_store_unavailable(store: Store) -> None:
+    """After close, every call says the store is unavailable (the SMTP side answers 451)."""
+    await store.close()
+    with pytest.raises(StoreUnavailable):
+        await store.accept(incoming())
+
+
+async def test_sqlite_locked_database_is_store_unavailable(tmp_path: Path) -> None:
+    """When another process holds the write lock past the busy timeout, accept fails cleanly."""
+    store = SQLiteStore(tmp_path / "s.db", busy_timeout=0.1)
+    await store.open()
+    blocker = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(StoreUnavailable, match="locked"):
+        await store.accept(incoming())
+    blocker.execute("ROLLBACK")
+    assert not (await store.accept(incoming())).duplicate
+    blocker.close()
+    await store.close()
+
+
+async def test_sqlite_reopen_keeps_data_and_schema_version(tmp_path: Path) -> None:
+    """Reopening the file migrates nothing twice and keeps every mail."""
+    for _ in range(2):
+        store = SQLiteStore(tmp_path / "s.db")
+        await store.open()
+        await store.accept(incoming(message_id=None))
+        await store.close()
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM mails").fetchone()[0] == 2
+
+
+async def test_sqlite_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A store written by a newer escalator is refused with a clear message, not damaged."""
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(ConfigError, match="newer"):
+        await SQLiteStore(tmp_path / "s.db").open()
+
+
+async def test_sqlite_unopenable_path_fails_fast(tmp_path: Path) -> None:
+    """A store path under a file (not a folder) fails at open with the path in the message."""
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreUnavailable, match="file"):
+        await SQLiteStore(tmp_path / "file" / "s.db").open()
