@@ -34,6 +34,21 @@ _REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]]
 ]
 
 
+def _register_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from escalator import cli_serve
+
+    cli_serve.register(commands)
+
+
+def _register_list(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from escalator import cli_list
+
+    cli_list.register(commands)
+
+
+_REGISTRARS += [_register_serve, _register_list]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
