@@ -16,6 +16,7 @@ from typing import Any
 import pagerduty
 
 from escalator.core.retry import Refused, RetryLater, parse_retry_after
+from escalator.errors import ConfigError
 
 
 class _Retryable(Exception):
@@ -53,9 +54,12 @@ class PagerDuty:
     def __init__(
         self, routing_key: str, events_url: str, ca_file: Path | None, timeout: float = 10.0
     ) -> None:
-        self._client = _SingleShotClient(
-            routing_key, base_url=events_url.rstrip("/"), verify=tls_context(ca_file)
-        )
+        try:
+            self._client = _SingleShotClient(
+                routing_key, base_url=events_url.rstrip("/"), verify=tls_context(ca_file)
+            )
+        except pagerduty.UrlError as exc:
+            raise ConfigError(f"ESCALATOR_PAGERDUTY_EVENTS_URL: {exc}") from None
         self._client.retry = {}
         self._client.timeout = timeout  # type: ignore[assignment]  # httpx takes float seconds
 

@@ -104,7 +104,7 @@ class SlackStandIn:
 
     async def __aenter__(self) -> SlackStandIn:
         app = web.Application()
-        app.router.add_post("/api/{method}", self._dispatch)
+        app.router.add_route("*", "/api/{method}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

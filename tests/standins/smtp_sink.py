@@ -65,10 +65,21 @@ class SmtpSink:
         self._handler.script.extend(answers)
 
     def _build(self, server_tls: ssl.SSLContext) -> Controller:
-        common: dict[str, Any] = {"hostname": "127.0.0.1", "port": _free_port(), "ready_timeout": 5}
+        # LOGIN is left out: aiosmtplib's initial-response LOGIN stalls against aiosmtpd on failure
+        common: dict[str, Any] = {
+            "auth_exclude_mechanism": ["LOGIN"],
+            "hostname": "127.0.0.1",
+            "port": _free_port(),
+            "ready_timeout": 5,
+        }
         if self.mode == "smtps":
+            # aiosmtpd does not count implicit TLS as TLS for AUTH, though the wire is encrypted
             return Controller(
-                self._handler, ssl_context=server_tls, authenticator=self._auth, **common
+                self._handler,
+                ssl_context=server_tls,
+                authenticator=self._auth,
+                auth_require_tls=False,
+                **common,
             )
         if self.mode == "smtp+starttls":
             return Controller(
@@ -88,7 +99,7 @@ class SmtpSink:
             self._user.encode(),
             self._password.encode(),
         )
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)
 
     def __enter__(self) -> SmtpSink:
         self._controller.start()
