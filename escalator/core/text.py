@@ -196,7 +196,12 @@ def _split_signature(text: str) -> tuple[str, str]:
     for match in _SIGN_OFF.finditer(text[:cut]):
         tail = [line for line in text[match.end() : cut].split("\n") if line.strip()]
         # A signature is a short block of short lines; facts after a mid-text "thanks" are not.
-        if len(tail) <= _SIGNATURE_MAX_LINES and all(len(line) <= 80 for line in tail):
+        if len(tail) <= _SIGNATURE_MAX_LINES and all(_signature_line(line) for line in tail):
             cut = match.start()
             break
     return text[:cut].rstrip(), text[cut:].strip()
+
+
+def _signature_line(line: str) -> bool:
+    """Names, titles, phone numbers: short lines, never a sentence of facts."""
+    return len(line) <= 60 and len(line.split()) <= 8
