@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -17,32 +18,32 @@ from escalator.errors import ConfigError
 LONDON = ZoneInfo("Europe/London")
 CAL = build_calendar("Europe/London")
 
-S, SO, O, N = Window.SUPPORT, Window.SUPPORT_AND_ON_CALL, Window.ON_CALL, Window.NO_COVER
+SUP, BOTH, ONC, NOC = Window.SUPPORT, Window.SUPPORT_AND_ON_CALL, Window.ON_CALL, Window.NO_COVER
 
 WORKING_DAY = [  # Wednesday 25 November 2026 (GMT)
-    ("00:00:00", N),
-    ("06:59:59", N),
-    ("07:00:00", O),
-    ("08:59:59", O),
-    ("09:00:00", SO),
-    ("09:59:59", SO),
-    ("10:00:00", S),
-    ("16:59:59", S),
-    ("17:00:00", SO),
-    ("17:59:59", SO),
-    ("18:00:00", O),
-    ("21:59:59", O),
-    ("22:00:00", N),
-    ("23:59:59", N),
+    ("00:00:00", NOC),
+    ("06:59:59", NOC),
+    ("07:00:00", ONC),
+    ("08:59:59", ONC),
+    ("09:00:00", BOTH),
+    ("09:59:59", BOTH),
+    ("10:00:00", SUP),
+    ("16:59:59", SUP),
+    ("17:00:00", BOTH),
+    ("17:59:59", BOTH),
+    ("18:00:00", ONC),
+    ("21:59:59", ONC),
+    ("22:00:00", NOC),
+    ("23:59:59", NOC),
 ]
 NON_WORKING = [
-    ("06:59:59", N),
-    ("07:00:00", O),
-    ("09:30:00", O),
-    ("12:00:00", O),
-    ("17:30:00", O),
-    ("21:59:59", O),
-    ("22:00:00", N),
+    ("06:59:59", NOC),
+    ("07:00:00", ONC),
+    ("09:30:00", ONC),
+    ("12:00:00", ONC),
+    ("17:30:00", ONC),
+    ("21:59:59", ONC),
+    ("22:00:00", NOC),
 ]
 NON_WORKING_DAYS = [
     "2026-11-28",  # Saturday
@@ -76,26 +77,26 @@ def test_weekends_and_bank_holidays_are_on_call_all_day(
 @pytest.mark.parametrize(
     ("instant", "window"),
     [
-        ("2026-07-15T05:59:59Z", N),  # 06:59:59 BST
-        ("2026-07-15T06:00:00Z", O),  # 07:00 BST
-        ("2026-07-15T08:00:00Z", SO),  # 09:00 BST
-        ("2026-07-15T09:00:00+01:00", SO),
-        ("2026-07-15T10:00:00+01:00", S),
-        ("2026-07-15T16:00:00Z", SO),  # 17:00 BST
-        ("2026-07-15T21:00:00Z", N),  # 22:00 BST
-        ("2026-07-15T14:00:00-05:00", O),  # 20:00 BST, given in New York time
-        ("2026-11-25T09:30:00+00:00", SO),
-        ("2026-11-25T09:30:00Z", SO),
-        ("2026-11-25T11:30:00+02:00", SO),  # 09:30 GMT from an eastern offset
-        ("2026-03-29T05:59:59Z", N),  # spring forward day: 06:59:59 BST
-        ("2026-03-29T06:00:00Z", O),  # 07:00 BST
-        ("2026-03-29T00:59:59Z", N),  # 00:59:59 GMT, just before the jump
-        ("2026-10-25T06:59:59Z", N),  # fall back day (a Sunday): 06:59:59 GMT
-        ("2026-10-25T07:00:00Z", O),
-        ("2026-10-25T00:30:00Z", N),  # 01:30 BST, the first of the repeated hour
-        ("2026-10-25T01:30:00Z", N),  # 01:30 GMT, the second
-        ("2026-10-25T21:59:59Z", O),
-        ("2026-10-25T22:00:00Z", N),
+        ("2026-07-15T05:59:59Z", NOC),  # 06:59:59 BST
+        ("2026-07-15T06:00:00Z", ONC),  # 07:00 BST
+        ("2026-07-15T08:00:00Z", BOTH),  # 09:00 BST
+        ("2026-07-15T09:00:00+01:00", BOTH),
+        ("2026-07-15T10:00:00+01:00", SUP),
+        ("2026-07-15T16:00:00Z", BOTH),  # 17:00 BST
+        ("2026-07-15T21:00:00Z", NOC),  # 22:00 BST
+        ("2026-07-15T14:00:00-05:00", ONC),  # 20:00 BST, given in New York time
+        ("2026-11-25T09:30:00+00:00", BOTH),
+        ("2026-11-25T09:30:00Z", BOTH),
+        ("2026-11-25T11:30:00+02:00", BOTH),  # 09:30 GMT from an eastern offset
+        ("2026-03-29T05:59:59Z", NOC),  # spring forward day: 06:59:59 BST
+        ("2026-03-29T06:00:00Z", ONC),  # 07:00 BST
+        ("2026-03-29T00:59:59Z", NOC),  # 00:59:59 GMT, just before the jump
+        ("2026-10-25T06:59:59Z", NOC),  # fall back day (a Sunday): 06:59:59 GMT
+        ("2026-10-25T07:00:00Z", ONC),
+        ("2026-10-25T00:30:00Z", NOC),  # 01:30 BST, the first of the repeated hour
+        ("2026-10-25T01:30:00Z", NOC),  # 01:30 GMT, the second
+        ("2026-10-25T21:59:59Z", ONC),
+        ("2026-10-25T22:00:00Z", NOC),
     ],
 )
 def test_instants_with_offsets_and_dst(instant: str, window: Window) -> None:
@@ -105,8 +106,8 @@ def test_instants_with_offsets_and_dst(instant: str, window: Window) -> None:
 
 def test_dst_fall_back_morning() -> None:
     """On the October change, 06:59:59 GMT is still no cover; 07:00 GMT starts on call."""
-    assert CAL.window_at(datetime(2026, 10, 25, 6, 59, 59, tzinfo=UTC)) is N
-    assert CAL.window_at(datetime(2026, 10, 25, 7, 0, tzinfo=UTC)) is O
+    assert CAL.window_at(datetime(2026, 10, 25, 6, 59, 59, tzinfo=UTC)) is NOC
+    assert CAL.window_at(datetime(2026, 10, 25, 7, 0, tzinfo=UTC)) is ONC
 
 
 @pytest.mark.parametrize(
@@ -124,19 +125,19 @@ def test_dst_fall_back_morning() -> None:
 def test_no_cover_escalation_pages_at_next_0700(instant: str, page_at: str) -> None:
     """Out of cover, an escalation alarms now and is paged at the next 07:00 local."""
     routing = route(Verdict.ESCALATE, CAL, datetime.fromisoformat(instant))
-    assert routing.window is N and routing.page is Page.DEFERRED and routing.alarm is True
+    assert routing.window is NOC and routing.page is Page.DEFERRED and routing.alarm is True
     assert routing.page_at is not None and routing.page_at.isoformat() == page_at
 
 
 @pytest.mark.parametrize(
     ("instant", "window", "page", "alarm"),
     [
-        ("2026-11-25T12:00:00+00:00", S, Page.NONE, True),
-        ("2026-11-25T09:15:00+00:00", SO, Page.NOW, True),
-        ("2026-11-25T17:15:00+00:00", SO, Page.NOW, True),
-        ("2026-11-25T19:00:00+00:00", O, Page.NOW, False),
-        ("2026-11-28T12:00:00+00:00", O, Page.NOW, False),
-        ("2026-11-28T23:00:00+00:00", N, Page.DEFERRED, True),
+        ("2026-11-25T12:00:00+00:00", SUP, Page.NONE, True),
+        ("2026-11-25T09:15:00+00:00", BOTH, Page.NOW, True),
+        ("2026-11-25T17:15:00+00:00", BOTH, Page.NOW, True),
+        ("2026-11-25T19:00:00+00:00", ONC, Page.NOW, False),
+        ("2026-11-28T12:00:00+00:00", ONC, Page.NOW, False),
+        ("2026-11-28T23:00:00+00:00", NOC, Page.DEFERRED, True),
     ],
 )
 def test_routing_table(instant: str, window: Window, page: Page, alarm: bool) -> None:
@@ -161,15 +162,15 @@ def test_extra_non_working_day_from_govuk_file() -> None:
     )
     calendar = build_calendar("Europe/London", extra)
     noon = datetime(2026, 11, 25, 12, tzinfo=UTC)
-    assert CAL.window_at(noon) is S
-    assert calendar.window_at(noon) is O
+    assert CAL.window_at(noon) is SUP
+    assert calendar.window_at(noon) is ONC
     assert calendar.holiday_name(date(2026, 11, 25)) == "extra non-working day"
 
 
 @pytest.mark.parametrize("text", ["{}", "not json", '{"england-and-wales": {"events": [{}]}}'])
 def test_bad_holiday_file_is_a_clear_config_error(text: str) -> None:
     """A malformed override file is refused with a message naming the expected format."""
-    with pytest.raises(ConfigError, match="bank-holidays.json"):
+    with pytest.raises(ConfigError, match=r"bank-holidays\.json"):
         parse_extra_days(text)
 
 
@@ -188,11 +189,11 @@ def test_day_segments_cover_the_whole_day() -> None:
     """`escalator cover` rows: contiguous segments from 00:00 to 24:00, merged when equal."""
     working = CAL.day_segments(date(2026, 11, 25))
     holiday = CAL.day_segments(date(2026, 12, 28))
-    assert [w for _, _, w in working] == [N, O, SO, S, SO, O, N]
-    assert [w for _, _, w in holiday] == [N, O, N]
+    assert [w for _, _, w in working] == [NOC, ONC, BOTH, SUP, BOTH, ONC, NOC]
+    assert [w for _, _, w in holiday] == [NOC, ONC, NOC]
     for segments in (working, holiday):
         assert segments[0][0] == time(0) and segments[-1][1] == time.max
-        assert all(a[1] == b[0] for a, b in zip(segments, segments[1:], strict=False))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(segments))
 
 
 instants = st.datetimes(
@@ -212,4 +213,4 @@ def test_every_instant_has_one_window_and_page_at_is_the_next_0700(instant: date
     assert local.time() == time(7) and page_at > instant
     previous = datetime.combine(local.date() - timedelta(days=1), time(7), tzinfo=LONDON)
     assert previous <= instant
-    assert calendar.window_at(page_at) is O
+    assert calendar.window_at(page_at) is ONC

@@ -38,7 +38,7 @@ def test_rfc2047_subject_and_latin1_body() -> None:
 
 def test_base64_body_and_unknown_charset() -> None:
     """A base64 body in an unknown charset still yields text (with replacements), no error."""
-    body = base64.b64encode("Payments are failing for everyone".encode()).decode()
+    body = base64.b64encode(b"Payments are failing for everyone").decode()
     raw = (
         "From: a@example.org\nSubject: x\nContent-Type: text/plain; charset=x-unknown-42\n"
         f"Content-Transfer-Encoding: base64\n\n{body}\n"
