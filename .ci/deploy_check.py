@@ -15,6 +15,7 @@ When kubectl is on PATH, its rendering must equal ours. Exit status 1 lists ever
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -80,14 +81,15 @@ def rendered_variants() -> dict[str, list[Doc]]:
 
 def _secrets_as_files_overlay(tmp: Path) -> Path:
     """The example overlay with its commented-out secrets-as-files patch switched on."""
-    example = K8S / "overlays" / "example"
+    # kustomize wants relative paths, even for a folder outside the kustomization.
+    example = os.path.relpath(K8S / "overlays" / "example", tmp)
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": [str(example)],
+        "resources": [example],
         "patches": [
             {
-                "path": str(example / "secrets-as-files.yaml"),
+                "path": f"{example}/secrets-as-files.yaml",
                 "target": {"kind": "Deployment", "name": "escalator"},
             }
         ],

@@ -1,0 +1,406 @@
+"""deploy/ stays valid: the Python half of .ci/check-deploy, run as part of the suite.
+
+The renderer and the checks live in .ci/ (kustomize_render.py, deploy_check.py); these tests
+prove the shipped manifests pass, that each check catches the breakage it exists for, and that
+the renderer agrees with `kubectl kustomize` where kubectl is installed.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / ".ci"))
+
+import deploy_check as dc  # noqa: E402 - importable only once .ci is on the path
+import kustomize_render as kr  # noqa: E402 - same
+
+Doc = dict[str, Any]
+EXAMPLE = ROOT / "deploy" / "k8s" / "overlays" / "example"
+needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+
+
+@pytest.fixture(scope="module")
+def example() -> list[Doc]:
+    return kr.render(EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def fields() -> dict[str, Any]:
+    return dc.setting_fields()
+
+
+@pytest.fixture(scope="module")
+def anchors() -> set[str]:
+    return dc.runbook_anchors(dc.RUNBOOK.read_text(encoding="utf-8"))
+
+
+def _find(docs: list[Doc], kind: str, name: str | None = None) -> Doc:
+    return next(d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"]))
+
+
+def _broken(docs: list[Doc], change: Callable[[list[Doc]], None]) -> list[Doc]:
+    broken = copy.deepcopy(docs)
+    change(broken)
+    return broken
+
+
+def _server(docs: list[Doc]) -> Doc:
+    return _find(docs, "Deployment", "escalator")["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+
+
+# ---- the shipped deploy/ ---------------------------------------------------------------------
+
+
+def test_every_shipped_variant_passes_all_checks() -> None:
+    """The base, the example overlay and its secrets-as-files variant have no problem at all."""
+    problems, notes = dc.check_all(use_kubectl=False)
+    assert problems == []
+    assert len(notes) == 3
+
+
+def test_the_alerts_the_issue_asks_for_exist(example: list[Doc]) -> None:
+    """Undelivered escalation, backlog, missing probe, store errors, refusals, pod down."""
+    rule = _find(example, "PrometheusRule")
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    assert {
+        "EscalatorEscalationNotDelivered", "EscalatorOutboxBacklog", "EscalatorProbeMissing",
+        "EscalatorStoreErrors", "EscalatorSmtpRefusalsSpiking", "EscalatorDown",
+    } <= alerts  # fmt: skip
+
+
+def test_runbook_metrics_table_lists_exactly_the_metrics_rules_may_use() -> None:
+    """docs/runbook.md documents the same metric names deploy_check accepts in alert rules."""
+    text = dc.RUNBOOK.read_text(encoding="utf-8")
+    table = {line.split("`")[1] for line in text.splitlines() if line.startswith("| `escalator_")}
+    assert table == dc.COUNTERS | dc.GAUGES | dc.HISTOGRAMS
+
+
+def test_example_overlay_sets_namespace_image_and_host(example: list[Doc]) -> None:
+    """The overlay's namespace, image and Ingress host reach the rendered resources."""
+    assert {d["metadata"].get("namespace") for d in example if d["kind"] != "Namespace"} == {
+        "escalator"
+    }
+    images = {c["image"] for _, t in dc.pod_templates(example) for c in t["spec"]["containers"]}
+    assert images == {"registry.example.org/platform/escalator:0.1.0"}
+    assert _find(example, "Ingress")["spec"]["rules"][0]["host"] == "escalator.example.org"
+
+
+def test_secrets_as_files_variant_mounts_the_secret_and_names_the_folder() -> None:
+    """With the optional patch the Secret is a volume and ESCALATOR_SECRETS_DIR points at it."""
+    docs = dc.rendered_variants()["example+secrets-as-files"]
+    container = _server(docs)["containers"][0]
+    assert container["env"] == [
+        {"name": "ESCALATOR_SECRETS_DIR", "value": "/run/secrets/escalator"}
+    ]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["secrets"] == "/run/secrets/escalator"
+
+
+# ---- each check catches its breakage -----------------------------------------------------------
+
+
+def test_a_misspelt_field_fails_schema_validation(example: list[Doc]) -> None:
+    """Strict validation rejects a field Kubernetes does not know (here `replica`)."""
+    broken = _broken(example, lambda d: _find(d, "Deployment")["spec"].update(replica=2))
+    problems = dc.check_schemas(broken)
+    assert any("Deployment/escalator" in p and "replica" in p for p in problems)
+
+
+def test_a_wrong_type_fails_schema_validation(example: list[Doc]) -> None:
+    """A container port given as text is refused by the schema."""
+
+    def change(docs: list[Doc]) -> None:
+        _server(docs)["containers"][0]["ports"][0]["containerPort"] = "2525"
+
+    assert dc.check_schemas(_broken(example, change))
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("sum(rate(escalator_store_errors_total[5m])", "does not parse"),
+        ("escalator_store_error_total > 0", "unknown metric 'escalator_store_error_total'"),
+        ("rate(escalator_accept_seconds_bucket[5m]) > 1", None),
+    ],
+)
+def test_alert_expressions_must_parse_and_name_known_metrics(
+    example: list[Doc], anchors: set[str], expr: str, expected: str | None
+) -> None:
+    """An unparseable expression or a misspelt metric is reported; histogram series are known."""
+
+    def change(docs: list[Doc]) -> None:
+        _find(docs, "PrometheusRule")["spec"]["groups"][0]["rules"][0]["expr"] = expr
+
+    problems = dc.check_prometheus_rules(_broken(example, change), anchors)
+    if expected is None:
+        assert problems == []
+    else:
+        assert any(expected in p for p in problems), problems
+
+
+def test_alert_needs_severity_and_an_existing_runbook_section(
+    example: list[Doc], anchors: set[str]
+) -> None:
+    """A rule without severity, or linking a runbook section that does not exist, is reported."""
+
+    def change(docs: list[Doc]) -> None:
+        rule = _find(docs, "PrometheusRule")["spec"]["groups"][0]["rules"][0]
+        rule["labels"] = {}
+        rule["annotations"]["runbook_url"] += "-gone"
+        rule["for"] = "5 minutes"
+
+    problems = dc.check_prometheus_rules(_broken(example, change), anchors)
+    assert any("severity" in p for p in problems)
+    assert any("not a heading" in p for p in problems)
+    assert any("not a duration" in p for p in problems)
+
+
+def test_service_monitor_must_name_a_port_of_a_selected_service(example: list[Doc]) -> None:
+    """Scraping a port name no selected Service has is reported."""
+
+    def change(docs: list[Doc]) -> None:
+        _find(docs, "ServiceMonitor")["spec"]["endpoints"][0]["port"] = "metrics"
+
+    problems = dc.check_service_monitors(_broken(example, change))
+    assert any("'metrics'" in p for p in problems)
+
+
+def test_broken_references_between_resources_are_reported(example: list[Doc]) -> None:
+    """A renamed container port, ConfigMap or claim breaks the Service, envFrom and volume."""
+
+    def change(docs: list[Doc]) -> None:
+        spec = _server(docs)
+        spec["containers"][0]["ports"][0]["name"] = "mail"
+        _find(docs, "ConfigMap", "escalator-settings")["metadata"]["name"] = "settings"
+        _find(docs, "PersistentVolumeClaim")["metadata"]["name"] = "data"
+
+    problems = " | ".join(dc.check_references(_broken(example, change)))
+    assert "Service/escalator-smtp: targetPort smtp unknown" in problems
+    assert "envFrom ConfigMap escalator-settings missing" in problems
+    assert "claim escalator-data missing" in problems
+
+
+def test_selectors_that_select_nothing_are_reported(example: list[Doc]) -> None:
+    """A PodDisruptionBudget or Service whose selector matches no pod is reported."""
+
+    def change(docs: list[Doc]) -> None:
+        _find(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"]["x"] = "y"
+        _find(docs, "Service", "escalator-http")["spec"]["selector"]["x"] = "y"
+
+    problems = " | ".join(dc.check_references(_broken(example, change)))
+    assert "PodDisruptionBudget/escalator: selector matches no pod template" in problems
+    assert "Service/escalator-http: selector matches no pod template" in problems
+
+
+def test_weakened_security_context_is_reported(example: list[Doc]) -> None:
+    """Writable root, kept capabilities or service links in the pod are each reported."""
+
+    def change(docs: list[Doc]) -> None:
+        spec = _server(docs)
+        spec.pop("enableServiceLinks")
+        context = spec["containers"][0]["securityContext"]
+        context["readOnlyRootFilesystem"] = False
+        context["capabilities"] = {"drop": ["NET_RAW"]}
+
+    problems = " | ".join(dc.check_security(_broken(example, change)))
+    assert "readOnlyRootFilesystem must be true" in problems
+    assert "capabilities must drop ALL" in problems
+    assert "enableServiceLinks must be false" in problems
+
+
+def test_unknown_setting_names_and_bad_values_are_reported(
+    example: list[Doc], fields: dict[str, Any]
+) -> None:
+    """A misspelt ESCALATOR_* variable, or a value the app would refuse, is reported."""
+
+    def change(docs: list[Doc]) -> None:
+        data = _find(docs, "ConfigMap", "escalator-settings")["data"]
+        data["ESCALATOR_SMTP_LISTN"] = "0.0.0.0:25"
+        data["ESCALATOR_MAX_RECIPIENTS"] = "many"
+
+    problems = " | ".join(dc.check_setting_names(_broken(example, change), fields))
+    assert "ESCALATOR_SMTP_LISTN is not an escalator setting" in problems
+    assert "max_recipients" in problems
+
+
+def test_settings_example_must_name_every_setting(tmp_path: Path, fields: dict[str, Any]) -> None:
+    """Dropping a setting from the example file, or adding an unknown one, is reported."""
+    text = dc.SETTINGS_EXAMPLE.read_text(encoding="utf-8")
+    broken = tmp_path / "settings.toml"
+    broken.write_text(
+        text.replace("max_recipients = 20\n", "") + 'colour = "blue"\n', encoding="utf-8"
+    )
+    problems = dc.check_settings_example(broken, fields)
+    assert "settings.toml: setting max_recipients is missing" in problems
+    assert "settings.toml: colour is not a setting" in problems
+
+
+def test_dockerfile_must_end_as_a_non_root_user(tmp_path: Path) -> None:
+    """A final stage running as root, or without the healthcheck, is reported."""
+    text = (ROOT / "deploy" / "Dockerfile").read_text(encoding="utf-8")
+    broken = tmp_path / "Dockerfile"
+    broken.write_text(
+        text.replace("USER 10001:10001", "USER root").replace("HEALTHCHECK", "# HC"),
+        encoding="utf-8",
+    )
+    problems = " | ".join(dc.check_dockerfile(broken))
+    assert "non-root USER" in problems
+    assert "HEALTHCHECK" in problems
+
+
+# ---- the renderer ------------------------------------------------------------------------------
+
+
+def _kustomization(directory: Path, body: Doc, resources: dict[str, Any]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    body = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", **body}
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump(body), encoding="utf-8")
+    for name, content in resources.items():
+        text = content if isinstance(content, str) else yaml.safe_dump(content)
+        (directory / name).write_text(text, encoding="utf-8")
+    return directory
+
+
+CRONJOB = {
+    "apiVersion": "batch/v1",
+    "kind": "CronJob",
+    "metadata": {"name": "job"},
+    "spec": {
+        "schedule": "* * * * *",
+        "jobTemplate": {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "initContainers": [{"name": "a", "image": "app:1@sha256:abc"}],
+                        "containers": [
+                            {"name": "b", "image": "app"},
+                            {"name": "c", "image": "registry:5000/other:2"},
+                        ],
+                    }
+                }
+            }
+        },
+    },
+}
+
+
+def test_images_retag_every_matching_container_and_only_those(tmp_path: Path) -> None:
+    """`images` rewrites containers and init containers of the named image, at any depth."""
+    directory = _kustomization(
+        tmp_path,
+        {"resources": ["job.yaml"], "images": [{"name": "app", "newName": "r/app", "newTag": "9"}]},
+        {"job.yaml": CRONJOB},
+    )
+    pod = kr.render(directory)[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["initContainers"][0]["image"] == "r/app:9"
+    assert [c["image"] for c in pod["containers"]] == ["r/app:9", "registry:5000/other:2"]
+
+
+def test_json6902_operations_apply_in_order(tmp_path: Path) -> None:
+    """add (including `-`), replace, remove and test behave as RFC 6902 says."""
+    ops = [
+        {"op": "test", "path": "/spec/schedule", "value": "* * * * *"},
+        {"op": "replace", "path": "/spec/schedule", "value": "*/5 * * * *"},
+        {"op": "add", "path": "/metadata/labels", "value": {"a/b": "1"}},
+        {"op": "add", "path": "/metadata/labels/c~1d", "value": "2"},
+        {"op": "remove", "path": "/metadata/labels/a~1b"},
+    ]
+    directory = _kustomization(
+        tmp_path,
+        {"resources": ["job.yaml"], "patches": [{"path": "p.yaml", "target": {"kind": "CronJob"}}]},
+        {"job.yaml": CRONJOB, "p.yaml": ops},
+    )
+    job = kr.render(directory)[0]
+    assert job["spec"]["schedule"] == "*/5 * * * *"
+    assert job["metadata"]["labels"] == {"c/d": "2"}
+
+
+@pytest.mark.parametrize(
+    ("body", "files", "message"),
+    [
+        ({"commonLabels": {"a": "b"}}, {}, "unsupported kustomization fields ['commonLabels']"),
+        (
+            {"patches": [{"path": "p.yaml"}]},
+            {"p.yaml": {**CRONJOB, "spec": {"jobTemplate": {"spec": {"template": {"spec": {
+                "containers": []}}}}}}},
+            "strategic merge into list",
+        ),
+        (
+            {"patches": [{"path": "p.yaml", "target": {"kind": "Service"}}]},
+            {"p.yaml": [{"op": "remove", "path": "/spec"}]},
+            "matches no resource",
+        ),
+        (
+            {"patches": [{"path": "p.yaml", "target": {"kind": "CronJob"}}]},
+            {"p.yaml": [{"op": "replace", "path": "/spec/nothing", "value": 1}]},
+            "replace of missing /spec/nothing",
+        ),
+    ],
+)  # fmt: skip
+def test_unsupported_or_impossible_kustomizations_are_refused(
+    tmp_path: Path, body: Doc, files: dict[str, Any], message: str
+) -> None:
+    """Features the renderer lacks, and patches that cannot apply, fail loudly."""
+    directory = _kustomization(tmp_path, {"resources": ["job.yaml"], **body},
+                               {"job.yaml": CRONJOB, **files})  # fmt: skip
+    with pytest.raises(kr.RenderError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        kr.render(directory)
+
+
+def test_strategic_merge_of_maps_adds_replaces_and_deletes(tmp_path: Path) -> None:
+    """A map-only strategic merge patch merges keys, and null deletes one."""
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"},
+              "data": {"A": "1", "B": "2"}}  # fmt: skip
+    patch = {**config, "data": {"A": "9", "B": None, "C": "3"}}
+    directory = _kustomization(
+        tmp_path,
+        {"resources": ["c.yaml"], "patches": [{"path": "p.yaml"}], "namespace": "n"},
+        {"c.yaml": config, "p.yaml": patch},
+    )
+    rendered = kr.render(directory)[0]
+    assert rendered["data"] == {"A": "9", "C": "3"}
+    assert rendered["metadata"]["namespace"] == "n"
+
+
+@needs_kubectl
+@pytest.mark.parametrize("variant", ["base", "overlays/example"])
+def test_renderer_matches_kubectl_kustomize(variant: str) -> None:
+    """Where kubectl is installed, its kustomize output equals ours resource for resource."""
+    directory = ROOT / "deploy" / "k8s" / variant
+    assert dc.kubectl_differences(directory, kr.render(directory)) == []
+
+
+@needs_kubectl
+def test_renderer_matches_kubectl_on_the_secrets_as_files_variant(tmp_path: Path) -> None:
+    """The optional secrets-as-files patch renders the same in kubectl and here."""
+    directory = dc._secrets_as_files_overlay(tmp_path)
+    assert dc.kubectl_differences(directory, kr.render(directory)) == []
+
+
+# ---- the linters ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["hadolint", "deploy/Dockerfile"],
+        ["yamllint", "--strict", "-c", "deploy/.yamllint.yaml", "deploy/"],
+    ],
+)
+def test_linters_pass(command: list[str]) -> None:
+    """hadolint finds nothing in the Dockerfile and yamllint nothing under deploy/."""
+    tool = Path(sys.executable).parent / command[0]
+    if not tool.exists():
+        pytest.skip(f"{command[0]} not installed in this environment")
+    result = subprocess.run([str(tool), *command[1:]], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
