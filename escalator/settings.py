@@ -37,7 +37,6 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ESCALATOR_",
         extra="ignore",
-        secrets_dir=os.environ.get("ESCALATOR_SECRETS_DIR") or None,
         frozen=True,
     )
 
@@ -121,7 +120,9 @@ def load_settings(**overrides: Any) -> Settings:
     if toml_path and not Path(toml_path).is_file():
         raise ConfigError(f"ESCALATOR_CONFIG names {toml_path!r}, which is not a readable file")
     try:
-        return Settings(**overrides)
+        secrets_dir = os.environ.get("ESCALATOR_SECRETS_DIR") or None
+        # pydantic-settings takes the directory as an init-only argument the model does not declare.
+        return Settings(_secrets_dir=secrets_dir, **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
