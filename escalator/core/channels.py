@@ -14,9 +14,15 @@ from dataclasses import dataclass
 _MARKUP = re.compile(r"<#(C[A-Z0-9]{6,})(?:\|([^>]{1,80}))?>")
 _ARCHIVE = re.compile(r"https?://[\w.-]*slack\.com/archives/([A-Za-z0-9]{8,})\b")
 _HASH = re.compile(r"(?<![\w&/#@=])#([A-Za-z0-9][A-Za-z0-9_-]{0,79})")
+# "Slack channel: name"; not a Microsoft Teams channel, which no Slack reader can join.
 _LABELLED = re.compile(
-    r"\b(?:slack\s+channel|slack|channel)\s*(?:is|name)?\s*[:=\-\u2013]\s*"
+    r"(?<!teams )(?<!teams' )\b(?:slack\s+channel|slack|channel)\s*(?:is|name)?\s*[:=\-\u2013]\s*"
     r"([A-Za-z0-9][A-Za-z0-9_-]{1,79})\b",
+    re.IGNORECASE,
+)
+# "our Slack channel is name": without punctuation only a hyphenated name is taken as a channel.
+_NAMED = re.compile(
+    r"\bslack\s+channel\s+(?:is|called|named)\s+#?([A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)+)\b",
     re.IGNORECASE,
 )
 _TICKET_KEY = re.compile(r"^(?:[A-Z]{2,10}-\d+|\d+[A-Za-z]?)$")  # JIRA keys, PR numbers, "#1st"
@@ -130,6 +136,7 @@ def _raw_mentions(text: str) -> list[tuple[int, int, str]]:
         (_ARCHIVE, _from_archive),
         (_HASH, _from_hash),
         (_LABELLED, _from_label),
+        (_NAMED, _from_label),
     ):
         for match in pattern.finditer(text):
             channel = pick(match)

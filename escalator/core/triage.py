@@ -15,6 +15,9 @@ from escalator.core.model import REASON_ORDER, Evidence, Reason, Triage, Verdict
 from escalator.core.rules import Rule, Rules
 
 _SNIPPET = 80
+# A request the process excludes (how-to, PR chase, ...) stays an incident when the mail shows this
+# many symptoms: one problem word is often the question's topic, two or more describe an outage.
+_SYMPTOMS_OVER_EXCLUSION = 2
 # Rules read the opening of each part: a person states the problem in the first page, and a
 # pasted 5 MB log must not cost seconds of regular expressions (about 3 ms per rule per 50 KB).
 _RULE_TEXT_CHARS = 6_000
@@ -163,7 +166,7 @@ def _impact_evidence(parts: list[TextPart], rules: Rules) -> _Impact:
     symptoms, excluded = hits("symptom"), hits("no_impact")
     if not hits("live"):
         excluded += hits("non_production")
-    if not symptoms:
+    if len(symptoms) < _SYMPTOMS_OVER_EXCLUSION:
         excluded += hits("exclusion")
     if not hits("ongoing"):
         excluded += hits("resolved")

@@ -1,0 +1,1427 @@
+"""A table of labelled mails, decided as a careful human reader of the escalation inbox would.
+
+Each case is a realistic mail written as compact RFC 5322 text, with the expected verdict, the
+primary reject reason and the Slack channel (the labels of ../shared/corpus/samples/README.md).
+The comment above each case states the behaviour it pins. Cases come in pairs, worded
+differently, so that a fix for one is a general rule and not a match on that mail's words.
+"""
+
+from __future__ import annotations
+
+import base64
+import quopri
+from dataclasses import dataclass
+
+import pytest
+
+from escalator.core.mail import parse_mail
+from escalator.core.model import Reason, Verdict
+from escalator.core.rules import parse_rules
+from escalator.core.triage import TriagePolicy, triage
+from escalator.policy import default_rules_text
+
+RULES = parse_rules(default_rules_text(), "built-in rules.toml")
+ESCALATE = (Verdict.ESCALATE, None)
+AUTOMATED = (Verdict.REJECT, Reason.AUTOMATED_MESSAGE)
+NOT_ALLOWED = (Verdict.REJECT, Reason.SENDER_NOT_ALLOWED)
+NOT_IMPACTING = (Verdict.REJECT, Reason.NOT_SERVICE_IMPACTING)
+NO_CHANNEL = (Verdict.REJECT, Reason.MISSING_SLACK_CHANNEL)
+NO_FACTS = (Verdict.REJECT, Reason.MISSING_INCIDENT_FACTS)
+SENDER = "Priya Nair <priya.nair@justice.gov.uk>"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    expect: tuple[Verdict, Reason | None]
+    channel: str | None
+    raw: bytes
+    allowed_senders: tuple[str, ...] = ()
+    trusted_list_ids: tuple[str, ...] = ()
+
+
+def eml(
+    subject: str,
+    body: str,
+    *,
+    sender: str = SENDER,
+    headers: str = "",
+    content_type: str = 'text/plain; charset="utf-8"',
+    encoding: str = "8bit",
+) -> bytes:
+    """A one-part mail; `headers` are extra header lines, `body` is already encoded."""
+    head = (
+        f"From: {sender}\n"
+        "To: Cloud Platform Escalations <cloud-platform-escalations@digital.justice.gov.uk>\n"
+        f"Subject: {subject}\n"
+        "Date: Sat, 28 Nov 2026 20:55:00 +0000\n"
+        "Message-ID: <case@example.justice.gov.uk>\n"
+        f"{headers}"
+        "MIME-Version: 1.0\n"
+        f"Content-Type: {content_type}\n"
+        f"Content-Transfer-Encoding: {encoding}\n"
+    )
+    return (head + "\n" + body.lstrip("\n")).encode("utf-8")
+
+
+def multipart(subject: str, boundary: str, parts: str, *, kind: str = "mixed", **kw: str) -> bytes:
+    return eml(
+        subject,
+        parts,
+        content_type=f'multipart/{kind}; boundary="{boundary}"',
+        encoding="7bit",
+        **kw,
+    )
+
+
+OUTAGE = """
+Hi,
+
+Since 20:30 the Apply for civil legal aid service returns a 503 to every provider. Live
+users cannot submit applications and the pods are in CrashLoopBackOff after the node update.
+"""
+
+CASES: list[Case] = [
+    # --- escalations, and the channel forms ------------------------------------------------
+    # A live outage with facts and a #channel is escalated; the channel is lower-cased.
+    Case(
+        "outage-hash-channel",
+        ESCALATE,
+        "laa-apply-incident",
+        eml("Apply for civil legal aid down", OUTAGE + "\nPlease use #LAA-Apply-Incident.\n"),
+    ),
+    # "Slack channel: name" without # counts as the channel.
+    Case(
+        "slack-channel-label",
+        ESCALATE,
+        "book-a-visit-live",
+        eml(
+            "Book a prison visit - bookings failing",
+            """
+Hello,
+
+Visitors have been unable to book prison visits since 19:10. The booking page times out after
+30 seconds and we are seeing a spike of 504s on the public site.
+
+Slack channel: book-a-visit-live
+
+Thanks
+Tom""",
+        ),
+    ),
+    # Slack markup with a name gives the name.
+    Case(
+        "markup-with-name",
+        ESCALATE,
+        "prison-api-incident",
+        eml(
+            "Prison API errors",
+            """
+The Prison API in production is returning 500 errors for roughly half of requests, so
+NOMIS-backed screens in every prison are failing to load. Started 20:40.
+Comms in <#C07AB12CD34|prison-api-incident> please.
+""",
+        ),
+    ),
+    # Slack markup without a name gives the channel ID in upper case.
+    Case(
+        "markup-id-only",
+        ESCALATE,
+        "C07ZX98YW65",
+        eml(
+            "Court store - production outage",
+            """
+Court Store is down in production: uploads fail with "connection refused" and court staff
+cannot retrieve hearing bundles for tomorrow's lists.
+We're coordinating in <#C07ZX98YW65>.
+""",
+        ),
+    ),
+    # A Slack archive link is the channel, given as its ID in upper case.
+    Case(
+        "archive-link-id",
+        ESCALATE,
+        "C09LMN4PQ2R",
+        eml(
+            "Payments failing on Pay for a criminal fine",
+            """
+Hi team,
+
+Card payments on the live fines service have failed since 18:02 - the payment provider callback
+gets a 502 from our ingress. Members of the public cannot pay fines online.
+
+Incident channel: https://mojdt.slack.com/archives/c09lmn4pq2r
+""",
+        ),
+    ),
+    # A link whose visible text is #name, in an HTML-only Outlook mail, gives the name.
+    Case(
+        "html-link-text",
+        ESCALATE,
+        "cfo-incident",
+        eml(
+            "Cannot log in to Create and vary a licence",
+            """
+<html><head><style>p.MsoNormal {margin:0cm;}</style></head><body>
+<div class=3D"WordSection1">
+<p class=3D"MsoNormal">Hi,</p>
+<p class=3D"MsoNormal">Since 20:15 probation officers can&#8217;t log in to Create and vary a
+licence in production&nbsp;&#8211; the sign-in page shows a blank screen.</p>
+<table><tr><td>Service</td><td>Create and vary a licence</td></tr>
+<tr><td>Impact</td><td>All probation regions</td></tr></table>
+<p class=3D"MsoNormal">Further updates in <a href=3D"https://mojdt.slack.com/archives/C0123ABCD9">
+#CFO-Incident</a></p>
+</div></body></html>""",
+            content_type='text/html; charset="utf-8"',
+            encoding="quoted-printable",
+        ),
+    ),
+    # A channel named only in the subject counts.
+    Case(
+        "subject-only-channel",
+        ESCALATE,
+        "hmpps-auth-incident",
+        eml(
+            "HMPPS Auth outage [#hmpps-auth-incident]",
+            """
+HMPPS Auth token endpoint is timing out in production, so every HMPPS service that signs
+users in is unusable. Started about 20:35, affects all prisons and probation.
+""",
+        ),
+    ),
+    # Several channels: the further-comms one beats where it was raised.
+    Case(
+        "raised-vs-further",
+        ESCALATE,
+        "visits-incident",
+        eml(
+            "Visits booking outage",
+            """
+We posted in #ask-cloud-platform an hour ago and nobody picked it up.
+
+Prison visit booking has been down since 19:00 - every booking gets a 500 and visitors are
+phoning the prisons instead.
+
+Let's continue in #visits-incident please.
+""",
+        ),
+    ),
+    # Several channels: the further-comms one beats where alerts go, whatever the order.
+    Case(
+        "alerts-vs-further",
+        ESCALATE,
+        "ppud-outage",
+        eml(
+            "PPUD automation down",
+            """
+Please join #ppud-outage for updates.
+
+The PPUD automation API is not responding in production; recalls cannot be recorded.
+Our alerts go to #ppud-alerts and have been firing since 20:10.
+""",
+        ),
+    ),
+    # A channel in the signature's "Team channel:" line loses to the incident channel.
+    Case(
+        "signature-team-channel",
+        ESCALATE,
+        "nomis-api-incident",
+        eml(
+            "NOMIS API down",
+            """
+Hi,
+
+The NOMIS API is returning 502 Bad Gateway for all calls since 20:20; prison staff can't see
+prisoner records.
+
+Updates: #nomis-api-incident
+
+Regards,
+Ola Bamidele
+Syscon team
+Team channel: #syscon-team
+""",
+        ),
+    ),
+    # Only the signature names a channel: it is still a channel, better than none.
+    Case(
+        "signature-only-channel",
+        ESCALATE,
+        "syscon-team",
+        eml(
+            "Prisoner transfers failing",
+            """
+Hi,
+
+Prisoner transfers between establishments are failing in production since 19:45 with a
+timeout from the movements API, so reception staff cannot receive prisoners.
+
+Regards,
+Ola Bamidele
+Team channel: #syscon-team
+""",
+        ),
+    ),
+    # A channel mentioned only in a quoted earlier message loses to the one in the new text.
+    Case(
+        "quoted-channel-loses",
+        ESCALATE,
+        "probation-search-incident",
+        eml(
+            "Re: Probation search not returning results",
+            """
+It is still failing - production search returns no results for any CRN, so officers cannot
+find cases. Moving the conversation to #probation-search-incident.
+
+On Sat, 28 Nov 2026 at 20:10, Ken Adams <ken.adams@justice.gov.uk> wrote:
+> Have you asked in #probation-search-dev?
+> Ken
+""",
+        ),
+    ),
+    # #1234 is a PR number, not a channel; the real channel is found after it.
+    Case(
+        "pr-number-not-channel",
+        ESCALATE,
+        "manage-recalls-live",
+        eml(
+            "Manage recalls outage after deploy",
+            """
+Our deploy of PR #4821 went out at 20:00 and since then Manage a recall is down in production:
+every page shows a 500 and caseworkers can't process recalls. Rolling back hasn't helped.
+#manage-recalls-live
+""",
+        ),
+    ),
+    # When #ask-cloud-platform is the only channel named, it is the answer.
+    Case(
+        "only-ask-cloud-platform",
+        ESCALATE,
+        "ask-cloud-platform",
+        eml(
+            "Production ingress returning 404 for our domain",
+            """
+Hi,
+
+Since 20:25 our production domain (check-money.service.justice.gov.uk) returns 404 from the
+ingress for every path. The public cannot use the service. I've raised it in
+#ask-cloud-platform too but it's late on a Saturday.
+""",
+        ),
+    ),
+    # An outage caused by a merged PR is an incident, not a PR chase.
+    Case(
+        "pr-caused-outage",
+        ESCALATE,
+        "crime-portal-incident",
+        eml(
+            "Crime portal outage - PR merged this afternoon",
+            """
+Hi,
+
+The pull request that changed our ingress annotations was merged at 17:00 and since then the
+live Crime Portal has been unreachable for all court users. Could you revert the PR please?
+Comms in #crime-portal-incident.
+""",
+        ),
+    ),
+    # The same, worded around an issue rather than a PR: a live problem tracked in an issue.
+    Case(
+        "issue-tracked-outage",
+        ESCALATE,
+        "delius-incident",
+        eml(
+            "Delius outage - see GitHub issue",
+            """
+We opened issue #512 an hour ago but this is now an outage: nDelius is not loading for
+probation staff in production, login hangs and then times out. Please treat as P1.
+Slack: #delius-incident
+""",
+        ),
+    ),
+    # A security breach in production is escalated.
+    Case(
+        "security-breach",
+        ESCALATE,
+        "sec-incident-0412",
+        eml(
+            "Possible credentials leak - production",
+            """
+We have found that an AWS access key for our production namespace was committed to a public
+GitHub repository two hours ago and has been used from an unknown IP. We believe the account is
+compromised. Coordinating in #sec-incident-0412.
+""",
+        ),
+    ),
+    # Data loss in production is escalated.
+    Case(
+        "data-loss",
+        ESCALATE,
+        "cica-incident",
+        eml(
+            "CICA - applications lost",
+            """
+Since the database failover at 19:30 the production CICA apply service has lost the last two
+hours of submitted applications; the rows are missing from the database. Applicants are being
+told their claim was received. Channel #cica-incident.
+""",
+        ),
+    ),
+    # Severe degradation (slowness, timeouts) on live is escalated.
+    Case(
+        "severe-degradation",
+        ESCALATE,
+        "mlra-incident",
+        eml(
+            "MLRA extremely slow",
+            """
+MLRA is extremely slow for all Legal Aid Agency caseworkers - most pages take over a minute
+and many requests time out. It has been like this since 20:00 and work has stopped.
+#mlra-incident
+""",
+        ),
+    ),
+    # Written without the usual outage words: users are blocked from a live service.
+    Case(
+        "plain-words-outage",
+        ESCALATE,
+        "opg-lpa-incident",
+        eml(
+            "Nobody can sign in to Make a lasting power of attorney",
+            """
+Hi,
+
+Since about half eight tonight nobody can sign in to Make a lasting power of attorney. The
+sign-in button just spins and nothing happens. We have 40 complaints from the public already.
+
+Please use #opg-lpa-incident
+""",
+        ),
+    ),
+    # A follow-up saying the problem continues is still an incident ("any update" is not a
+    # status chase when the outage is ongoing).
+    Case(
+        "ongoing-any-update",
+        ESCALATE,
+        "laa-apply-incident",
+        eml(
+            "Re: Apply for civil legal aid down",
+            """
+This is still down for all providers - any update? We're in #laa-apply-incident.
+
+On Sat, 28 Nov 2026 at 20:31, Priya Nair <priya.nair@justice.gov.uk> wrote:
+> Since 20:30 the Apply service returns a 503 to every provider.
+""",
+        ),
+    ),
+    # A mail that mentions staging only as the place where things still work is a live outage.
+    Case(
+        "staging-as-comparison",
+        ESCALATE,
+        "hmpps-manage-users",
+        eml(
+            "Manage users - 500 on every page",
+            """
+Since tonight's release the Manage users service returns a 500 on every page for everyone. It
+worked fine in staging before we released. Rolled back, still broken.
+
+Slack channel: #hmpps-manage-users
+""",
+        ),
+    ),
+    # Mentions the dev channel and a past test run, but the outage is in production.
+    Case(
+        "prod-outage-dev-channel",
+        ESCALATE,
+        "prisoner-content-hub-dev",
+        eml(
+            "Content hub down in prisons",
+            """
+The prisoner content hub is down in production - tablets in every prison show "service
+unavailable". Nothing has changed on our side since Thursday.
+
+We're talking about it in #prisoner-content-hub-dev
+""",
+        ),
+    ),
+    # --- channel traps: no channel ---------------------------------------------------------
+    # @person is not a channel.
+    Case(
+        "at-person",
+        NO_CHANNEL,
+        None,
+        eml(
+            "Court case service outage",
+            """
+The Prepare a case for sentence service is down in production: court users get a 502 on the
+case list. Please DM me on Slack @sara.okafor for anything you need.
+""",
+        ),
+    ),
+    # A Teams bridge is not a Slack channel.
+    Case(
+        "teams-bridge",
+        NO_CHANNEL,
+        None,
+        eml(
+            "P1 - Refer and monitor an intervention unavailable",
+            """
+Refer and monitor an intervention is unavailable in production; probation practitioners
+cannot make referrals. Join the Teams bridge: https://teams.microsoft.com/l/meetup-join/19%3ameeting_abc
+""",
+        ),
+    ),
+    # A phone number is not a channel.
+    Case(
+        "phone-only",
+        NO_CHANNEL,
+        None,
+        eml(
+            "Urgent - prison visits outage",
+            """
+Visit bookings are failing for all prisons since 20:00 with a 500 error on submit. Families
+cannot book. Call me on 07700 900 123 if you need anything.
+""",
+        ),
+    ),
+    # "our usual channel" is not a channel.
+    Case(
+        "usual-channel",
+        NO_CHANNEL,
+        None,
+        eml(
+            "Sentence calculation broken",
+            """
+Calculate release dates is broken in production: every calculation returns an error and
+custody staff cannot release people today. Talk to us in our usual channel.
+""",
+        ),
+    ),
+    # --- missing facts -----------------------------------------------------------------------
+    # "call me" with a channel and nothing else: no facts.
+    Case(
+        "call-me",
+        NO_FACTS,
+        "pathfinder-live",
+        eml(
+            "URGENT",
+            """
+Can someone call me asap please. #pathfinder-live
+
+Sent from my iPhone
+""",
+        ),
+    ),
+    # An empty body with a channel in the subject: no facts.
+    Case("empty-body", NO_FACTS, "hmpps-incident", eml("#hmpps-incident", "\n")),
+    # Just a link and a channel: no facts.
+    Case(
+        "just-a-link",
+        NO_FACTS,
+        "epf-live",
+        eml(
+            "Please look",
+            """
+https://grafana.live.cloud-platform.service.justice.gov.uk/d/abc123/ingress?orgId=1
+
+#epf-live
+""",
+        ),
+    ),
+    # --- automated mail ----------------------------------------------------------------------
+    # Auto-Submitted: auto-generated wins even on an incident-looking alert.
+    Case(
+        "auto-submitted-alert",
+        AUTOMATED,
+        "laa-alerts",
+        eml(
+            "[FIRING:1] KubePodCrashLooping production",
+            """
+Pod laa-apply-7c9f is in CrashLoopBackOff in namespace laa-apply-production. Service down.
+Alerts: #laa-alerts
+""",
+            headers="Auto-Submitted: auto-generated\n",
+            sender="Alertmanager <alerts@justice.gov.uk>",
+        ),
+    ),
+    # Precedence: bulk is automated.
+    Case(
+        "precedence-bulk",
+        AUTOMATED,
+        None,
+        eml(
+            "Weekly platform newsletter",
+            """
+The production clusters were unavailable for 3 minutes on Tuesday due to an upgrade.
+""",
+            headers="Precedence: bulk\n",
+        ),
+    ),
+    # X-Autoreply is automated, whatever the subject says.
+    Case(
+        "x-autoreply",
+        AUTOMATED,
+        None,
+        eml(
+            "Re: Production outage",
+            """
+I am on leave until Monday. For anything urgent about the outage contact the service desk.
+""",
+            headers="X-Autoreply: yes\n",
+        ),
+    ),
+    # A List-Id from an unknown list is automated.
+    Case(
+        "list-id-untrusted",
+        AUTOMATED,
+        "laa-apply-incident",
+        eml(
+            "[dev-announce] Digest",
+            OUTAGE + "#laa-apply-incident\n",
+            headers="List-Id: Developer announcements <dev-announce.lists.example.org>\n",
+        ),
+    ),
+    # A List-Id of the deployment's trusted front group is an ordinary person's mail.
+    Case(
+        "list-id-trusted",
+        ESCALATE,
+        "laa-apply-incident",
+        eml(
+            "[escalations] Apply for civil legal aid down",
+            OUTAGE + "#laa-apply-incident\n",
+            headers="List-Id: <cloud-platform-escalations.digital.justice.gov.uk>\n"
+            "Precedence: list\n",
+        ),
+        trusted_list_ids=("cloud-platform-escalations.digital.justice.gov.uk",),
+    ),
+    # A bounce from MAILER-DAEMON is automated.
+    Case(
+        "mailer-daemon",
+        AUTOMATED,
+        None,
+        eml(
+            "Undelivered Mail Returned to Sender",
+            """
+This is the mail system at host mx.example.org. I'm sorry to have to inform you that your
+message could not be delivered. The service is down.
+""",
+            sender="MAILER-DAEMON@mx.example.org (Mail Delivery System)",
+        ),
+    ),
+    # A null Return-Path is automated even with an ordinary-looking sender and subject.
+    Case(
+        "null-return-path",
+        AUTOMATED,
+        None,
+        eml(
+            "Your message",
+            """
+Your message to the production escalation address could not be delivered: mailbox full.
+""",
+            headers="Return-Path: <>\n",
+            sender="Mail Server <mail@example.org>",
+        ),
+    ),
+    # multipart/report (a DSN) is automated.
+    Case(
+        "multipart-report",
+        AUTOMATED,
+        None,
+        multipart(
+            "Delivery Status Notification (Failure)",
+            "dsn",
+            """
+--dsn
+Content-Type: text/plain
+
+Delivery to the following recipient failed permanently: ops@example.org
+--dsn
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.org
+Final-Recipient: rfc822; ops@example.org
+Action: failed
+Status: 5.1.1
+--dsn--
+""",
+            kind='report; report-type="delivery-status"',
+            sender="Google <mail-noreply@google.com>",
+        ),
+    ),
+    # An "Automatic reply:" subject alone marks an out-of-office reply.
+    Case(
+        "automatic-reply-subject",
+        AUTOMATED,
+        "hmpps-support",
+        eml(
+            "Automatic reply: Prison API errors",
+            """
+Thank you for your email. I am out of the office until 1 December with limited access to
+email. For urgent production issues contact #hmpps-support.
+""",
+        ),
+    ),
+    # --- sender allowlist --------------------------------------------------------------------
+    # A sender of an allowed domain may escalate.
+    Case(
+        "allowed-domain",
+        ESCALATE,
+        "laa-apply-incident",
+        eml("Apply down", OUTAGE + "#laa-apply-incident\n"),
+        allowed_senders=("justice.gov.uk",),
+    ),
+    # A subdomain of an allowed domain is allowed.
+    Case(
+        "allowed-subdomain",
+        ESCALATE,
+        "laa-apply-incident",
+        eml(
+            "Apply down",
+            OUTAGE + "#laa-apply-incident\n",
+            sender="Dev <dev@digital.justice.gov.uk>",
+        ),
+        allowed_senders=("@justice.gov.uk",),
+    ),
+    # Any other domain is refused, even one that merely ends with the same letters.
+    Case(
+        "lookalike-domain",
+        NOT_ALLOWED,
+        "laa-apply-incident",
+        eml(
+            "Apply down",
+            OUTAGE + "#laa-apply-incident\n",
+            sender="Mallory <mallory@notjustice.gov.uk>",
+        ),
+        allowed_senders=("justice.gov.uk",),
+    ),
+    # --- not service-impacting ---------------------------------------------------------------
+    # Chasing a PR, in alarming words and with a channel, is not an incident.
+    Case(
+        "pr-chase-urgent",
+        NOT_IMPACTING,
+        "hmpps-book-secure-move",
+        eml(
+            "URGENT: PR needs approval",
+            """
+URGENT!!! Please can someone review and approve our pull request for the new namespace today,
+https://github.com/ministryofjustice/cloud-platform-environments/pull/27450 - we are blocked.
+#hmpps-book-secure-move
+""",
+        ),
+    ),
+    # Chasing a PR, worded as a nudge.
+    Case(
+        "pr-nudge",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "Gentle nudge",
+            """
+Hi all, just a gentle nudge on PR 27398 (adds an S3 bucket for the data team) - it has been
+sitting there since Tuesday waiting for a Cloud Platform approval. Thanks!
+""",
+        ),
+    ),
+    # Asking for the status of a ticket is not an incident.
+    Case(
+        "ticket-status",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "Any update on my ticket?",
+            """
+Hello, I raised a ticket last week about moving our DNS zone to Route 53 and haven't heard
+back. Could you let me know where it is in the queue?
+""",
+        ),
+    ),
+    # Asking for the status of a GitHub issue, differently worded.
+    Case(
+        "issue-status",
+        NOT_IMPACTING,
+        "laa-crime-apply",
+        eml(
+            "cloud-platform issue 6123",
+            """
+Hi, what's the latest on issue 6123 (our certificate renewal request)? It has been open for a
+fortnight with no reply. #laa-crime-apply
+""",
+        ),
+    ),
+    # How-to questions are not incidents.
+    Case(
+        "how-to",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "How do we rotate our RDS password?",
+            """
+Hi, how do we rotate the master password of our production RDS instance without downtime? Is
+there a runbook for this?
+""",
+        ),
+    ),
+    # A how-to worded without "how": asking for guidance.
+    Case(
+        "guidance-request",
+        NOT_IMPACTING,
+        "opg-digital",
+        eml(
+            "Advice on ingress timeouts",
+            """
+We'd like some advice on the right ingress annotation to allow uploads of larger files in our
+production namespace, ideally before our go-live in January. #opg-digital
+""",
+        ),
+    ),
+    # An access request is not an incident.
+    Case(
+        "access-request",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "Access to the live cluster",
+            """
+Please could you give me access to the live cluster for our namespace? I've just joined the
+team and need to run kubectl get pods.
+""",
+        ),
+    ),
+    # Access request worded as "add me to the GitHub team".
+    Case(
+        "access-github-team",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "GitHub team",
+            """
+Could someone add me to the webops GitHub team so that I can approve our environment changes?
+My GitHub username is jdoe-moj.
+""",
+        ),
+    ),
+    # A cost question is not an incident.
+    Case(
+        "cost-question",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "AWS costs for our namespace",
+            """
+Our finance team wants to know how much our production namespace costs each month, including
+the RDS and the ElastiCache. Where can we see the figures?
+""",
+        ),
+    ),
+    # A feature request is not an incident.
+    Case(
+        "feature-request",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "Support for Postgres 17",
+            """
+Would it be possible for Cloud Platform to support PostgreSQL 17 in the RDS module? We'd like
+to upgrade our production database next quarter.
+""",
+        ),
+    ),
+    # Planned work notified in advance is not an incident.
+    Case(
+        "planned-work",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "Planned maintenance - Tuesday",
+            """
+FYI we have planned maintenance on our production database on Tuesday 1 December 19:00-21:00,
+the service will show a maintenance page. No action needed from you.
+""",
+        ),
+    ),
+    # A question after an incident that is over is not an incident.
+    Case(
+        "post-incident-question",
+        NOT_IMPACTING,
+        "laa-apply-incident",
+        eml(
+            "Re: Apply outage on Thursday",
+            """
+Thanks for fixing Thursday's outage - it has been resolved since 23:00. Could you share the
+root cause analysis with us for our incident review? #laa-apply-incident
+""",
+        ),
+    ),
+    # A post-incident question, differently worded.
+    Case(
+        "postmortem-request",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "Last night's ingress problem",
+            """
+Hi, the 502s we saw last night are fixed now. Will there be a post-mortem, and is there
+anything we should change in our ingress config to avoid it?
+""",
+        ),
+    ),
+    # A problem in a non-production environment is not service-impacting.
+    Case(
+        "uat-down",
+        NOT_IMPACTING,
+        "cfo-uat",
+        eml(
+            "UAT is down!!!",
+            """
+Our UAT environment is completely down - every page returns a 503 and the testers are blocked.
+Can someone look urgently? #cfo-uat
+""",
+        ),
+    ),
+    # A dev namespace problem, differently worded.
+    Case(
+        "dev-namespace",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "Pods crashing",
+            """
+Our pods in the hmpps-tier-dev namespace are crashlooping with OOMKilled since this morning.
+Nothing is deployed to production yet.
+""",
+        ),
+    ),
+    # An explicit "no impact" statement makes a production warning not service-impacting.
+    Case(
+        "no-impact-statement",
+        NOT_IMPACTING,
+        "ppud-dev",
+        eml(
+            "Production certificate expiring",
+            """
+Our production certificate for ppud.justice.gov.uk expires in 10 days and cert-manager hasn't
+renewed it. No impact on users yet. Could you check the issuer? #ppud-dev
+""",
+        ),
+    ),
+    # "no customer impact", differently worded, on a warning that is not failing.
+    Case(
+        "not-affected-statement",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "Disk usage warning on prod",
+            """
+The disk usage alert on our production Elasticsearch domain fired at 80%. Users aren't
+impacted and search works as normal; could you tell us how to add a node?
+""",
+        ),
+    ),
+    # --- reading the mail ------------------------------------------------------------------
+    # Outlook's "From: … Sent: …" quote: only the new text is read; the quoted channel loses.
+    Case(
+        "outlook-quote",
+        ESCALATE,
+        "laa-ccms-incident",
+        eml(
+            "RE: CCMS connectivity",
+            """
+CCMS is now down for all providers - the connection to the Oracle back end has failed since
+20:40. We've opened #laa-ccms-incident for this.
+
+________________________________
+From: Ade Johnson <ade.johnson@justice.gov.uk>
+Sent: 28 November 2026 19:02
+To: Cloud Platform Escalations
+Subject: CCMS connectivity
+
+Heads up, we may see slowness tonight. See #laa-ccms-dev.
+""",
+        ),
+    ),
+    # "> " quoted lines with an earlier channel are not the new text's channel.
+    Case(
+        "gt-quote",
+        ESCALATE,
+        "hmpps-incident-1128",
+        eml(
+            "Re: Digital prison services",
+            """
+Update: DPS is completely down now, all prisons report "service unavailable". Incident
+channel #hmpps-incident-1128.
+
+> We're seeing some errors, discussing in #dps-dev
+> Ben
+""",
+        ),
+    ),
+    # An inline forwarded report from users is read: a forwarded outage is escalated.
+    Case(
+        "forwarded-inline",
+        ESCALATE,
+        "cica-incident",
+        eml(
+            "Fwd: Cannot submit claims",
+            """
+Forwarding the report below from our contact centre. Comms in #cica-incident.
+
+---------- Forwarded message ---------
+From: Contact Centre <contact@cica.gov.uk>
+Date: Sat, 28 Nov 2026 at 20:41
+Subject: Cannot submit claims
+
+Applicants are phoning to say the live claim form fails on submit with an error page. This has
+been happening for every caller since 20:15.
+""",
+        ),
+    ),
+    # An attached message/rfc822 is read as forwarded text.
+    Case(
+        "forwarded-attached",
+        ESCALATE,
+        "modernisation-platform-incident",
+        multipart(
+            "Fwd: outage report",
+            "outer",
+            """
+--outer
+Content-Type: text/plain; charset="utf-8"
+
+See the attached report from the service team. Please use #modernisation-platform-incident.
+
+--outer
+Content-Type: message/rfc822
+
+From: Service Desk <desk@justice.gov.uk>
+Subject: Production outage
+Content-Type: text/plain; charset="utf-8"
+
+The production Jira service is down: users get a 504 gateway timeout on every page since 20:05.
+--outer--
+""",
+        ),
+    ),
+    # ISO-8859-1 quoted-printable body with an RFC 2047 subject is decoded and read.
+    Case(
+        "latin1-qp-rfc2047",
+        ESCALATE,
+        "hmcts-cafe-live",
+        eml(
+            "=?iso-8859-1?q?Panne_du_service_=96_production?=",
+            quopri.encodestring(
+                "Bonjour, the production caf\u00e9 booking site is down: every request returns a"
+                " 503 and users can't book. Comms: #hmcts-cafe-live\n".encode("iso-8859-1")
+            ).decode("ascii"),
+            content_type='text/plain; charset="iso-8859-1"',
+            encoding="quoted-printable",
+            sender="=?iso-8859-1?q?Zolt=E1n_Varga?= <zoltan.varga@justice.gov.uk>",
+        ),
+    ),
+    # A base64 body is decoded and read.
+    Case(
+        "base64-body",
+        ESCALATE,
+        "laa-maat-incident",
+        eml(
+            "MAAT outage",
+            base64.encodebytes(
+                b"MAAT is not loading for caseworkers in production since 20:20; every search "
+                b"times out and court applications are piling up.\nSlack channel: "
+                b"laa-maat-incident\n"
+            ).decode("ascii"),
+            encoding="base64",
+        ),
+    ),
+    # An RFC 2047 subject carrying the only channel is decoded and the channel found.
+    Case(
+        "rfc2047-subject-channel",
+        ESCALATE,
+        "probation-incident",
+        eml(
+            "=?utf-8?b?"
+            + base64.b64encode("Outage \u2013 #probation-incident".encode()).decode()
+            + "?=",
+            """
+Manage supervisions is down in production: probation practitioners get an error on every
+page and cannot record contacts. Started at 20:30.
+""",
+        ),
+    ),
+]
+
+
+# Second wordings of the behaviours above, and further traps.
+CASES += [
+    # A sender address not on an address-only allowlist is refused, even in the same domain.
+    Case(
+        "allowlist-address-only",
+        NOT_ALLOWED,
+        None,
+        eml(
+            "Prison API down",
+            """
+The Prison API in production is down: every call returns 503 and prison staff can't log in
+to DPS. Started 20:45. Please call me on 07700 900 321.
+""",
+            sender="Someone Else <someone.else@partner.example.com>",
+        ),
+        allowed_senders=("oncall@partner.example.com",),
+    ),
+    # The exact allowed address may escalate.
+    Case(
+        "allowlist-exact-address",
+        ESCALATE,
+        "partner-incident",
+        eml(
+            "Prison API down",
+            """
+The Prison API in production is down: every call returns 503 and prison staff can't log in
+to DPS. Started 20:45. Comms in #partner-incident.
+""",
+            sender="On Call <OnCall@Partner.Example.com>",
+        ),
+        allowed_senders=("oncall@partner.example.com",),
+    ),
+    # Staging mentioned as where the release was tested; the failure is for every user now.
+    Case(
+        "tested-in-staging",
+        ESCALATE,
+        "laa-documents",
+        eml(
+            "Document upload broken after release",
+            """
+Since our 20:00 release, document upload fails for every user with a 500. It was tested in
+staging and was ok there. Rolling back now but need help with the S3 permissions.
+#laa-documents
+""",
+        ),
+    ),
+    # A service that is not live yet has no live users: its failures are not service-impacting.
+    Case(
+        "not-live-yet",
+        NOT_IMPACTING,
+        "opg-new-service",
+        eml(
+            "Ingress 502 on our new service",
+            """
+Our new service isn't live yet, but the ingress returns a 502 for the preprod host since this
+afternoon and we can't work out why. #opg-new-service
+""",
+        ),
+    ),
+    # A staging outage with a statement that production is fine is not service-impacting.
+    Case(
+        "staging-down-prod-fine",
+        NOT_IMPACTING,
+        "hmpps-tier",
+        eml(
+            "Staging cluster unreachable!!!",
+            """
+Our staging namespace is unreachable - all pods are failing their readiness checks and our
+testers are blocked. Production is unaffected. #hmpps-tier
+""",
+        ),
+    ),
+    # A pre-production cluster problem, worded without "environment".
+    Case(
+        "preprod-cluster",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "Preprod DB connection errors",
+            """
+Since this morning our apps on preprod can't connect to the RDS instance - connection refused.
+Can you check the security group?
+""",
+        ),
+    ),
+    # "Live is down, staging is fine" is an outage, not a "no impact" statement.
+    Case(
+        "live-down-staging-fine",
+        ESCALATE,
+        "epf-incident",
+        eml(
+            "EPF outage",
+            """
+Live is down, staging is fine. Every request to the production EPF site returns 502 since
+20:30 and providers cannot claim. #epf-incident
+""",
+        ),
+    ),
+    # Deleted data in a live database is data loss, worded without "data".
+    Case(
+        "records-deleted",
+        ESCALATE,
+        "delius-incident",
+        eml(
+            "Case notes deleted",
+            """
+A migration that ran at 19:00 has deleted all the case notes written today from the live
+database. Probation practitioners are asking where their notes went. #delius-incident
+""",
+        ),
+    ),
+    # A GOV.UK error page quoted by the sender is a symptom.
+    Case(
+        "govuk-error-page",
+        ESCALATE,
+        "civil-apply-live",
+        eml(
+            "Apply service",
+            """
+Members of the public are ringing us to say they see "Sorry, there is a problem with the
+service" whenever they try to submit a claim tonight. #civil-apply-live
+""",
+        ),
+    ),
+    # A how-to question naming a single problem word stays a how-to.
+    Case(
+        "howto-with-one-symptom-word",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "Notify rate limits",
+            """
+Quick question: what's the recommended way to handle 429 responses from the Notify API in
+our production namespace? We'd like to add retries before our launch in the spring.
+""",
+        ),
+    ),
+    # A feature request worded as a plan question.
+    Case(
+        "feature-plan",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "Managed Redis 7",
+            """
+Is there any plan to offer ElastiCache Redis 7 through the Cloud Platform modules? Our
+production service would benefit from the new features next year.
+""",
+        ),
+    ),
+    # A cost question worded around the bill.
+    Case(
+        "cost-bill",
+        NOT_IMPACTING,
+        "laa-finance",
+        eml(
+            "Our AWS bill",
+            """
+Our AWS bill for the live namespace went up by two thousand pounds last month. Can you help
+us understand the spend on NAT gateways? #laa-finance
+""",
+        ),
+    ),
+    # Planned work announced with a heads-up.
+    Case(
+        "planned-heads-up",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "Heads-up: Sunday migration",
+            """
+Heads-up: we'll be migrating our production database to Aurora on Sunday 06:00-08:00, with a
+maintenance page for users during that window.
+""",
+        ),
+    ),
+    # Fixed once but happening again is an ongoing incident.
+    Case(
+        "resolved-but-again",
+        ESCALATE,
+        "laa-apply-incident",
+        eml(
+            "Re: Apply 502s",
+            """
+It was fixed last night but it's happening again: 502s on every request for all providers
+since 20:50. #laa-apply-incident
+""",
+        ),
+    ),
+    # Precedence: list without a List-Id is still automated.
+    Case(
+        "precedence-list",
+        AUTOMATED,
+        None,
+        eml("Platform digest", OUTAGE, headers="Precedence: list\n"),
+    ),
+    # A no-reply sender is a machine.
+    Case(
+        "noreply-sender",
+        AUTOMATED,
+        None,
+        eml("Service check failed", OUTAGE, sender="Pingdom <no-reply@pingdom.com>"),
+    ),
+    # An "Out of Office" subject is an auto-reply.
+    Case(
+        "out-of-office-subject",
+        AUTOMATED,
+        None,
+        eml(
+            "Out of Office: Re: Apply for civil legal aid down",
+            """
+I'm out of the office until Monday 30 November.
+""",
+        ),
+    ),
+    # Auto-Submitted: no is a person's mail.
+    Case(
+        "auto-submitted-no",
+        ESCALATE,
+        "laa-apply-incident",
+        eml("Apply down", OUTAGE + "#laa-apply-incident\n", headers="Auto-Submitted: no\n"),
+    ),
+    # A JIRA key after # is a ticket, not a channel.
+    Case(
+        "jira-key-not-channel",
+        NO_CHANNEL,
+        None,
+        eml(
+            "Bulk scan outage - ticket #LAA-2231",
+            """
+Bulk scan is down in production: scanned documents are not arriving and caseworkers cannot
+process any applications since 19:30. See ticket #LAA-2231 and PR #311.
+""",
+        ),
+    ),
+    # "our Slack channel is name" names a channel without # or a colon.
+    Case(
+        "slack-channel-is",
+        ESCALATE,
+        "tribunals-incident",
+        eml(
+            "Tribunal hearings app down",
+            """
+The tribunal hearings app is down in production and judges cannot open case files. Our slack
+channel is tribunals-incident if you need us.
+""",
+        ),
+    ),
+    # A Microsoft Teams channel, even labelled "channel:", is not a Slack channel.
+    Case(
+        "teams-channel-label",
+        NO_CHANNEL,
+        None,
+        eml(
+            "Outage - Legal aid means assessment",
+            """
+The means assessment service is unavailable in production, every provider gets a 503. We are
+coordinating in Microsoft Teams, Teams channel: LAA-Major-Incident
+""",
+        ),
+    ),
+    # @channel and @here are Slack mentions, not channel names.
+    Case(
+        "at-here",
+        NO_CHANNEL,
+        None,
+        eml(
+            "Outage",
+            """
+The production Court Store API is not responding and court staff cannot download bundles.
+I've posted @here and @channel in our team space already.
+""",
+        ),
+    ),
+    # A channel only in the forwarded part of a forwarded report still counts.
+    Case(
+        "forwarded-channel",
+        ESCALATE,
+        "hmcts-pcs-incident",
+        eml(
+            "Fwd: Possession claims down",
+            """
+Please help - see below.
+
+---------- Forwarded message ---------
+From: Service Owner <owner@justice.gov.uk>
+Subject: Possession claims down
+
+Possession claims online is down in production for all landlords since 20:00. Comms in
+#hmcts-pcs-incident.
+""",
+        ),
+    ),
+    # A channel only in a quoted earlier message still counts.
+    Case(
+        "quoted-only-channel",
+        ESCALATE,
+        "hmpps-incident-1128",
+        eml(
+            "Re: DPS errors",
+            """
+It's now completely down for all prisons, nobody can log in to DPS.
+
+On Sat, 28 Nov 2026 at 20:31, Ben Ode <ben.ode@justice.gov.uk> wrote:
+> We're seeing errors, comms in #hmpps-incident-1128
+""",
+        ),
+    ),
+    # An HTML Outlook reply: the quoted earlier message (divRplyFwdMsg) loses to the new text.
+    Case(
+        "html-outlook-reply",
+        ESCALATE,
+        "ccms-live-incident",
+        eml(
+            "RE: CCMS slowness",
+            """
+<html><body><div>CCMS is now unavailable to all providers, the login page returns 504.<br>
+Please use #ccms-live-incident for updates.</div>
+<hr><div id="divRplyFwdMsg"><b>From:</b> Ade Johnson<br><b>Sent:</b> 28 November 2026 19:02<br>
+<b>Subject:</b> CCMS slowness</div>
+<div>We may see slowness tonight, we're in #ccms-dev</div></body></html>
+""",
+            content_type='text/html; charset="utf-8"',
+        ),
+    ),
+    # Only a channel invitation, without what is wrong: no facts.
+    Case(
+        "join-channel-only",
+        NO_FACTS,
+        "laa-major-incident",
+        eml(
+            "P1",
+            """
+Hi, please join #laa-major-incident now.
+
+Thanks
+""",
+        ),
+    ),
+    # An HTML mail with just a link and a channel: no facts.
+    Case(
+        "html-just-link",
+        NO_FACTS,
+        "opg-live",
+        eml(
+            "see this",
+            """
+<html><body><p><a href="https://grafana.example.org/d/x">https://grafana.example.org/d/x</a></p>
+<p>#opg-live</p></body></html>
+""",
+            content_type='text/html; charset="utf-8"',
+        ),
+    ),
+]
+
+
+def _policy(case: Case) -> TriagePolicy:
+    return TriagePolicy(RULES, case.allowed_senders, case.trusted_list_ids)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_case_is_decided_as_labelled(case: Case) -> None:
+    """Each labelled mail gets its verdict, primary reason and channel."""
+    result = triage(parse_mail(case.raw), _policy(case))
+    got = (result.verdict, result.primary_reason, result.slack_channel)
+    expected = (*case.expect, case.channel)
+    assert got == expected, [(e.rule, e.matched, e.where) for e in result.evidence]
+
+
+def test_table_covers_every_reason_and_is_big_enough() -> None:
+    """The table holds at least 45 mails and labels each reject reason at least twice."""
+    assert len(CASES) >= 45
+    assert len({case.name for case in CASES}) == len(CASES)
+    for reason in Reason:
+        assert sum(case.expect[1] is reason for case in CASES) >= 2, reason
