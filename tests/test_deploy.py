@@ -8,6 +8,7 @@ the renderer agrees with `kubectl kustomize` where kubectl is installed.
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 import subprocess
 import sys
@@ -404,3 +405,17 @@ def test_linters_pass(command: list[str]) -> None:
         pytest.skip(f"{command[0]} not installed in this environment")
     result = subprocess.run([str(tool), *command[1:]], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---- the README ------------------------------------------------------------------------------
+
+
+def test_readme_table_has_every_setting_of_the_example_file_and_links_the_runbook() -> None:
+    """Each setting named in deploy/settings.example.toml has a row in README's settings table."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = "\n".join(line for line in readme.splitlines() if line.startswith("| ESCALATOR_"))
+    example = dc.SETTINGS_EXAMPLE.read_text(encoding="utf-8")
+    keys = set(re.findall(r"^#?\s?([a-z_]+) = ", example, flags=re.MULTILINE))
+    missing = sorted(k for k in keys if f"ESCALATOR_{k.upper()}" not in rows)
+    assert missing == []
+    assert "(docs/runbook.md)" in readme
