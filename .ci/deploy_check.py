@@ -61,6 +61,18 @@ KNOWN_SERIES = (
     | {f"{h}_{suffix}" for h in HISTOGRAMS for suffix in ("bucket", "count", "sum")}
     | {"up"}  # Prometheus's own scrape health
 )
+# The labels escalator puts on each metric; a matcher on any other finds nothing, silently.
+METRIC_LABELS: dict[str, frozenset[str]] = {
+    "escalator_smtp_replies_total": frozenset({"code"}),
+    "escalator_decisions_total": frozenset({"verdict", "reason"}),
+    "escalator_actions_total": frozenset({"kind", "outcome"}),
+    "escalator_action_retries_total": frozenset({"kind"}),
+    "escalator_outbox_pending": frozenset({"kind"}),
+    "escalator_accept_seconds_bucket": frozenset({"le"}),
+    "escalator_accept_to_page_seconds_bucket": frozenset({"le"}),
+}
+# Labels Prometheus adds to every scraped series (job, instance, and the Operator's targets).
+TARGET_LABELS = frozenset({"job", "instance", "namespace", "pod", "service", "endpoint"})
 SEVERITIES = frozenset({"critical", "warning", "info"})
 # Settings read before pydantic runs (at import), so they are not fields.
 PRE_SETTINGS = frozenset({"ESCALATOR_SECRETS_DIR"})
@@ -166,20 +178,26 @@ def _expr_problems(expr: str) -> list[str]:
         tree = promql_parser.parse(expr)
     except ValueError as exc:
         return [f"expr does not parse: {exc}"]
-    unknown = sorted(set(metric_names(tree)) - KNOWN_SERIES)
-    return [f"unknown metric {m!r}" for m in unknown]
+    problems = []
+    for name, labels in selectors(tree):
+        if name not in KNOWN_SERIES:
+            problems.append(f"unknown metric {name!r}")
+            continue
+        allowed = METRIC_LABELS.get(name, frozenset()) | TARGET_LABELS
+        problems += [f"{name} has no label {label!r}" for label in sorted(labels - allowed)]
+    return problems
 
 
-def metric_names(tree: Any) -> list[str]:
-    """The metric name of every selector in a parsed PromQL expression."""
-    names: list[str] = []
+def selectors(tree: Any) -> list[tuple[str, set[str]]]:
+    """(metric name, labels matched on) for every selector in a parsed PromQL expression."""
+    found: list[tuple[str, set[str]]] = []
 
     def visit(node: Any) -> None:
         if isinstance(node, promql_parser.VectorSelector) and node.name:
-            names.append(node.name)
+            found.append((node.name, {m.name for m in node.matchers.matchers}))
 
     promql_parser.walk(tree, visit)
-    return names
+    return found
 
 
 def _is_duration(text: str) -> bool:

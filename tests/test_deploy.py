@@ -132,6 +132,11 @@ def test_a_wrong_type_fails_schema_validation(example: list[Doc]) -> None:
         ("sum(rate(escalator_store_errors_total[5m])", "does not parse"),
         ("escalator_store_error_total > 0", "unknown metric 'escalator_store_error_total'"),
         ("rate(escalator_accept_seconds_bucket[5m]) > 1", None),
+        (
+            'escalator_actions_total{verdict="x"} > 0',
+            "escalator_actions_total has no label 'verdict'",
+        ),
+        ('up{job="escalator"} == 0', None),
     ],
 )
 def test_alert_expressions_must_parse_and_name_known_metrics(
@@ -419,3 +424,23 @@ def test_readme_table_has_every_setting_of_the_example_file_and_links_the_runboo
     missing = sorted(k for k in keys if f"ESCALATOR_{k.upper()}" not in rows)
     assert missing == []
     assert "(docs/runbook.md)" in readme
+
+
+def test_alert_metrics_are_exactly_what_escalator_exports() -> None:
+    """Names, types and labels in deploy_check's list equal escalator.metrics' definitions."""
+    metrics = pytest.importorskip("escalator.metrics")
+    from prometheus_client.metrics import MetricWrapperBase
+
+    # prometheus-client has no public accessor for a wrapper's definition: read its fields.
+    defined = [m for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)]
+    kinds = {"counter": dc.COUNTERS, "gauge": dc.GAUGES, "histogram": dc.HISTOGRAMS}
+    by_kind = {
+        kind: {
+            m._name + ("_total" if kind == "counter" else "") for m in defined if m._type == kind
+        }
+        for kind in kinds
+    }
+    assert by_kind == kinds
+    for metric in defined:
+        name = metric._name + ("_total" if metric._type == "counter" else "")
+        assert set(metric._labelnames) == dc.METRIC_LABELS.get(name, set()), name
