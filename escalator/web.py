@@ -1,0 +1,518 @@
+"""The review page and the health endpoints: one aiohttp app on settings.http_listen.
+
+Pages (server-rendered, Jinja2 with autoescape, no JavaScript): /review lists held mails newest
+first; /mails/ID shows one mail as text with its decision, actions and audit trail, and the
+Release / Dismiss forms; /escalations shows recent escalations and what became of each action.
+/healthz and /readyz are public; other modules add routes (e.g. /metrics) with `extra_routes`
+and a readiness check with `readiness` (see `build_app`).
+
+WHO MAY ACT: a person signed in through the login form (the shared review token, then an
+HttpOnly SameSite=Strict session cookie signed with HMAC), an API client sending
+`Authorization: Bearer <token>`, or, behind an OAuth2 proxy, the identity header, believed ONLY
+when the TCP peer is one of settings.trusted_proxies. Anything else gets 401 (or, for a browser
+asking for a page, a redirect to /login). Every POST from a browser identity (cookie or proxy)
+must carry the CSRF token, an HMAC of that identity's session; a bearer token is not sent by
+browsers on their own, so it needs none.
+
+SAFETY OF MAIL TEXT: everything that came in a mail is shown as escaped text in <pre>; the
+mail's HTML is never rendered, links are never made clickable, and the CSP forbids all script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+from aiohttp import web
+
+from escalator import retention, review
+from escalator.core.decide import Policy, route
+from escalator.core.model import Page, Verdict
+from escalator.errors import PermanentError
+from escalator.policy import load_policy
+from escalator.settings import Settings, split_host_port
+from escalator.store import Store
+
+log = logging.getLogger(__name__)
+
+Readiness = Callable[[], Awaitable[tuple[bool, str]]]
+
+SESSION_COOKIE = "escalator_session"
+SESSION_SECONDS = 12 * 3600
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/login", "/static/review.css"})
+QUEUE_LIMIT = 100
+ESCALATIONS_LIMIT = 100
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+_SAFE_NEXT = re.compile(r"^/[A-Za-z0-9/_\-]*$")
+_DONE = {
+    "released": "Released: the escalation is in the outbox.",
+    "dismissed": "Dismissed.",
+    "unchanged": "Nothing changed: the mail was no longer held (someone else reviewed it).",
+}
+
+GUARD: web.AppKey[Guard] = web.AppKey("guard")
+STORE: web.AppKey[Store] = web.AppKey("store")
+POLICY: web.AppKey[Policy] = web.AppKey("policy")
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("templates")
+READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
+
+
+# -- identities -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is asking; `binding` ties the CSRF token to a browser session (None: no CSRF needed)."""
+
+    who: str
+    binding: str | None
+
+
+class Guard:
+    """Checks credentials, issues session cookies and CSRF tokens; never logs the token."""
+
+    def __init__(self, settings: Settings) -> None:
+        configured = settings.review_token
+        self.generated = configured is None
+        self._token = (
+            secrets.token_urlsafe(24) if configured is None else configured.get_secret_value()
+        )
+        # The signing key follows the token: changing the token signs everyone out.
+        self._key = hashlib.sha256(b"escalator review session\0" + self._token.encode()).digest()
+        self._proxies = tuple(
+            ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies
+        )
+        self._header = settings.identity_header
+        self.secure_cookie = settings.public_url.startswith("https://")
+
+    @property
+    def token(self) -> str:
+        return self._token
+
+    def token_matches(self, offered: str) -> bool:
+        return hmac.compare_digest(offered.encode(), self._token.encode())
+
+    def identify(self, request: web.Request) -> Identity | None:
+        """Trusted proxy header first, then the session cookie, then a bearer token."""
+        person = self._proxy_identity(request)
+        if person is not None:
+            return Identity(f"proxy:{person}", f"proxy|{person}")
+        cookie = request.cookies.get(SESSION_COOKIE)
+        who = self._session_who(cookie) if cookie else None
+        if who is not None and cookie is not None:
+            return Identity(who, f"session|{cookie}")
+        scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and offered and self.token_matches(offered.strip()):
+            return Identity("token:bearer", None)
+        return None
+
+    def _proxy_identity(self, request: web.Request) -> str | None:
+        value = request.headers.get(self._header, "").strip()
+        if not value or not self._proxies or not self._peer_trusted(request):
+            return None
+        return value[:200]
+
+    def _peer_trusted(self, request: web.Request) -> bool:
+        """The TCP peer itself, never X-Forwarded-For, which anyone can write."""
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if not peer:
+            return False
+        try:
+            address = ipaddress.ip_address(peer[0])
+        except ValueError:
+            return False
+        return any(address in network for network in self._proxies)
+
+    def session_cookie(self, who: str, now: float | None = None) -> str:
+        expires = int((now or time.time()) + SESSION_SECONDS)
+        body = _b64(json.dumps({"who": who, "exp": expires}).encode())
+        return f"{body}.{self._sign('session', body)}"
+
+    def _session_who(self, cookie: str) -> str | None:
+        body, _, signature = cookie.partition(".")
+        if not hmac.compare_digest(signature, self._sign("session", body)):
+            return None
+        try:
+            data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or int(data.get("exp", 0)) < time.time():
+            return None
+        return str(data.get("who") or "") or None
+
+    def csrf_token(self, identity: Identity) -> str:
+        return self._sign("csrf", identity.binding or "")
+
+    def csrf_ok(self, identity: Identity, offered: str) -> bool:
+        if identity.binding is None:
+            return True  # a bearer token is never sent by a browser on its own
+        return hmac.compare_digest(offered.encode(), self.csrf_token(identity).encode())
+
+    def _sign(self, purpose: str, text: str) -> str:
+        return _b64(hmac.new(self._key, f"{purpose}|{text}".encode(), hashlib.sha256).digest())
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+# -- middlewares ------------------------------------------------------------------------------
+
+
+@web.middleware
+async def security_headers(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = exc
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.path not in PUBLIC_PATHS or request.path == "/login":
+        response.headers.setdefault("Cache-Control", "no-store")
+    if isinstance(response, web.HTTPException):
+        raise response
+    return response
+
+
+@web.middleware
+async def require_identity(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    if request.path in PUBLIC_PATHS or request.path in request.app.get(_PUBLIC_EXTRA, ()):
+        return await handler(request)
+    guard = request.app[GUARD]
+    identity = guard.identify(request)
+    if identity is None:
+        return _unauthenticated(request)
+    if request.method != "GET" and request.method != "HEAD":
+        form = await request.post()
+        if not guard.csrf_ok(identity, str(form.get("csrf", ""))):
+            raise web.HTTPForbidden(text="Refused: the form's CSRF token is missing or wrong.")
+    request["identity"] = identity
+    return await handler(request)
+
+
+_PUBLIC_EXTRA: web.AppKey[frozenset[str]] = web.AppKey("public_extra")
+
+
+def _unauthenticated(request: web.Request) -> web.StreamResponse:
+    """A browser asking for a page goes to the login form; anything else gets 401."""
+    wants_page = request.method == "GET" and "text/html" in request.headers.get("Accept", "")
+    if wants_page:
+        raise web.HTTPSeeOther(f"/login?next={_safe_next(request.path)}")
+    raise web.HTTPUnauthorized(
+        text="401: sign in (Authorization: Bearer <token>, or the login form at /login)",
+        headers={"WWW-Authenticate": 'Bearer realm="escalator review"'},
+    )
+
+
+def _safe_next(path: str) -> str:
+    """Only a local path of plain characters: never another site (open redirect)."""
+    return path if _SAFE_NEXT.match(path) and not path.startswith("//") else "/review"
+
+
+# -- pages ----------------------------------------------------------------------------------
+
+
+def _page(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
+    identity: Identity | None = request.get("identity")
+    guard = request.app[GUARD]
+    context.setdefault("who", identity.who if identity else None)
+    context.setdefault("csrf", guard.csrf_token(identity) if identity else "")
+    text = request.app[TEMPLATES].get_template(name).render(**context)
+    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready, detail = await request.app[READINESS]()
+    return web.Response(
+        text=f"{'ready' if ready else 'not ready'}: {detail}\n", status=200 if ready else 503
+    )
+
+
+async def home(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPSeeOther("/review")
+
+
+async def queue_page(request: web.Request) -> web.Response:
+    mails = await request.app[STORE].mails_in_review("held", QUEUE_LIMIT)
+    views = await asyncio.to_thread(lambda: [review.mail_view(mail) for mail in mails])
+    return _page(request, "queue.html", views=views, limit=QUEUE_LIMIT)
+
+
+async def escalations_page(request: web.Request) -> web.Response:
+    listed = await request.app[STORE].recent_escalations(ESCALATIONS_LIMIT)
+    return _page(request, "escalations.html", listed=listed, limit=ESCALATIONS_LIMIT)
+
+
+async def mail_page(request: web.Request) -> web.Response:
+    view = await _view(request)
+    done = _DONE.get(request.query.get("done", ""))
+    return _page(request, "mail.html", view=view, done=done, **_release_preview(request))
+
+
+async def _view(request: web.Request) -> review.MailView:
+    try:
+        return await review.load_view(request.app[STORE], _mail_id(request))
+    except review.MailNotFound:
+        raise web.HTTPNotFound(
+            text="No such mail (never stored, or removed by retention)."
+        ) from None
+
+
+def _mail_id(request: web.Request) -> int:
+    text = request.match_info["mail_id"]
+    if not text.isdigit() or len(text) > 18:
+        raise web.HTTPNotFound(text="No such mail.")
+    return int(text)
+
+
+def _release_preview(request: web.Request) -> dict[str, Any]:
+    """What Release would do if clicked now, said on the button's page."""
+    routing = route(Verdict.ESCALATE, request.app[POLICY].calendar, datetime.now(UTC))
+    zone = ZoneInfo(request.app[SETTINGS].timezone)
+    if routing.page is Page.NOW:
+        page = "page on-call now"
+    elif routing.page is Page.DEFERRED and routing.page_at is not None:
+        page = f"page on-call at {routing.page_at.astimezone(zone):%H:%M on %a %d %b}"
+    else:
+        page = "not page on-call (support hours)"
+    alarm = (
+        f", alarm support in #{request.app[SETTINGS].slack_alarm_channel}" if routing.alarm else ""
+    )
+    return {"preview": f"{page}{alarm}, and tell the sender", "window_now": routing.window.value}
+
+
+async def release_action(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    mail_id = _mail_id(request)
+    try:
+        outcome = await review.release(
+            request.app[STORE], request.app[POLICY], mail_id, request["identity"].who, _note(form)
+        )
+    except review.MailNotFound:
+        raise web.HTTPNotFound(text="No such mail.") from None
+    raise web.HTTPSeeOther(
+        f"/mails/{mail_id}?done={'released' if outcome.changed else 'unchanged'}"
+    )
+
+
+async def dismiss_action(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    mail_id = _mail_id(request)
+    try:
+        outcome = await review.dismiss(
+            request.app[STORE], mail_id, request["identity"].who, _note(form)
+        )
+    except review.MailNotFound:
+        raise web.HTTPNotFound(text="No such mail.") from None
+    except review.NoteRequired:
+        view = await _view(request)
+        error = "Write a note saying why this mail is dismissed."
+        return _page(request, "mail.html", 400, view=view, error=error, **_release_preview(request))
+    raise web.HTTPSeeOther(
+        f"/mails/{mail_id}?done={'dismissed' if outcome.changed else 'unchanged'}"
+    )
+
+
+def _note(form: Any) -> str:
+    return str(form.get("note", ""))
+
+
+async def login_form(request: web.Request) -> web.Response:
+    return _page(request, "login.html", next=_safe_next(request.query.get("next", "/review")))
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    guard = request.app[GUARD]
+    target = _safe_next(str(form.get("next", "/review")))
+    if not guard.token_matches(str(form.get("token", "")).strip()):
+        error = "That token is not right."
+        return _page(request, "login.html", 401, next=target, error=error)
+    name = re.sub(r"[^\w.@ -]", "", str(form.get("name", "")))[:60].strip()
+    response = web.HTTPSeeOther(target)
+    response.set_cookie(
+        SESSION_COOKIE,
+        guard.session_cookie(f"token:{name}" if name else "token"),
+        max_age=SESSION_SECONDS,
+        httponly=True,
+        samesite="Strict",
+        secure=guard.secure_cookie,
+        path="/",
+    )
+    raise response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    response = web.HTTPSeeOther("/login")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    raise response
+
+
+async def stylesheet(request: web.Request) -> web.Response:
+    text = resources.files("escalator").joinpath("templates/review/review.css").read_text("utf-8")
+    return web.Response(
+        text=text, content_type="text/css", headers={"Cache-Control": "max-age=3600"}
+    )
+
+
+# -- the app ----------------------------------------------------------------------------------
+
+
+def templates(settings: Settings) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("escalator", "templates/review"),
+        autoescape=True,  # every page is HTML and most of what it shows came in a mail
+        undefined=jinja2.StrictUndefined,
+    )
+    zone = ZoneInfo(settings.timezone)
+    env.filters["when"] = lambda moment: (
+        "" if moment is None else moment.astimezone(zone).strftime("%a %d %b %Y %H:%M %Z")
+    )
+    env.filters["action_label"] = review.action_label
+    env.globals["raw_days"] = settings.raw_retention_days
+    return env
+
+
+def store_readiness(store: Store) -> Readiness:
+    """Ready when the store answers a read (the writer thread is alive and the file opens)."""
+
+    async def check() -> tuple[bool, str]:
+        try:
+            await store.get_mail(0)
+        except PermanentError as exc:
+            return False, f"store: {exc}"
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", said plainly
+            return False, f"store: {exc.__class__.__name__}"
+        return True, "store ok"
+
+    return check
+
+
+def build_app(
+    settings: Settings,
+    store: Store,
+    *,
+    policy: Policy | None = None,
+    guard: Guard | None = None,
+    readiness: Readiness | None = None,
+    extra_routes: Sequence[web.RouteDef] = (),
+    public_paths: frozenset[str] = frozenset({"/metrics"}),
+) -> web.Application:
+    """The whole web app. `extra_routes` (e.g. /metrics) are served without sign-in when their
+    path is in `public_paths`; `readiness` replaces the default store check behind /readyz."""
+    app = web.Application(
+        middlewares=[security_headers, require_identity], client_max_size=64 * 1024
+    )
+    app[SETTINGS] = settings
+    app[STORE] = store
+    app[POLICY] = policy or load_policy(settings)
+    app[GUARD] = guard or Guard(settings)
+    app[TEMPLATES] = templates(settings)
+    app[READINESS] = readiness or store_readiness(store)
+    app[_PUBLIC_EXTRA] = public_paths
+    app.add_routes(_ROUTES)
+    app.add_routes(extra_routes)
+    return app
+
+
+_ROUTES = [
+    web.get("/healthz", healthz),
+    web.get("/readyz", readyz),
+    web.get("/static/review.css", stylesheet),
+    web.get("/login", login_form),
+    web.post("/login", login),
+    web.post("/logout", logout),
+    web.get("/", home),
+    web.get("/review", queue_page),
+    web.get("/escalations", escalations_page),
+    web.get(r"/mails/{mail_id}", mail_page),
+    web.post(r"/mails/{mail_id}/release", release_action),
+    web.post(r"/mails/{mail_id}/dismiss", dismiss_action),
+]
+
+
+@dataclass(frozen=True)
+class RunningWeb:
+    """A started web server: its runner (to clean up), bound address and guard."""
+
+    runner: web.AppRunner
+    host: str
+    port: int
+    guard: Guard
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start(settings: Settings, store: Store, **options: Any) -> RunningWeb:
+    """Bind settings.http_listen and serve `build_app(settings, store, **options)`."""
+    app = build_app(settings, store, **options)
+    runner = web.AppRunner(app, access_log=None)  # paths carry mail ids only, but keep logs lean
+    await runner.setup()
+    host, port = split_host_port(settings.http_listen, "ESCALATOR_HTTP_LISTEN")
+    await web.TCPSite(runner, host, port, shutdown_timeout=2.0).start()
+    bound_host, bound_port = runner.addresses[0][:2]
+    return RunningWeb(runner, str(bound_host), int(bound_port), app[GUARD])
+
+
+async def serve(settings: Settings, store: Store, **options: Any) -> None:
+    """Run the web server (and the retention pass) until cancelled; app.py starts this."""
+    running = await start(settings, store, **options)
+    page = settings.public_url.rstrip("/") + "/review"
+    if running.guard.generated:
+        # Said once, here, by design (shared/spec/settings.md): the operator needs it to sign in.
+        log.warning(
+            "review page at %s (listening on %s); no ESCALATOR_REVIEW_TOKEN set, "
+            "this run's token is: %s",
+            page,
+            running.url,
+            running.guard.token,
+        )
+    else:
+        log.info("review page at %s (listening on %s)", page, running.url)
+    purger = asyncio.ensure_future(retention.run(store, settings))
+    try:
+        await asyncio.Event().wait()
+    finally:
+        purger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purger
+        await running.stop()
