@@ -12,7 +12,7 @@ import pytest
 from escalator.core.actions import PlannedAction
 from escalator.errors import ConfigError, StoreUnavailable
 from escalator.store import DecisionRecord, IncomingMail, Store
-from escalator.store.sqlite import SQLiteStore
+from escalator.store.sqlite import MIGRATIONS, SQLiteStore
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -205,7 +205,7 @@ async def test_sqlite_reopen_keeps_data_and_schema_version(tmp_path: Path) -> No
         await store.accept(incoming(message_id=None))
         await store.close()
     with sqlite3.connect(tmp_path / "s.db") as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert conn.execute("SELECT count(*) FROM mails").fetchone()[0] == 2
 
 

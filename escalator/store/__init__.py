@@ -83,6 +83,7 @@ class MailRow:
     decided_at: datetime | None = None
     review: str | None = None
     raw: bytes | None = None
+    raw_purged_at: datetime | None = None  # set when retention removed the raw bytes
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,15 @@ class AuditRow:
     what: str
     mail_id: int | None
     note: str | None
+
+
+@dataclass(frozen=True)
+class Purged:
+    """What one retention pass removed: raw bodies blanked, mails (with actions) and audit rows."""
+
+    raw: int
+    mails: int
+    audit: int
 
 
 class Store(Protocol):
@@ -172,6 +182,38 @@ class Store(Protocol):
         ...
 
     async def audit_log(self, mail_id: int | None = None) -> list[AuditRow]: ...
+
+    # -- support review (escalator/review.py, web.py, retention.py) --
+
+    async def resolve_review(
+        self,
+        mail_id: int,
+        review: str,
+        who: str,
+        note: str | None,
+        record: DecisionRecord | None = None,
+        planned: tuple[PlannedAction, ...] = (),
+    ) -> bool:
+        """Move a HELD mail to `review` with its audit row, new decision and actions, atomically.
+
+        False (nothing written) when the mail is not held any more: two people clicking
+        Release together produce one release.
+        """
+        ...
+
+    async def mails_in_review(self, review: str, limit: int) -> list[MailRow]:
+        """Mails in a review state, newest first, with raw bytes."""
+        ...
+
+    async def recent_escalations(self, limit: int) -> list[ListedMail]:
+        """Escalated mails (released ones included), newest first, with their actions."""
+        ...
+
+    async def mail_actions(self, mail_id: int) -> list[ActionRow]: ...
+
+    async def purge(self, raw_before: datetime, records_before: datetime, now: datetime) -> Purged:
+        """Blank raw bytes older than `raw_before`; delete records older than `records_before`."""
+        ...
 
 
 def open_store(settings: Settings) -> Store:

@@ -37,6 +37,7 @@ from escalator.store import (
     IncomingMail,
     ListedMail,
     MailRow,
+    Purged,
 )
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
 
-MIGRATIONS = ("sqlite-0001-initial.sql",)
+MIGRATIONS = ("sqlite-0001-initial.sql", "sqlite-0002-review.sql")
 _LIST_MAILS = (
     "SELECT id, received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject, "
-    "from_addr, size, verdict, reasons, slack_channel, window, decision, decided_at, review "
-    "FROM mails ORDER BY id"
+    "from_addr, size, verdict, reasons, slack_channel, window, decision, decided_at, review, "
+    "raw_purged_at FROM mails ORDER BY id"
 )
 _GET_MAIL = "SELECT * FROM mails WHERE id = ?"
 
@@ -206,6 +207,36 @@ class SQLiteStore:
 
     async def audit_log(self, mail_id: int | None = None) -> list[AuditRow]:
         return await self._run(lambda conn: _audit_log(conn, mail_id))
+
+    # -- support review -----------------------------------------------------------------
+
+    async def resolve_review(
+        self,
+        mail_id: int,
+        review: str,
+        who: str,
+        note: str | None,
+        record: DecisionRecord | None = None,
+        planned: tuple[PlannedAction, ...] = (),
+    ) -> bool:
+        if review not in REVIEW_STATES or review == "held":
+            raise ValueError(f"a review ends released or dismissed, not {review!r}")
+        now = _now()
+        return await self._run(
+            lambda conn: _resolve_review(conn, mail_id, review, who, note, record, planned, now)
+        )
+
+    async def mails_in_review(self, review: str, limit: int) -> list[MailRow]:
+        return await self._run(lambda conn: _mails_in_review(conn, review, limit))
+
+    async def recent_escalations(self, limit: int) -> list[ListedMail]:
+        return await self._run(lambda conn: _recent_escalations(conn, limit))
+
+    async def mail_actions(self, mail_id: int) -> list[ActionRow]:
+        return await self._run(lambda conn: _mail_actions(conn, mail_id))
+
+    async def purge(self, raw_before: datetime, records_before: datetime, now: datetime) -> Purged:
+        return await self._run(lambda conn: _purge(conn, raw_before, records_before, now))
 
 
 # -- batches ------------------------------------------------------------------------------
@@ -462,6 +493,85 @@ def _audit_log(conn: sqlite3.Connection, mail_id: int | None) -> list[AuditRow]:
     ]
 
 
+def _resolve_review(
+    conn: sqlite3.Connection,
+    mail_id: int,
+    review: str,
+    who: str,
+    note: str | None,
+    record: DecisionRecord | None,
+    planned: tuple[PlannedAction, ...],
+    now: datetime,
+) -> bool:
+    """Conditional on review = 'held', so of two concurrent releases only the first writes."""
+    cursor = conn.execute(
+        "UPDATE mails SET review = ? WHERE id = ? AND review = 'held'", (review, mail_id)
+    )
+    if cursor.rowcount != 1:
+        return False
+    if record is not None:
+        conn.execute(
+            "UPDATE mails SET decision = ?, verdict = ?, reasons = ?, slack_channel = ?, "
+            "window = ? WHERE id = ?",
+            (
+                json.dumps(record.contract),
+                record.verdict,
+                json.dumps(list(record.reasons)),
+                record.slack_channel,
+                record.window,
+                mail_id,
+            ),
+        )
+    _insert_actions(conn, mail_id, planned, now)
+    conn.execute(
+        "INSERT INTO audit (at, who, what, mail_id, note) VALUES (?, ?, ?, ?, ?)",
+        (_ts(now), who, review, mail_id, note),
+    )
+    return True
+
+
+def _mails_in_review(conn: sqlite3.Connection, review: str, limit: int) -> list[MailRow]:
+    rows = conn.execute(
+        "SELECT * FROM mails WHERE review = ? ORDER BY received_at DESC, id DESC LIMIT ?",
+        (review, limit),
+    )
+    return [_mail(row, with_raw=True) for row in rows]
+
+
+def _recent_escalations(conn: sqlite3.Connection, limit: int) -> list[ListedMail]:
+    rows = conn.execute(
+        _LIST_MAILS.replace(
+            "ORDER BY id", "WHERE verdict = 'escalate' ORDER BY received_at DESC, id DESC LIMIT ?"
+        ),
+        (limit,),
+    )
+    return [ListedMail(mail, tuple(_mail_actions(conn, mail.id))) for mail in map(_mail, rows)]
+
+
+def _mail_actions(conn: sqlite3.Connection, mail_id: int) -> list[ActionRow]:
+    rows = conn.execute("SELECT * FROM actions WHERE mail_id = ? ORDER BY id", (mail_id,))
+    return [_action(row) for row in rows]
+
+
+def _purge(
+    conn: sqlite3.Connection, raw_before: datetime, records_before: datetime, now: datetime
+) -> Purged:
+    """Old raw bytes go first; whole records (actions, audit, mail) after the longer period."""
+    raw = conn.execute(
+        "UPDATE mails SET raw = NULL, raw_purged_at = ? WHERE raw IS NOT NULL AND received_at < ?",
+        (_ts(now), _ts(raw_before)),
+    ).rowcount
+    old = "SELECT id FROM mails WHERE received_at < ?"
+    cutoff = (_ts(records_before),)
+    conn.execute(f"DELETE FROM actions WHERE mail_id IN ({old})", cutoff)  # noqa: S608 - constant SQL
+    audit = conn.execute(
+        f"DELETE FROM audit WHERE at < ? OR mail_id IN ({old})",  # noqa: S608 - constant SQL
+        cutoff * 2,
+    ).rowcount
+    mails = conn.execute("DELETE FROM mails WHERE received_at < ?", cutoff).rowcount
+    return Purged(raw, mails, audit)
+
+
 # -- rows and times -----------------------------------------------------------------------
 
 
@@ -486,6 +596,7 @@ def _mail(row: sqlite3.Row, *, with_raw: bool = False) -> MailRow:
         decided_at=None if decided_at is None else _dt(decided_at),
         review=row["review"],
         raw=bytes(row["raw"]) if with_raw and row["raw"] is not None else None,
+        raw_purged_at=_dt(row["raw_purged_at"]) if row["raw_purged_at"] else None,
     )
 
 
