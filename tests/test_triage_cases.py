@@ -1406,6 +1406,183 @@ Thanks
 ]
 
 
+# Chasers, comparisons and replies where a word-level rule would misread the mail.
+CASES += [
+    # Asking for an update while users are still blocked is an ongoing incident, not a chase.
+    Case(
+        "any-update-users-blocked",
+        ESCALATE,
+        "mlra-incident",
+        eml(
+            "Any update?",
+            """
+Any update on this? Caseworkers still cannot log in to MLRA and the queue is growing.
+#mlra-incident
+""",
+        ),
+    ),
+    # A ticket-status question about a service that is still down, differently worded.
+    Case(
+        "ticket-progress-still-down",
+        ESCALATE,
+        "laa-cwa-incident",
+        eml(
+            "Re: ticket 4411",
+            """
+Is there any progress on ticket 4411? CWA is still down for providers, they have been unable
+to submit claims all evening. #laa-cwa-incident
+""",
+        ),
+    ),
+    # A live payments failure that mentions the billing team is not a cost question.
+    Case(
+        "incident-mentions-billing",
+        ESCALATE,
+        "fines-incident",
+        eml(
+            "Fine payments failing",
+            """
+Card payments on the live fines service are failing and the payment page shows errors; our
+billing team has had 30 complaints in an hour. #fines-incident
+""",
+        ),
+    ),
+    # "Our dev team" are people: the outage they noticed is live.
+    Case(
+        "dev-team-noticed",
+        ESCALATE,
+        "check-my-diary-live",
+        eml(
+            "Site has been down since 8pm",
+            """
+Our dev team noticed the Check my diary site has been down since 8pm; the load balancer
+health checks fail and officers get a 502. #check-my-diary-live
+""",
+        ),
+    ),
+    # A broken dev environment that only delays a production release is not service-impacting.
+    Case(
+        "dev-blocks-release",
+        NOT_IMPACTING,
+        "laa-dev",
+        eml(
+            "URGENT - dev environment down",
+            """
+Our dev environment is down - all pods are crashlooping - and it blocks our production release
+tonight. Please help urgently! #laa-dev
+""",
+        ),
+    ),
+    # A thank-you reply after a fix is not a new incident, even quoting the outage.
+    Case(
+        "thanks-fixed-reply",
+        NOT_IMPACTING,
+        "laa-apply-incident",
+        eml(
+            "Re: Apply for civil legal aid down",
+            """
+Thanks, that's fixed it! Really appreciate the quick help on a Saturday night.
+
+On Sat, 28 Nov 2026 at 20:31, Priya Nair <priya.nair@justice.gov.uk> wrote:
+> The Apply service returns a 503 to every provider. #laa-apply-incident
+""",
+        ),
+    ),
+    # Asking for the RCA of a resolved outage is post-incident, though it "still" needs it.
+    Case(
+        "rca-still-needed",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "Tuesday's outage",
+            """
+The outage on Tuesday has been resolved, but we still need the RCA for our programme board.
+Who can write it up?
+""",
+        ),
+    ),
+    # An Alertmanager notification is a machine's alert.
+    Case(
+        "alertmanager-subject",
+        AUTOMATED,
+        "laa-alerts",
+        eml(
+            "[FIRING:2] HighErrorRate laa-apply-production",
+            """
+Labels: alertname=HighErrorRate severity=critical namespace=laa-apply-production
+Annotations: 5xx rate above 20% for 5 minutes. Service down. Channel #laa-alerts
+""",
+            sender="Alerts <alerts@laa.example.org>",
+        ),
+    ),
+    # A Slack web-client link gives the channel ID, like an archive link.
+    Case(
+        "slack-client-link",
+        ESCALATE,
+        "C05ABCDE12",
+        eml(
+            "Book video link outage",
+            """
+Book a video link is down in production: courts cannot book hearings with prisons, every
+submission returns 500. Comms here: https://app.slack.com/client/T02DYEB3A/C05ABCDE12
+""",
+        ),
+    ),
+    # An incident reference after # is not a channel.
+    Case(
+        "incident-ref-not-channel",
+        NO_CHANNEL,
+        None,
+        eml(
+            "Incident #INC0012345 - Make a recall decision down",
+            """
+Make a recall decision is down in production since 19:50 and probation practitioners cannot
+record decisions. Logged with the service desk as #INC0012345, priority #P1.
+""",
+        ),
+    ),
+    # "Slack channel: to follow" promises a channel but names none.
+    Case(
+        "channel-to-follow",
+        NO_CHANNEL,
+        None,
+        eml(
+            "Prison visits outage",
+            """
+Prison visits booking is failing with 500 errors for all visitors since 20:10.
+Slack channel: to follow
+""",
+        ),
+    ),
+    # Negated problem words ("no errors", "nothing is broken") are not symptoms.
+    Case(
+        "negated-symptoms-advice",
+        NOT_IMPACTING,
+        "hmpps-tier",
+        eml(
+            "Advice on autoscaling",
+            """
+There are no errors in the logs and nothing is broken, but we'd like advice on tuning the HPA
+for our production deployment. #hmpps-tier
+""",
+        ),
+    ),
+    # People blocked plus the problem itself outweigh a how-to phrase in the same mail.
+    Case(
+        "blocked-people-with-howto",
+        ESCALATE,
+        "laa-evidence-incident",
+        eml(
+            "Evidence upload broken since upgrade",
+            """
+Since the cluster upgrade at 19:00 solicitors are unable to upload evidence on the live
+service. How do we get the old ingress class back? #laa-evidence-incident
+""",
+        ),
+    ),
+]
+
+
 def _policy(case: Case) -> TriagePolicy:
     return TriagePolicy(RULES, case.allowed_senders, case.trusted_list_ids)
 

@@ -12,7 +12,9 @@ import re
 from dataclasses import dataclass
 
 _MARKUP = re.compile(r"<#(C[A-Z0-9]{6,})(?:\|([^>]{1,80}))?>")
-_ARCHIVE = re.compile(r"https?://[\w.-]*slack\.com/archives/([A-Za-z0-9]{8,})\b")
+_ARCHIVE = re.compile(
+    r"https?://[\w.-]*slack\.com/(?:archives|client/[A-Za-z0-9]+|messages)/([A-Za-z0-9]{8,})\b"
+)
 _HASH = re.compile(r"(?<![\w&/#@=])#([A-Za-z0-9][A-Za-z0-9_-]{0,79})")
 # "Slack channel: name"; not a Microsoft Teams channel, which no Slack reader can join.
 _LABELLED = re.compile(
@@ -25,7 +27,8 @@ _NAMED = re.compile(
     r"\bslack\s+channel\s+(?:is|called|named)\s+#?([A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)+)\b",
     re.IGNORECASE,
 )
-_TICKET_KEY = re.compile(r"^(?:[A-Z]{2,10}-\d+|\d+[A-Za-z]?)$")  # JIRA keys, PR numbers, "#1st"
+# JIRA keys, PR numbers, "#1st", incident and change references (INC0012345, P1, CHG42).
+_TICKET_KEY = re.compile(r"^(?:[A-Z]{2,10}-\d+|[A-Za-z]{1,4}\d+|\d+[A-Za-z]{0,2})$")
 _LABEL_STOPWORDS = frozenset(
     [
         "the",
@@ -56,6 +59,23 @@ _LABEL_STOPWORDS = frozenset(
         "tbd",
         "na",
         "n/a",
+        # "Slack channel: to follow", "channel - will set one up": a channel is promised, not named.
+        "will",
+        "be",
+        "to",
+        "not",
+        "no",
+        "yet",
+        "pending",
+        "soon",
+        "shortly",
+        "coming",
+        "being",
+        "created",
+        "later",
+        "unknown",
+        "follow",
+        "n",
     ]
 )
 

@@ -166,7 +166,7 @@ def _impact_evidence(parts: list[TextPart], rules: Rules) -> _Impact:
     symptoms, excluded = hits("symptom"), hits("no_impact")
     if not hits("live"):
         excluded += hits("non_production")
-    if len(symptoms) < _SYMPTOMS_OVER_EXCLUSION:
+    if _distinct_matches(rules.of_kind("symptom"), parts) < _SYMPTOMS_OVER_EXCLUSION:
         excluded += hits("exclusion")
     if not hits("ongoing"):
         excluded += hits("resolved")
@@ -185,6 +185,18 @@ def _rule_matches(rule: Rule, parts: list[TextPart]) -> list[Evidence]:
                     found.append(item)
                 break
     return found[:3]
+
+
+def _distinct_matches(rules: tuple[Rule, ...], parts: list[TextPart]) -> int:
+    """How many different problem words the mail uses ("failing" and "failed" are two)."""
+    words = {
+        match.group(0).lower()
+        for rule in rules
+        for pattern in rule.patterns
+        for part in parts
+        for match in pattern.finditer(part.text)
+    }
+    return len(words)
 
 
 def _first_matches(
