@@ -1,0 +1,169 @@
+"""`escalator review list|show ID|release ID|dismiss ID --note …|purge`: the review page's deeds.
+
+The CLI acts as the local operator "cli:<unix user>" (that is who the audit trail names). It
+writes to the same store as the running service, whose dispatcher sends what a release planned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from escalator import retention, review
+from escalator.policy import load_policy
+from escalator.settings import Settings, load_settings
+from escalator.store import MailRow, Store, open_store
+
+T = TypeVar("T")
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("review", help="review held (rejected) mails: release or dismiss")
+    actions = parser.add_subparsers(dest="review_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="held mails, newest first")
+    listing.add_argument("--json", action="store_true", help="one JSON object per mail")
+    listing.set_defaults(handler=run_list)
+    show = actions.add_parser("show", help="one mail as text, with its actions and audit trail")
+    show.add_argument("mail_id", type=int)
+    show.set_defaults(handler=run_show)
+    release = actions.add_parser("release", help="escalate a held mail now (page anyway)")
+    release.add_argument("mail_id", type=int)
+    release.add_argument("--note", default=None, help="why it is released (optional)")
+    release.set_defaults(handler=run_release)
+    dismiss = actions.add_parser("dismiss", help="close a held mail's review, sending nothing")
+    dismiss.add_argument("mail_id", type=int)
+    dismiss.add_argument("--note", required=True, help="why it is dismissed")
+    dismiss.set_defaults(handler=run_dismiss)
+    purge = actions.add_parser("purge", help="apply the retention periods now")
+    purge.set_defaults(handler=run_purge)
+
+
+def operator() -> str:
+    """The local operator, as the audit trail names them."""
+    return f"cli:{getpass.getuser()}"
+
+
+def _with_store(work: Callable[[Store, Settings], Awaitable[T]]) -> T:
+    async def go() -> T:
+        settings = load_settings()
+        store = open_store(settings)
+        await store.open()
+        try:
+            return await work(store, settings)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def run_list(args: argparse.Namespace) -> int:
+    mails = _with_store(lambda store, _: store.mails_in_review("held", 10_000))
+    for mail in mails:
+        if args.json:
+            print(json.dumps(held_json(mail), ensure_ascii=False))
+        else:
+            print(terminal_safe(held_line(mail)))
+    if not args.json:
+        print(f"({len(mails)} held)")
+    return 0
+
+
+def held_json(mail: MailRow) -> dict[str, Any]:
+    view = review.mail_view(mail)
+    return {
+        "id": mail.id,
+        "received_at": mail.received_at.isoformat(),
+        "from": view.sender,
+        "subject": view.subject,
+        "reasons": list(view.reasons),
+        "evidence": list(view.evidence),
+        "slack_channel": mail.slack_channel,
+        "attachments": list(view.parsed.attachments) if view.parsed else [],
+        "raw_purged_at": mail.raw_purged_at.isoformat() if mail.raw_purged_at else None,
+    }
+
+
+def held_line(mail: MailRow) -> str:
+    reasons = ",".join(mail.reasons) or "-"
+    received = mail.received_at.strftime("%Y-%m-%d %H:%M")
+    return (
+        f"{mail.id:>6}  {received}  {mail.from_addr or mail.mail_from}  {mail.subject!r}  {reasons}"
+    )
+
+
+def run_show(args: argparse.Namespace) -> int:
+    view = _with_store(lambda store, _: review.load_view(store, args.mail_id))
+    print(terminal_safe(show_text(view)))
+    return 0
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """Mail text may carry escape sequences that would drive the operator's terminal: drop them."""
+    return _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text)
+
+
+def show_text(view: review.MailView) -> str:
+    """The mail page as plain text (mail text printed as is: a terminal renders no HTML)."""
+    mail = view.mail
+    lines = [
+        f"Mail {mail.id}: {view.subject}",
+        f"Received:  {mail.received_at.isoformat()}",
+        f"From:      {view.sender} (envelope {mail.mail_from})",
+        f"Review:    {mail.review or 'not under review'}",
+        f"Reasons:   {', '.join(view.reasons) or 'none'}",
+        *(f"Evidence:  {line}" for line in view.evidence),
+        f"Channel:   {('#' + mail.slack_channel) if mail.slack_channel else 'none'}",
+        "",
+        *_text_lines(view),
+        "",
+        "Actions:",
+        *(f"  {a.kind}: {review.action_label(a)}" for a in view.actions),
+        "Audit:",
+        *(f"  {r.at.isoformat()} {r.who} {r.what} {r.note or ''}".rstrip() for r in view.audit),
+    ]
+    return "\n".join(lines)
+
+
+def _text_lines(view: review.MailView) -> list[str]:
+    if view.parsed is None:
+        purged = view.mail.raw_purged_at.isoformat() if view.mail.raw_purged_at else "unknown"
+        return [f"(text purged on {purged} by retention)"]
+    body = view.parsed.body
+    parts = [("Text", body.new), ("Quoted", body.quoted), ("Signature", body.signature)]
+    lines = [f"--- {title} ---\n{text.rstrip()}" for title, text in parts if text.strip()]
+    return [*lines, f"Attachments: {', '.join(view.parsed.attachments) or 'none'}"]
+
+
+def run_release(args: argparse.Namespace) -> int:
+    async def work(store: Store, settings: Settings) -> review.Reviewed:
+        return await review.release(
+            store, load_policy(settings), args.mail_id, operator(), args.note
+        )
+
+    outcome = _with_store(work)
+    print(outcome.message + (f" Planned: {', '.join(outcome.planned)}." if outcome.planned else ""))
+    return 0 if outcome.changed else 1
+
+
+def run_dismiss(args: argparse.Namespace) -> int:
+    outcome = _with_store(
+        lambda store, _: review.dismiss(store, args.mail_id, operator(), args.note)
+    )
+    print(outcome.message)
+    return 0 if outcome.changed else 1
+
+
+def run_purge(args: argparse.Namespace) -> int:
+    purged = _with_store(retention.purge_once)
+    print(
+        f"{purged.raw} raw bodies purged; {purged.mails} mails, {purged.audit} audit rows deleted"
+    )
+    return 0
