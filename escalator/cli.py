@@ -49,6 +49,15 @@ def _register_list(commands: argparse._SubParsersAction[argparse.ArgumentParser]
 _REGISTRARS += [_register_serve, _register_list]
 
 
+def _register_review(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from escalator import cli_review
+
+    cli_review.register(commands)
+
+
+_REGISTRARS += [_register_review]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
