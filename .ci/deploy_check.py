@@ -510,6 +510,58 @@ def check_settings_example(path: Path, fields: dict[str, Any]) -> list[str]:
     return problems
 
 
+def check_mounted_files(docs: list[Doc]) -> list[str]:
+    """A file setting's path is a key of a mounted ConfigMap, and the application can parse it."""
+    from escalator.core.cover import parse_extra_days
+    from escalator.errors import ConfigError
+
+    problems = []
+    for workload, path, text in _files_named_by_settings(docs, "ESCALATOR_EXTRA_HOLIDAYS_FILE"):
+        if text is None:
+            problems.append(f"{_name(workload)}: {path} is not a key of a mounted ConfigMap")
+            continue
+        try:
+            parse_extra_days(text, path)
+        except ConfigError as exc:
+            problems.append(f"{_name(workload)}: {exc}")
+    return problems
+
+
+def _files_named_by_settings(
+    docs: list[Doc], setting: str
+) -> Iterator[tuple[Doc, str, str | None]]:
+    """(workload, path, file content or None) for each container given the setting."""
+    config_maps = {d["metadata"]["name"]: d.get("data") or {} for d in _of_kind(docs, "ConfigMap")}
+    for workload, template in pod_templates(docs):
+        volumes = {v["name"]: v for v in template["spec"].get("volumes", [])}
+        for container in _pod_containers(template):
+            path = _setting_value(container, config_maps, setting)
+            if path is not None:
+                yield workload, path, _mounted_text(container, volumes, config_maps, path)
+
+
+def _setting_value(container: Doc, config_maps: dict[str, Any], setting: str) -> str | None:
+    value = None
+    for source in container.get("envFrom", []):
+        data = config_maps.get(source.get("configMapRef", {}).get("name"), {})
+        value = data.get(setting, value)
+    for env in container.get("env", []):
+        value = env.get("value", value) if env["name"] == setting else value
+    return value
+
+
+def _mounted_text(
+    container: Doc, volumes: dict[str, Doc], config_maps: dict[str, Any], path: str
+) -> str | None:
+    folder, _, key = path.rpartition("/")
+    for mount in container.get("volumeMounts", []):
+        source = volumes.get(mount["name"], {}).get("configMap", {}).get("name")
+        if mount["mountPath"].rstrip("/") == folder and source in config_maps:
+            text = config_maps[source].get(key)
+            return None if text is None else str(text)
+    return None
+
+
 # ---- the Dockerfile --------------------------------------------------------------------------
 
 
@@ -564,6 +616,7 @@ def check_variant(docs: list[Doc], fields: dict[str, Any], anchors: set[str]) ->
         + check_references(docs)
         + check_security(docs)
         + check_setting_names(docs, fields)
+        + check_mounted_files(docs)
     )
 
 

@@ -239,6 +239,38 @@ def test_unknown_setting_names_and_bad_values_are_reported(
     assert "max_recipients" in problems
 
 
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "is not a key of a mounted ConfigMap"),
+        ('{"events": []}', "expected gov.uk bank-holidays.json"),
+    ],
+)
+def test_the_holidays_file_must_be_mounted_and_readable(
+    example: list[Doc], content: str | None, expected: str
+) -> None:
+    """ESCALATOR_EXTRA_HOLIDAYS_FILE must name a mounted ConfigMap key the app can parse."""
+
+    def change(docs: list[Doc]) -> None:
+        data = _find(docs, "ConfigMap", "escalator-holidays")["data"]
+        if content is None:
+            data.pop("extra-holidays.json")
+        else:
+            data["extra-holidays.json"] = content
+
+    problems = " | ".join(dc.check_mounted_files(_broken(example, change)))
+    assert expected in problems
+
+
+def test_runbook_holiday_example_is_accepted_by_the_application() -> None:
+    """The JSON the runbook tells operators to write parses, giving the day it names."""
+    from escalator.core.cover import parse_extra_days
+
+    text = dc.RUNBOOK.read_text(encoding="utf-8")
+    block = text.split("```json\n", 1)[1].split("```", 1)[0]
+    assert {d.isoformat() for d in parse_extra_days(block)} == {"2027-06-07"}
+
+
 def test_settings_example_must_name_every_setting(tmp_path: Path, fields: dict[str, Any]) -> None:
     """Dropping a setting from the example file, or adding an unknown one, is reported."""
     text = dc.SETTINGS_EXAMPLE.read_text(encoding="utf-8")
