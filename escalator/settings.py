@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     raw_retention_days: int = Field(default=30, gt=0)
     decision_retention_days: int = Field(default=365, gt=0)
     log_format: str = "auto"
+    probe_key: SecretStr | None = None
 
     _split = field_validator(
         "addresses", "allowed_senders", "trusted_list_ids", "trusted_proxies", mode="before"

@@ -1,0 +1,66 @@
+"""Prometheus metrics: one module owns every metric's name, so alerts and code cannot drift.
+
+The names are what deploy/k8s/base/prometheusrule.yaml alerts on. Counters are process-wide
+(prometheus-client's default registry); gauges about the outbox are refreshed from the store at
+scrape time by `refresh_outbox`, so every replica reports the shared truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MAILS_RECEIVED = Counter(
+    "escalator_mails_received", "Mails whose DATA was received (accepted or refused)"
+)
+SMTP_REPLIES = Counter(
+    "escalator_smtp_replies", "Final replies to DATA and refusals at RCPT, by SMTP code", ["code"]
+)
+DECISIONS = Counter(
+    "escalator_decisions", "Decisions by verdict and primary reason", ["verdict", "reason"]
+)
+ACTIONS = Counter(
+    "escalator_actions", "Finished outbox actions by kind and outcome", ["kind", "outcome"]
+)
+ACTION_RETRIES = Counter("escalator_action_retries", "Action attempts to be retried", ["kind"])
+STORE_ERRORS = Counter("escalator_store_errors", "Store operations that failed")
+OUTBOX_PENDING = Gauge("escalator_outbox_pending", "Actions waiting in the outbox", ["kind"])
+OUTBOX_OLDEST = Gauge(
+    "escalator_outbox_oldest_pending_seconds", "Age of the oldest action due and not done"
+)
+DEFERRED_PAGES = Gauge("escalator_deferred_pages_waiting", "Pages scheduled for a later time")
+LAST_PROBE = Gauge(
+    "escalator_last_probe_success_timestamp_seconds", "When a probe mail was last decided"
+)
+ACCEPT_SECONDS = Histogram(
+    "escalator_accept_seconds",
+    "End of DATA to the 250 reply (durable commit included)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+ACCEPT_TO_PAGE_SECONDS = Histogram(
+    "escalator_accept_to_page_seconds",
+    "Receipt of a mail to PagerDuty accepting its page (deferred pages excluded)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+)
+
+CONTRACT_KINDS = ("page", "alarm", "ack", "reply")
+
+
+def record_decision(verdict: str, reasons: Iterable[str]) -> None:
+    primary = next(iter(reasons), "none")
+    DECISIONS.labels(verdict=verdict, reason=primary).inc()
+
+
+def refresh_outbox(
+    pending_by_kind: dict[str, int],
+    oldest_due: datetime | None,
+    deferred_pages: int,
+    now: datetime,
+) -> None:
+    """Set the outbox gauges from one store snapshot; kinds with nothing pending read 0."""
+    for kind in {*CONTRACT_KINDS, *pending_by_kind}:
+        OUTBOX_PENDING.labels(kind=kind).set(pending_by_kind.get(kind, 0))
+    OUTBOX_OLDEST.set(max(0.0, (now - oldest_due).total_seconds()) if oldest_due else 0.0)
+    DEFERRED_PAGES.set(deferred_pages)
