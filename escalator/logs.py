@@ -13,7 +13,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-_STANDARD = frozenset(vars(logging.makeLogRecord({})) | {"message", "asctime"})
+_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _FORBIDDEN_FIELDS = ("body", "raw", "text", "token", "key", "password", "secret", "payload")
 
 
