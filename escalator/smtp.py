@@ -204,7 +204,8 @@ def header_summary(raw: bytes) -> tuple[str | None, str, str]:
     end = raw.find(b"\r\n\r\n", 0, HEADER_SCAN_LIMIT)
     block = raw[: end if end >= 0 else HEADER_SCAN_LIMIT]
     try:
-        headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(block)
+        text = block.decode("utf-8", errors="replace")  # SMTPUTF8 headers are raw UTF-8
+        headers = email.parser.HeaderParser(policy=email.policy.compat32).parsestr(text)
         found = _MSGID.search(str(headers.get("message-id", "")))
         raw_id = str(headers.get("message-id", "")).strip()
         message_id = found.group(1) if found else (raw_id.strip("<>") or None)

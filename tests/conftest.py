@@ -3,23 +3,32 @@
 - `make_settings(**overrides)`: Settings with data_dir in tmp_path, SMTP and HTTP on free ports.
 - `store` / `store_factory`: an opened Store for each backend (SQLite; PostgreSQL when reachable).
 - `free_port()`: a TCP port on 127.0.0.1 nobody listens on right now.
+- `start_server(store=None, **overrides)` / `server`: a running Service (SMTP, store, decide
+  worker) on its own loop in a thread; `.smtp()` gives a connected smtplib client, `.mails()`
+  the stored mails once decided, `.call(coro)` runs a coroutine on the service's loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import os
+import smtplib
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from escalator.settings import Settings
-from escalator.store import Store
+from escalator.store import ListedMail, Store
 from escalator.store.sqlite import SQLiteStore
 
 SettingsFactory = Callable[..., Settings]
 StoreFactory = Callable[[], Awaitable[Store]]
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -31,7 +40,7 @@ def free_port() -> int:
 @pytest.fixture
 def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SettingsFactory:
     """Settings isolated from the developer's environment: tmp data dir, free ports, dry run."""
-    for name in list(__import__("os").environ):
+    for name in list(os.environ):
         if name.startswith("ESCALATOR_"):
             monkeypatch.delenv(name)
 
@@ -84,3 +93,69 @@ def corpus_dir() -> Iterator[Path]:
     if not path.is_dir():
         path = Path("/work/shared/corpus/real")
     yield path
+
+
+# -- a running service in its own thread (so blocking smtplib clients can talk to it) ----------
+
+
+class RunningServer:
+    """A started Service on a private loop in a thread; `call` runs a coroutine on that loop."""
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        from escalator.app import Service
+
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+        async def build() -> Service:
+            service = Service(settings, store=store)
+            await service.start()
+            return service
+
+        self.service = self.call(build())
+        self.host, self.port = self.service.smtp_address
+
+    def call(self, work: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout)
+
+    def submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(work, self.loop)
+
+    def mails(self, decide: bool = True) -> list[ListedMail]:
+        """Every stored mail with its actions; with `decide`, after the worker caught up."""
+        if decide:
+            self.call(self.service.processor.burst())
+        return self.call(self.service.store.list_mails())
+
+    def smtp(self, **kwargs: Any) -> smtplib.SMTP:
+        return smtplib.SMTP(self.host, self.port, timeout=30, **kwargs)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.call(self.service.stop(deadline=5))
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self.loop.close()
+
+
+@pytest.fixture
+def start_server(make_settings: SettingsFactory) -> Iterator[Callable[..., RunningServer]]:
+    """Starts a real service (SMTP + store + decide worker) with setting overrides."""
+    started: list[RunningServer] = []
+
+    def start(store: Store | None = None, **overrides: Any) -> RunningServer:
+        server = RunningServer(make_settings(**overrides), store)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(start_server: Callable[..., RunningServer]) -> RunningServer:
+    """A service on default settings (dry run), SMTP on a free loopback port."""
+    return start_server()

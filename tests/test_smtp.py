@@ -1,0 +1,373 @@
+"""The SMTP front door, driven by real clients (smtplib, aiosmtplib, raw sockets) on loopback."""
+
+from __future__ import annotations
+
+import shutil
+import smtplib
+import socket
+import sqlite3
+import ssl
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+import trustme
+from conftest import RunningServer
+
+from escalator.store.sqlite import SQLiteStore
+
+StartServer = Callable[..., RunningServer]
+
+
+def message(n: int = 1, size: int = 0, **headers: str) -> bytes:
+    """A plausible escalation mail in wire form (CRLF), padded to about `size` bytes."""
+    lines = [
+        "From: Alice <alice@example.org>",
+        "To: escalations@localhost",
+        f"Subject: Production down {n}",
+        f"Message-ID: <msg-{n}@example.org>",
+        *(f"{name.replace('_', '-')}: {value}" for name, value in headers.items()),
+        "",
+        "Service impact: users cannot log in. Slack: #laa-incident",
+    ]
+    body = "\r\n".join(lines) + "\r\n"
+    padding = "".join(
+        f"padding line {i:06d} ..............................\r\n" for i in range(size // 50)
+    )
+    return (body + padding).encode()
+
+
+def test_banner_and_ehlo_are_neutral_and_advertise_limits(start_server: StartServer) -> None:
+    """The banner names no software version; EHLO offers SIZE, 8BITMIME and SMTPUTF8."""
+    server = start_server(max_message_bytes=123456)
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        banner = sock.recv(1024).decode()
+    assert banner.startswith("220 ") and "escalator" in banner
+    assert "Python" not in banner and "1.4" not in banner
+    with server.smtp() as client:
+        code, _ = client.ehlo()
+        assert code == 250
+        assert client.esmtp_features["size"] == "123456"
+        assert "8bitmime" in client.esmtp_features and "smtputf8" in client.esmtp_features
+        assert "starttls" not in client.esmtp_features
+
+
+def test_accepted_mail_is_stored_with_envelope_and_decided(server: RunningServer) -> None:
+    """250 means the raw bytes and envelope are in the store; the worker then decides it."""
+    raw = message(1)
+    with server.smtp() as client:
+        refused = client.sendmail("Bob@Example.org", ["Escalations+sev1@LOCALHOST"], raw)
+    assert refused == {}
+    (listed,) = server.mails()
+    mail = listed.mail
+    assert (mail.mail_from, mail.rcpt_tos) == ("Bob@Example.org", ("Escalations+sev1@LOCALHOST",))
+    assert (mail.client_address, mail.tls, mail.message_id) == (
+        "127.0.0.1",
+        False,
+        "msg-1@example.org",
+    )
+    assert mail.subject == "Production down 1" and mail.verdict in ("escalate", "reject")
+    stored = server.call(server.service.store.get_mail(mail.id))
+    assert stored is not None and stored.raw == raw
+    assert [a.kind for a in listed.actions], "a decided mail has planned actions"
+
+
+def test_foreign_recipient_is_refused_and_never_relayed(server: RunningServer) -> None:
+    """Any address outside ESCALATOR_ADDRESSES gets 550 5.1.1; only ours are kept."""
+    with server.smtp() as client:
+        client.ehlo()
+        client.mail("mallory@example.org")
+        code, text = client.rcpt("victim@example.com")
+        assert (code, text[:5]) == (550, b"5.1.1")
+        assert client.rcpt("critical-incident@localhost")[0] == 250
+        assert client.data(message(2))[0] == 250
+    (listed,) = server.mails(decide=False)
+    assert listed.mail.rcpt_tos == ("critical-incident@localhost",)
+
+
+def test_too_many_recipients_get_452(start_server: StartServer) -> None:
+    """Past max_recipients the server answers 452 4.5.3 and keeps the ones it took."""
+    server = start_server(max_recipients=2)
+    with server.smtp() as client:
+        client.ehlo()
+        client.mail("alice@example.org")
+        assert client.rcpt("escalations@localhost")[0] == 250
+        assert client.rcpt("escalations+a@localhost")[0] == 250
+        code, text = client.rcpt("escalations+b@localhost")
+        assert (code, text[:5]) == (452, b"4.5.3")
+
+
+def test_oversize_mail_with_size_declared_gets_552(start_server: StartServer) -> None:
+    """MAIL FROM with SIZE= over the limit is refused at once with 552 5.3.4."""
+    server = start_server(max_message_bytes=10_000)
+    with server.smtp() as client:
+        client.ehlo()
+        code, text = client.mail("alice@example.org", ["SIZE=20000"])
+        assert (code, text[:5]) == (552, b"5.3.4")
+
+
+def test_oversize_mail_without_size_gets_552_after_data(start_server: StartServer) -> None:
+    """Without SIZE= the data is read and discarded, then 552 5.3.4; nothing is stored."""
+    server = start_server(max_message_bytes=10_000)
+    with server.smtp() as client:
+        client.ehlo()
+        client.mail("alice@example.org")
+        client.rcpt("escalations@localhost")
+        code, text = client.data(message(3, size=30_000))
+        assert (code, text[:5]) == (552, b"5.3.4")
+        assert client.noop()[0] == 250, "the session goes on after a refused mail"
+    assert server.mails(decide=False) == []
+
+
+async def test_aiosmtplib_sees_the_same_codes(start_server: StartServer) -> None:
+    """aiosmtplib (another client library) gets 250, 550 and 552 with the same codes."""
+    server = start_server(max_message_bytes=10_000)
+    client = aiosmtplib.SMTP(hostname=server.host, port=server.port, timeout=30)
+    await client.connect()
+    errors, reply = await client.sendmail("a@example.org", ["escalations@localhost"], message(4))
+    assert errors == {} and reply.startswith("2.0.0")
+    with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as refused:
+        await client.sendmail("a@example.org", ["root@example.net"], message(5))
+    assert refused.value.recipients[0].code == 550
+    with pytest.raises(aiosmtplib.SMTPResponseException) as too_big:
+        await client.sendmail("a@example.org", ["escalations@localhost"], message(6, size=30_000))
+    assert too_big.value.code == 552 and too_big.value.message.startswith("5.3.4")
+    await client.quit()
+    assert len(server.mails(decide=False)) == 1
+
+
+def test_connection_cap_overall_gets_421(start_server: StartServer) -> None:
+    """Over max_connections a new session gets 421 4.7.0 and is closed; a slot frees on quit."""
+    server = start_server(max_connections=2)
+    first, second = server.smtp(), server.smtp()
+    with pytest.raises(smtplib.SMTPConnectError) as refused:
+        server.smtp()
+    assert refused.value.smtp_code == 421 and _text(refused.value.smtp_error).startswith("4.7.0")
+    first.quit()
+    _eventually(lambda: _connects(server))
+    second.quit()
+
+
+def test_connection_cap_per_client_gets_421(start_server: StartServer) -> None:
+    """One client address may hold at most max_connections_per_client sessions."""
+    server = start_server(max_connections_per_client=1)
+    with server.smtp():
+        with pytest.raises(smtplib.SMTPConnectError) as refused:
+            server.smtp()
+        assert refused.value.smtp_code == 421
+
+
+def test_store_locked_gets_451_then_retry_succeeds(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """While the store cannot commit, DATA gets 451 4.3.0; the sender's retry is stored once."""
+    path = tmp_path / "locked.db"
+    server = start_server(store=SQLiteStore(path, busy_timeout=0.2))
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    with server.smtp() as client, pytest.raises(smtplib.SMTPDataError) as failed:
+        client.sendmail("alice@example.org", ["escalations@localhost"], message(7))
+    assert failed.value.smtp_code == 451 and _text(failed.value.smtp_error).startswith("4.3.0")
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    with server.smtp() as client:
+        assert client.sendmail("alice@example.org", ["escalations@localhost"], message(7)) == {}
+    assert len(server.mails(decide=False)) == 1
+
+
+def test_closed_store_gets_451(server: RunningServer) -> None:
+    """A store that has gone away answers 451, never 250 and never a 5xx."""
+    server.call(server.service.store.close())
+    with server.smtp() as client, pytest.raises(smtplib.SMTPDataError) as failed:
+        client.sendmail("alice@example.org", ["escalations@localhost"], message(8))
+    assert failed.value.smtp_code == 451
+
+
+def test_duplicate_delivery_is_stored_and_decided_once(server: RunningServer) -> None:
+    """An MTA retrying after a lost 250 gets 250 again, but the mail exists once."""
+    for _ in range(3):
+        with server.smtp() as client:
+            client.sendmail("alice@example.org", ["escalations@localhost"], message(9))
+    (listed,) = server.mails()
+    assert listed.mail.verdict is not None
+    kinds = [a.kind for a in listed.actions]
+    assert len(kinds) == len(set(kinds)), "one decision, so each action kind at most once"
+
+
+def test_overlong_line_gets_500_with_enhanced_code(server: RunningServer) -> None:
+    """A line beyond the line limit is refused with 500 5.5.2 after the data is read."""
+    raw = message(10) + b"x" * 20_000 + b"\r\n"
+    with server.smtp() as client:
+        client.ehlo()
+        client.mail("alice@example.org")
+        client.rcpt("escalations@localhost")
+        code, text = client.data(raw)
+    assert (code, text[:5]) == (500, b"5.5.2")
+
+
+def test_smtputf8_and_8bit_bytes_are_kept(server: RunningServer) -> None:
+    """An internationalised sender and 8-bit body arrive and are stored byte for byte."""
+    raw = "From: Zoë <zoë@exämple.org>\r\nSubject: Dienst gestört ✓\r\n\r\nTschüß\r\n".encode()
+    with server.smtp() as client:
+        client.ehlo()
+        client.sendmail(
+            "zoë@exämple.org", ["escalations@localhost"], raw, ["SMTPUTF8", "BODY=8BITMIME"]
+        )
+    (listed,) = server.mails(decide=False)
+    stored = server.call(server.service.store.get_mail(listed.mail.id))
+    assert stored is not None and stored.raw == raw and stored.mail_from == "zoë@exämple.org"
+    assert stored.subject == "Dienst gestört ✓"
+
+
+def test_starttls_offered_and_required(start_server: StartServer, tmp_path: Path) -> None:
+    """With a certificate, STARTTLS is offered; with require_tls, MAIL before it gets 530."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    cert.private_key_pem.write_to_path(tmp_path / "key.pem")
+    cert.cert_chain_pems[0].write_to_path(tmp_path / "cert.pem")
+    server = start_server(
+        tls_cert_file=tmp_path / "cert.pem", tls_key_file=tmp_path / "key.pem", require_tls=True
+    )
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    with server.smtp() as client:
+        client.ehlo()
+        assert "starttls" in client.esmtp_features
+        assert client.mail("alice@example.org")[0] == 530
+        client.starttls(context=client_context)
+        assert client.sendmail("alice@example.org", ["escalations@localhost"], message(11)) == {}
+    (listed,) = server.mails(decide=False)
+    assert listed.mail.tls
+
+
+def test_proxy_protocol_gives_the_real_client_address(start_server: StartServer) -> None:
+    """Behind a TCP load balancer, the PROXY header's source address is what gets recorded."""
+    server = start_server(proxy_protocol=True)
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 25\r\n")
+        replies = _converse(
+            sock,
+            [
+                b"EHLO lb.example",
+                b"MAIL FROM:<alice@example.org>",
+                b"RCPT TO:<escalations@localhost>",
+                b"DATA",
+                message(12) + b".",
+                b"QUIT",
+            ],
+        )
+    assert replies[-2].startswith(b"250 2.0.0")
+    (listed,) = server.mails(decide=False)
+    assert listed.mail.client_address == "203.0.113.7"
+
+
+def test_idle_session_is_closed_after_command_timeout(start_server: StartServer) -> None:
+    """A client that says nothing is disconnected after smtp_command_timeout."""
+    server = start_server(smtp_command_timeout=0.5)
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        assert sock.recv(1024).startswith(b"220")
+        assert sock.recv(1024) == b"", "the server closed the idle session"
+
+
+def test_shutdown_lets_a_mail_in_flight_finish_then_refuses(server: RunningServer) -> None:
+    """On stop: listening ends, a transaction in flight gets its 250, its next MAIL gets 421."""
+    client = server.smtp()
+    client.ehlo()
+    client.mail("alice@example.org")
+    client.rcpt("escalations@localhost")
+    assert server.service.smtp is not None
+    gate = server.service.smtp.gate
+    stopping = server.submit(server.service.stop(deadline=10))
+    _eventually(lambda: gate.draining)
+    assert client.data(message(13))[0] == 250
+    code, text = client.mail("alice@example.org")
+    assert (code, text[:5]) == (421, b"4.3.2")
+    stopping.result(15)
+    assert not _connects(server)
+    assert len(server.call(_reopen_count(server.settings.sqlite_path))) == 1
+
+
+async def _reopen_count(path: Path | None) -> list[object]:
+    assert path is not None
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        return list(await store.list_mails())
+    finally:
+        await store.close()
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _text(error: bytes | str) -> str:
+    return error.decode() if isinstance(error, bytes) else error
+
+
+def _connects(server: RunningServer) -> bool:
+    try:
+        with smtplib.SMTP(server.host, server.port, timeout=2) as client:
+            client.noop()
+        return True
+    except (smtplib.SMTPConnectError, smtplib.SMTPServerDisconnected, OSError):
+        return False
+
+
+def _eventually(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait for something the server does asynchronously; not a speed assertion."""
+    give_up = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < give_up, "condition never became true"
+        time.sleep(0.05)
+
+
+def _converse(sock: socket.socket, commands: list[bytes]) -> list[bytes]:
+    reader = sock.makefile("rb")
+    replies = [_reply(reader)]
+    for command in commands:
+        sock.sendall(command + b"\r\n")
+        replies.append(_reply(reader))
+    return replies
+
+
+def _reply(reader: object) -> bytes:
+    lines = []
+    while True:
+        line = reader.readline()  # type: ignore[attr-defined]
+        lines.append(line)
+        if len(line) < 4 or line[3:4] != b"-":
+            return b"".join(lines)
+
+
+SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+
+
+@pytest.mark.skipif(not Path(SMTP_SOURCE).exists(), reason="Postfix's smtp-source not installed")
+def test_postfix_smtp_source_pushes_hundreds_through_20_sessions(server: RunningServer) -> None:
+    """Postfix's load generator: 300 mails over 20 parallel sessions, all stored and decided."""
+    done = subprocess.run(
+        [
+            SMTP_SOURCE,
+            "-s",
+            "20",
+            "-m",
+            "300",
+            "-l",
+            "2000",
+            "-f",
+            "alice@example.org",
+            "-t",
+            "escalations@localhost",
+            f"{server.host}:{server.port}",
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    mails = server.mails()
+    assert len(mails) == 300 and len({m.mail.message_id for m in mails}) == 300
+    assert all(m.mail.verdict is not None for m in mails)
