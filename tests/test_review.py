@@ -1,0 +1,257 @@
+"""The review deeds (escalator/review.py), the store methods behind them, retention and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from reviewkit import ON_CALL, SUPPORT, mail_bytes, seed
+from standins.pagerduty import PagerDutyStandIn
+
+from escalator import cli, retention, review
+from escalator.core.decide import Policy
+from escalator.dispatch import Dispatcher
+from escalator.policy import load_policy
+from escalator.settings import Settings
+from escalator.store import Store
+from escalator.store.sqlite import SQLiteStore
+
+
+@pytest.fixture
+def policy(settings: Settings) -> Policy:
+    return load_policy(settings)
+
+
+async def test_held_mail_explains_its_reject(store: Store, policy: Policy) -> None:
+    """A rejected mail is held, and its view names the reasons and the rule that matched."""
+    mail_id = await seed(store, policy, mail_bytes())
+    held = await store.mails_in_review("held", 10)
+    assert [mail.id for mail in held] == [mail_id]
+    view = review.mail_view(held[0])
+    assert view.reasons[0] == "not_service_impacting"
+    assert "rule pr_chaser matched 'any update on my PR' in subject" in view.evidence[0]
+    assert view.sender == "Dev Person <dev@justice.gov.uk>"
+    assert view.parsed is not None and "any update on my PR?" in view.parsed.body.new
+
+
+async def test_held_list_is_newest_first(store: Store, policy: Policy) -> None:
+    """The queue shows the newest mail first, whatever order they were stored in."""
+    old = await seed(store, policy, mail_bytes(message_id="<a@x>"), received_at=ON_CALL)
+    new = await seed(
+        store, policy, mail_bytes(message_id="<b@x>"), received_at=ON_CALL + timedelta(hours=1)
+    )
+    older = await seed(
+        store, policy, mail_bytes(message_id="<c@x>"), received_at=ON_CALL - timedelta(hours=1)
+    )
+    assert [m.id for m in await store.mails_in_review("held", 10)] == [new, old, older]
+
+
+async def test_release_on_call_pages_now_and_tells_the_sender(store: Store, policy: Policy) -> None:
+    """Release routes by the window at release time: on call, a page now and a reply."""
+    mail_id = await seed(store, policy, mail_bytes(), received_at=SUPPORT)
+    outcome = await review.release(
+        store, policy, mail_id, "proxy:amy@x", "real outage", now=ON_CALL
+    )
+    assert outcome.changed and outcome.review == "released"
+    assert outcome.planned == ("page", "reply")
+    view = await review.load_view(store, mail_id)
+    assert (view.mail.verdict, view.mail.window, view.mail.review) == (
+        "escalate",
+        "on_call",
+        "released",
+    )
+    page = next(a for a in view.actions if a.kind == "page")
+    assert (page.state, page.due_at) == ("pending", ON_CALL)
+    assert [(a.who, a.what, a.note) for a in view.audit] == [
+        ("proxy:amy@x", "released", "real outage")
+    ]
+    assert view.released is not None and view.released["original"]["verdict"] == "reject"
+    assert view.reasons[0] == "not_service_impacting"  # the page still explains the original reject
+
+
+async def test_release_in_support_hours_alarms_without_paging(store: Store, policy: Policy) -> None:
+    """In support hours a release alarms support in Slack and pages nobody (contract routing)."""
+    mail_id = await seed(store, policy, mail_bytes())
+    outcome = await review.release(store, policy, mail_id, "cli:op", now=SUPPORT)
+    assert outcome.planned == ("alarm", "reply")
+    mail = await store.get_mail(mail_id)
+    assert mail is not None and mail.window == "support"
+
+
+async def test_two_concurrent_releases_produce_one_page(
+    store_factory: object, policy: Policy, tmp_path: Path, make_settings: object
+) -> None:
+    """Two reviewers (two store connections, like two processes) release at once: one page."""
+    first: Store = await store_factory()  # type: ignore[operator]
+    second: Store = await store_factory()  # type: ignore[operator]
+    mail_id = await seed(first, policy, mail_bytes())
+    outcomes = await asyncio.gather(
+        review.release(first, policy, mail_id, "token:a", now=ON_CALL),
+        review.release(second, policy, mail_id, "token:b", now=ON_CALL),
+    )
+    assert sorted(o.changed for o in outcomes) == [False, True]
+    actions = await first.mail_actions(mail_id)
+    assert [a.kind for a in actions].count("page") == 1
+    assert len([row for row in await first.audit_log(mail_id) if row.what == "released"]) == 1
+    async with PagerDutyStandIn(tmp_path) as pd:
+        routed = make_settings(  # type: ignore[operator]
+            pagerduty_routing_key=pd.routing_key,
+            pagerduty_events_url=pd.url,
+            pagerduty_ca_file=pd.ca_file,
+        )
+        dispatcher = Dispatcher(first, routed)
+        try:
+            await dispatcher.burst()
+        finally:
+            await dispatcher.close()
+    assert len(pd.triggered) == 1
+
+
+async def test_dismiss_needs_a_note_and_records_it(store: Store, policy: Policy) -> None:
+    """Dismiss without a note is refused; with one it is audited and nothing is planned."""
+    mail_id = await seed(store, policy, mail_bytes())
+    with pytest.raises(review.NoteRequired):
+        await review.dismiss(store, mail_id, "token:amy", "   ")
+    before = await store.mail_actions(mail_id)
+    outcome = await review.dismiss(store, mail_id, "token:amy", "PR chaser, answered in Slack")
+    assert outcome.changed and outcome.review == "dismissed"
+    assert await store.mail_actions(mail_id) == before
+    audit = await store.audit_log(mail_id)
+    assert [(a.who, a.what, a.note) for a in audit] == [
+        ("token:amy", "dismissed", "PR chaser, answered in Slack")
+    ]
+
+
+async def test_a_reviewed_mail_cannot_be_reviewed_again(store: Store, policy: Policy) -> None:
+    """After a dismissal, Release changes nothing and plans nothing (no late page)."""
+    mail_id = await seed(store, policy, mail_bytes())
+    await review.dismiss(store, mail_id, "token:amy", "noise")
+    again = await review.release(store, policy, mail_id, "token:bob", now=ON_CALL)
+    assert not again.changed and again.review == "dismissed"
+    assert "page" not in [a.kind for a in await store.mail_actions(mail_id)]
+
+
+async def test_unknown_mail_is_not_found(store: Store, policy: Policy) -> None:
+    """Reviewing a mail that does not exist is a clear error, not a crash."""
+    with pytest.raises(review.MailNotFound):
+        await review.release(store, policy, 404, "token:a")
+
+
+async def test_escalations_view_lists_released_mails_with_actions(
+    store: Store, policy: Policy
+) -> None:
+    """Recent escalations: newest first, released ones included, each with its actions."""
+    escalated = await seed(
+        store,
+        policy,
+        mail_bytes(
+            "Apply service down",
+            "Since 09:00 the apply service returns 500 errors for all users, nobody can submit. "
+            "We are in #laa-apply-incident.",
+            message_id="<down@x>",
+        ),
+        received_at=ON_CALL - timedelta(hours=2),
+    )
+    released = await seed(store, policy, mail_bytes(), received_at=ON_CALL)
+    await review.release(store, policy, released, "token:a", now=ON_CALL)
+    listed = await store.recent_escalations(10)
+    assert [item.mail.id for item in listed] == [released, escalated]
+    assert {a.kind for a in listed[1].actions} >= {"page", "ack", "reply"}
+
+
+async def test_retention_purges_raw_then_records(
+    store: Store, policy: Policy, settings: Settings
+) -> None:
+    """Raw bodies go after raw_retention_days (the view says when); whole records after a year."""
+    now = ON_CALL + timedelta(days=400)
+    ancient = await seed(store, policy, mail_bytes(message_id="<old@x>"), received_at=ON_CALL)
+    await review.dismiss(store, ancient, "token:a", "noise")
+    month_old = await seed(
+        store, policy, mail_bytes(message_id="<mid@x>"), received_at=now - timedelta(days=31)
+    )
+    fresh = await seed(
+        store, policy, mail_bytes(message_id="<new@x>"), received_at=now - timedelta(days=1)
+    )
+    purged = await retention.purge_once(store, settings, now)
+    assert (purged.raw, purged.mails, purged.audit) == (2, 1, 1)
+    assert await store.get_mail(ancient) is None and await store.audit_log(ancient) == []
+    view = await review.load_view(store, month_old)
+    assert view.parsed is None and view.mail.raw_purged_at == now
+    assert view.reasons  # the decision outlives the body
+    fresh_mail = await store.get_mail(fresh)
+    assert fresh_mail is not None and fresh_mail.raw is not None
+    assert (await retention.purge_once(store, settings, now)).raw == 0  # idempotent
+
+
+async def test_schema_upgrade_keeps_actions_and_allows_review_kind(tmp_path: Path) -> None:
+    """A version-1 store (before review) opens, keeps its outbox, and accepts "review" actions."""
+    path = tmp_path / "old.db"
+    script = Path(review.__file__).parent.joinpath("store", "sqlite-0001-initial.sql").read_text()
+    with sqlite3.connect(path) as conn:
+        conn.executescript(script + "\nPRAGMA user_version = 1;")
+        conn.execute(
+            "INSERT INTO mails (id, received_at, mail_from, rcpt_tos, size) "
+            "VALUES (1, 't', 'a', '[]', 1)"
+        )
+        conn.execute(
+            "INSERT INTO actions (mail_id, kind, state, due_at, payload, dedup_key, created_at, "
+            "updated_at) VALUES (1, 'page', 'pending', 't', '{}', 'k', 't', 't')"
+        )
+    store = SQLiteStore(path)
+    await store.open()
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT kind FROM actions").fetchall() == [("page",)]
+        conn.execute(
+            "INSERT INTO actions (mail_id, kind, state, due_at, payload, dedup_key, created_at, "
+            "updated_at) VALUES (1, 'review', 'pending', 't', '{}', 'r', 't', 't')"
+        )
+
+
+# -- the CLI -------------------------------------------------------------------------------------
+
+
+def test_cli_lists_shows_releases_and_dismisses(
+    make_settings: object,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`escalator review …` acts as cli:<unix user>; a second release reports "not held", exit 1."""
+    settings: Settings = make_settings()  # type: ignore[operator]
+    monkeypatch.setenv("ESCALATOR_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setattr("getpass.getuser", lambda: "operator1")
+
+    async def seed_two() -> tuple[int, int]:
+        store = SQLiteStore(settings.data_dir / "escalator.db")
+        await store.open()
+        try:
+            policy = load_policy(settings)
+            a = await seed(
+                store, policy, mail_bytes(message_id="<a@x>", body="any update on my PR?\x1b[2J")
+            )
+            b = await seed(
+                store, policy, mail_bytes(message_id="<b@x>"), received_at=ON_CALL + timedelta(1)
+            )
+            return a, b
+        finally:
+            await store.close()
+
+    first, second = asyncio.run(seed_two())
+    assert cli.main(["review", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert listing.index(f"{second} ") < listing.index(f"{first} ") and "(2 held)" in listing
+    assert cli.main(["review", "show", str(first)]) == 0
+    shown = capsys.readouterr().out
+    assert "rule pr_chaser matched" in shown and "\x1b" not in shown
+    assert cli.main(["review", "release", str(first), "--note", "looks real"]) == 0
+    assert "released" in capsys.readouterr().out
+    assert cli.main(["review", "release", str(first)]) == 1
+    assert "was not held" in capsys.readouterr().out
+    assert cli.main(["review", "dismiss", str(second), "--note", "chaser"]) == 0
+    assert cli.main(["review", "show", str(second)]) == 0
+    assert "cli:operator1 dismissed chaser" in capsys.readouterr().out
+    assert cli.main(["review", "show", "999"]) == 1
