@@ -81,6 +81,8 @@ POLICY: web.AppKey[Policy] = web.AppKey("policy")
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("templates")
 READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
+IDENTITY: web.RequestKey[Identity] = web.RequestKey("identity")
+CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 
 
 # -- identities -----------------------------------------------------------------------------
@@ -216,7 +218,7 @@ async def require_identity(
         form = await request.post()
         if not guard.csrf_ok(identity, str(form.get("csrf", ""))):
             raise web.HTTPForbidden(text="Refused: the form's CSRF token is missing or wrong.")
-    request["identity"] = identity
+    request[IDENTITY] = identity
     return await handler(request)
 
 
@@ -243,7 +245,7 @@ def _safe_next(path: str) -> str:
 
 
 def _page(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
-    identity: Identity | None = request.get("identity")
+    identity = request.get(IDENTITY)
     guard = request.app[GUARD]
     context.setdefault("who", identity.who if identity else None)
     context.setdefault("csrf", guard.csrf_token(identity) if identity else "")
@@ -301,7 +303,7 @@ def _mail_id(request: web.Request) -> int:
 
 def _release_preview(request: web.Request) -> dict[str, Any]:
     """What Release would do if clicked now, said on the button's page."""
-    routing = route(Verdict.ESCALATE, request.app[POLICY].calendar, datetime.now(UTC))
+    routing = route(Verdict.ESCALATE, request.app[POLICY].calendar, request.app[CLOCK]())
     zone = ZoneInfo(request.app[SETTINGS].timezone)
     if routing.page is Page.NOW:
         page = "page on-call now"
@@ -320,7 +322,12 @@ async def release_action(request: web.Request) -> web.StreamResponse:
     mail_id = _mail_id(request)
     try:
         outcome = await review.release(
-            request.app[STORE], request.app[POLICY], mail_id, request["identity"].who, _note(form)
+            request.app[STORE],
+            request.app[POLICY],
+            mail_id,
+            request[IDENTITY].who,
+            _note(form),
+            now=request.app[CLOCK](),
         )
     except review.MailNotFound:
         raise web.HTTPNotFound(text="No such mail.") from None
@@ -334,14 +341,15 @@ async def dismiss_action(request: web.Request) -> web.StreamResponse:
     mail_id = _mail_id(request)
     try:
         outcome = await review.dismiss(
-            request.app[STORE], mail_id, request["identity"].who, _note(form)
+            request.app[STORE], mail_id, request[IDENTITY].who, _note(form)
         )
     except review.MailNotFound:
         raise web.HTTPNotFound(text="No such mail.") from None
     except review.NoteRequired:
         view = await _view(request)
         error = "Write a note saying why this mail is dismissed."
-        return _page(request, "mail.html", 400, view=view, error=error, **_release_preview(request))
+        preview = _release_preview(request)
+        return _page(request, "mail.html", 400, view=view, error=error, done=None, **preview)
     raise web.HTTPSeeOther(
         f"/mails/{mail_id}?done={'dismissed' if outcome.changed else 'unchanged'}"
     )
@@ -431,6 +439,7 @@ def build_app(
     readiness: Readiness | None = None,
     extra_routes: Sequence[web.RouteDef] = (),
     public_paths: frozenset[str] = frozenset({"/metrics"}),
+    clock: Callable[[], datetime] | None = None,
 ) -> web.Application:
     """The whole web app. `extra_routes` (e.g. /metrics) are served without sign-in when their
     path is in `public_paths`; `readiness` replaces the default store check behind /readyz."""
@@ -444,6 +453,7 @@ def build_app(
     app[TEMPLATES] = templates(settings)
     app[READINESS] = readiness or store_readiness(store)
     app[_PUBLIC_EXTRA] = public_paths
+    app[CLOCK] = clock or (lambda: datetime.now(UTC))  # tests pin the cover window
     app.add_routes(_ROUTES)
     app.add_routes(extra_routes)
     return app
@@ -485,10 +495,12 @@ class RunningWeb:
 async def start(settings: Settings, store: Store, **options: Any) -> RunningWeb:
     """Bind settings.http_listen and serve `build_app(settings, store, **options)`."""
     app = build_app(settings, store, **options)
-    runner = web.AppRunner(app, access_log=None)  # paths carry mail ids only, but keep logs lean
+    runner = web.AppRunner(
+        app, access_log=None, shutdown_timeout=2.0
+    )  # paths carry mail ids only, but keep logs lean
     await runner.setup()
     host, port = split_host_port(settings.http_listen, "ESCALATOR_HTTP_LISTEN")
-    await web.TCPSite(runner, host, port, shutdown_timeout=2.0).start()
+    await web.TCPSite(runner, host, port).start()
     bound_host, bound_port = runner.addresses[0][:2]
     return RunningWeb(runner, str(bound_host), int(bound_port), app[GUARD])
 
