@@ -1583,6 +1583,118 @@ service. How do we get the old ingress class back? #laa-evidence-incident
 ]
 
 
+# Planned work against incidents caused by it; outage signs against excluded requests.
+CASES += [
+    # An incident caused by last night's planned maintenance is an incident, not planned work.
+    Case(
+        "caused-by-planned-maintenance",
+        ESCALATE,
+        "mlra-incident",
+        eml(
+            "MLRA searches",
+            """
+Since last night's planned maintenance, every search in MLRA times out after 60 seconds and
+caseworkers have stopped processing applications. #mlra-incident
+""",
+        ),
+    ),
+    # Planned maintenance announced ahead, with the service "will be unavailable", is planned work.
+    Case(
+        "planned-will-be-unavailable",
+        NOT_IMPACTING,
+        "laa-ccms",
+        eml(
+            "CCMS maintenance Tuesday",
+            """
+FYI we have scheduled maintenance on CCMS on Tuesday 1 December 19:00-21:00. The service will
+be unavailable to providers during that time. #laa-ccms
+""",
+        ),
+    ),
+    # A PR that needs approval to fix an ongoing production outage is part of the incident.
+    Case(
+        "fix-pr-during-outage",
+        ESCALATE,
+        "visits-incident",
+        eml(
+            "Fix PR needs approval - production down",
+            """
+Production is down since 20:10 after the cert rotation. Our fix PR #812 needs approval
+urgently, please. #visits-incident
+""",
+        ),
+    ),
+    # A how-to question while the service is unavailable is an incident.
+    Case(
+        "howto-while-unavailable",
+        ESCALATE,
+        "book-a-secure-move",
+        eml(
+            "How do we restart the ingress?",
+            """
+Book a secure move is unavailable for all suppliers. How do we restart our ingress controller
+pods? #book-a-secure-move
+""",
+        ),
+    ),
+]
+
+
+# Reading wrapped, replied and forwarded text as a person would.
+CASES += [
+    # A Gmail attribution wrapped over two lines still starts the quote: its channel loses.
+    Case(
+        "wrapped-attribution",
+        ESCALATE,
+        "laa-apply-incident",
+        eml(
+            "Re: Apply for civil legal aid down",
+            """
+Still down for every provider 30 minutes later. Further comms in #laa-apply-incident please.
+
+On Sat, 28 Nov 2026 at 20:31, Priya Nair <priya.nair@justice.gov.uk>
+wrote:
+> The service is down. See #laa-apply-dev
+""",
+        ),
+    ),
+    # An Outlook forward ("FW:", "From: … Sent: …") carries the facts the forwarder relies on.
+    Case(
+        "outlook-forward-facts",
+        ESCALATE,
+        "cica-incident",
+        eml(
+            "FW: Contact centre calls",
+            """
+Please see below - urgent. #cica-incident
+
+From: Contact Centre <contact@cica.gov.uk>
+Sent: 28 November 2026 20:41
+To: Ops
+Subject: Cannot submit claims
+
+Applicants have been phoning all evening: the live claim form shows "Sorry, there is a problem
+with the service" on submit.
+""",
+        ),
+    ),
+    # Hard-wrapped text: an explicit "no impact" split across lines is still read as one phrase.
+    Case(
+        "wrapped-no-impact",
+        NOT_IMPACTING,
+        "hmpps-book-video-link",
+        eml(
+            "Cert renewal failed",
+            """
+The cert-manager renewal for our production certificate failed this evening; the current one is
+valid for another 20 days, so there is no user
+impact. Could you look on Monday? #hmpps-book-video-link
+""",
+        ),
+    ),
+]
+
+
 def _policy(case: Case) -> TriagePolicy:
     return TriagePolicy(RULES, case.allowed_senders, case.trusted_list_ids)
 

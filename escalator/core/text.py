@@ -130,7 +130,7 @@ class BodyParts:
 
 
 _REPLY_HEADER = re.compile(
-    r"^(on\s.{0,200}?wrote:\s*$"  # Gmail, Apple Mail, Thunderbird
+    r"^(on\s[^\n]{0,200}?(\n[^\n]{0,120}?)?wrote:\s*$"  # Gmail, Apple Mail (often wrapped)
     r"|-{2,}\s*original message\s*-{2,}"  # Outlook plain text
     r"|_{10,}\s*$"  # Outlook's rule above "From: … Sent: …"
     r"|from:\s.+\n\s*(sent|date):\s)",

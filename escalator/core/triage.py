@@ -15,9 +15,11 @@ from escalator.core.model import REASON_ORDER, Evidence, Reason, Triage, Verdict
 from escalator.core.rules import Rule, Rules
 
 _SNIPPET = 80
-# A request the process excludes (how-to, PR chase, ...) stays an incident when the mail shows this
-# many symptoms: one problem word is often the question's topic, two or more describe an outage.
+# A request the process excludes (how-to, PR chase, ...) stays an incident when the mail shows an
+# outage sign or this many different problem words: one is often just the question's topic.
 _SYMPTOMS_OVER_EXCLUSION = 2
+# The symptom rule (in rules.toml) whose single match is an outage, whatever else the mail asks.
+OUTAGE_RULE = "outage"
 # Rules read the opening of each part: a person states the problem in the first page, and a
 # pasted 5 MB log must not cost seconds of regular expressions (about 3 ms per rule per 50 KB).
 _RULE_TEXT_CHARS = 6_000
@@ -166,7 +168,7 @@ def _impact_evidence(parts: list[TextPart], rules: Rules) -> _Impact:
     symptoms, excluded = hits("symptom"), hits("no_impact")
     if not hits("live"):
         excluded += hits("non_production")
-    if _distinct_matches(rules.of_kind("symptom"), parts) < _SYMPTOMS_OVER_EXCLUSION:
+    if not _outweighs_exclusions(symptoms, rules, parts):
         excluded += hits("exclusion")
     if not hits("ongoing"):
         excluded += hits("resolved")
@@ -185,6 +187,13 @@ def _rule_matches(rule: Rule, parts: list[TextPart]) -> list[Evidence]:
                     found.append(item)
                 break
     return found[:3]
+
+
+def _outweighs_exclusions(symptoms: list[Evidence], rules: Rules, parts: list[TextPart]) -> bool:
+    """An outage sign, or several different problem words, make a question or chase an incident."""
+    if any(item.rule == OUTAGE_RULE for item in symptoms):
+        return True
+    return _distinct_matches(rules.of_kind("symptom"), parts) >= _SYMPTOMS_OVER_EXCLUSION
 
 
 def _distinct_matches(rules: tuple[Rule, ...], parts: list[TextPart]) -> int:
@@ -225,7 +234,20 @@ def _content_parts(mail: ParsedMail) -> list[TextPart]:
     parts = [TextPart("subject", mail.subject), TextPart("new", mail.body.new)]
     if mail.body.forwarded:
         parts.append(TextPart("forwarded", mail.body.forwarded))
-    return [TextPart(part.where, part.text[:_RULE_TEXT_CHARS].translate(_QUOTES)) for part in parts]
+    elif _FORWARD_SUBJECT.match(mail.subject) and mail.body.quoted:
+        # Outlook forwards look like replies ("From: … Sent: …"); the subject says what they are.
+        parts.append(TextPart("forwarded", mail.body.quoted))
+    return [TextPart(part.where, _unwrap(part.text[:_RULE_TEXT_CHARS])) for part in parts]
+
+
+_FORWARD_SUBJECT = re.compile(r"^\s*(fw|fwd|forward(ed)?)\s*:", re.IGNORECASE)
+# A line break inside a sentence (clients wrap plain text at ~72 columns), not before a list item.
+_WRAPPED = re.compile(r"(?<=[^\s.!?:;])[ \t]*\n[ \t]*(?=[^\s>*\u2022\d-])")
+
+
+def _unwrap(text: str) -> str:
+    """Sentences joined back across the sender's line wrapping, so phrases match whole."""
+    return _WRAPPED.sub(" ", text.translate(_QUOTES))
 
 
 def _channel_parts(mail: ParsedMail) -> list[TextPart]:
