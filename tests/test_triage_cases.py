@@ -1695,6 +1695,93 @@ impact. Could you look on Monday? #hmpps-book-video-link
 ]
 
 
+# "No impact" statements against partial outages, and hashtags that are not channels.
+CASES += [
+    # "The site is up, but every login fails" is a partial outage, not a no-impact statement.
+    Case(
+        "up-but-logins-fail",
+        ESCALATE,
+        "opg-sirius-incident",
+        eml(
+            "Sirius logins failing",
+            """
+The live Sirius site is up, but every login fails with an error and case workers can't get
+in since 20:10. #opg-sirius-incident
+""",
+        ),
+    ),
+    # "Not an outage as such, but half of requests fail" is a partial outage.
+    Case(
+        "not-an-outage-but",
+        ESCALATE,
+        "hmpps-auth-incident",
+        eml(
+            "Intermittent 502s on HMPPS Auth",
+            """
+It's not an outage as such, but half of the sign-in requests to HMPPS Auth fail with 502 and
+prison staff are being logged out. #hmpps-auth-incident
+""",
+        ),
+    ),
+    # "The fix isn't live yet" is an incident update, not a service that has no live users.
+    Case(
+        "fix-not-live-yet",
+        ESCALATE,
+        "laa-apply-incident",
+        eml(
+            "Re: Apply 503s",
+            """
+The fix isn't live yet and Apply is still returning 503 to providers. Can someone help us push
+the image? #laa-apply-incident
+""",
+        ),
+    ),
+    # "Everything is fine now" after a flap is not an incident.
+    Case(
+        "everything-fine-now",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "Pingdom flapped overnight",
+            """
+Our Pingdom check for the production site flapped a few times overnight, but everything is fine
+now. Could you tell us if there was a platform change at 03:00?
+""",
+        ),
+    ),
+    # "#urgent" is a hashtag for emphasis: the mail names no channel.
+    Case(
+        "hashtag-urgent",
+        NO_CHANNEL,
+        None,
+        eml(
+            "#urgent Make a recall decision down",
+            """
+Make a recall decision is down in production since 19:50; probation practitioners cannot open
+recall cases. Please ring the duty manager. #urgent #P1
+""",
+        ),
+    ),
+]
+
+
+CASES += [
+    # "Production is fine, but testers are blocked" in UAT: the "but" is about non-production.
+    Case(
+        "prod-fine-but-uat-blocked",
+        NOT_IMPACTING,
+        "laa-crime-uat",
+        eml(
+            "CRITICAL - UAT database dropped!!!",
+            """
+Production is fine, but our UAT testers are completely blocked: the UAT database was dropped
+by a migration and the app can't start. Can you restore last night's snapshot? #laa-crime-uat
+""",
+        ),
+    ),
+]
+
+
 def _policy(case: Case) -> TriagePolicy:
     return TriagePolicy(RULES, case.allowed_senders, case.trusted_list_ids)
 

@@ -79,6 +79,11 @@ _LABEL_STOPWORDS = frozenset(
     ]
 )
 
+# Hashtags people use for emphasis ("#urgent", "#P1"), not channels anyone would join.
+_HASHTAGS = frozenset(
+    {"urgent", "important", "help", "priority", "critical", "outage", "incident", "asap", "sev1"}
+)
+
 # Channels of the platform team itself: where people ask or alerts land, rarely where they talk.
 PLATFORM_CHANNELS = frozenset(
     {
@@ -178,7 +183,9 @@ def _from_archive(match: re.Match[str]) -> str | None:
 
 def _from_hash(match: re.Match[str]) -> str | None:
     name = match.group(1).rstrip("-_")
-    return None if _TICKET_KEY.match(name) else _normalise(name)
+    if _TICKET_KEY.match(name) or name.lower() in _HASHTAGS:
+        return None
+    return _normalise(name)
 
 
 def _from_label(match: re.Match[str]) -> str | None:
