@@ -1782,6 +1782,145 @@ by a migration and the app can't start. Can you restore last night's snapshot? #
 ]
 
 
+# Excluded requests worded without the obvious keywords.
+CASES += [
+    # A PR given only as a GitHub link, asked to be approved, is a PR chase.
+    Case(
+        "pr-link-approve",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "Approval please",
+            """
+Hi, could someone approve
+https://github.com/ministryofjustice/cloud-platform-environments/pull/27455 please? It is
+blocking our release on Monday.
+""",
+        ),
+    ),
+    # "Have a look at my PR" is a PR chase.
+    Case(
+        "pr-have-a-look",
+        NOT_IMPACTING,
+        "laa-get-access",
+        eml(
+            "PR for new namespace",
+            """
+Could someone have a look at my PR for the laa-get-access namespace when you get a chance?
+#laa-get-access
+""",
+        ),
+    ),
+    # "It would be great if the platform offered…" is a feature request.
+    Case(
+        "would-be-great-if",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "Idea",
+            """
+It would be great if the platform offered a managed OpenSearch dashboard per namespace; at the
+moment we run our own and it takes a lot of effort to keep it patched.
+""",
+        ),
+    ),
+    # "What's the process for…" is a how-to question.
+    Case(
+        "whats-the-process",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "New domain",
+            """
+What's the process for getting a new service.justice.gov.uk domain pointed at our production
+ingress? We'd like it in place for the launch.
+""",
+        ),
+    ),
+    # Asking for an incident report after the event is post-incident.
+    Case(
+        "incident-report-request",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "Last week's outage",
+            """
+Following last week's outage of the live cluster, please can you share the incident report
+with our service owner?
+""",
+        ),
+    ),
+    # Announcing a planned change in "we're planning to" words is planned work.
+    Case(
+        "planning-to-upgrade",
+        NOT_IMPACTING,
+        "hmpps-ims",
+        eml(
+            "RDS upgrade Tuesday",
+            """
+We're planning to upgrade our production RDS instance from Postgres 14 to 16 on Tuesday
+evening. Is there anything we should know beforehand? #hmpps-ims
+""",
+        ),
+    ),
+    # A request for permission, with "can't" only describing the missing access, is access.
+    Case(
+        "cant-access-console",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "AWS console access",
+            """
+I can't access the AWS console for our account since I moved teams. Can I be given access to
+the laa-production account please?
+""",
+        ),
+    ),
+]
+
+# Missing facts and missing channels in other words.
+CASES += [
+    # A P1 announcement that says nothing about what is wrong has no facts.
+    Case(
+        "p1-join-channel",
+        NO_FACTS,
+        "maw-incident",
+        eml(
+            "Major incident",
+            """
+Major incident declared for Manage a workforce. Bridge and updates in #maw-incident.
+""",
+        ),
+    ),
+    # Only an alerts channel is named: it is still the channel of an outage report.
+    Case(
+        "alerts-channel-only",
+        ESCALATE,
+        "hmpps-alerts",
+        eml(
+            "Prison API outage",
+            """
+The production Prison API is down since 20:40 and prison staff cannot see any prisoner
+records. Our alerts go to #hmpps-alerts.
+""",
+        ),
+    ),
+    # Facts without any listed problem word are still facts when there are enough of them.
+    Case(
+        "facts-without-keywords",
+        ESCALATE,
+        "visits-incident",
+        eml(
+            "Visits booked to the wrong prison",
+            """
+Since 20:00 every visit booked online is being recorded against the wrong prison, so families
+will turn up at establishments that do not expect them tomorrow morning. #visits-incident
+""",
+        ),
+    ),
+]
+
+
 def _policy(case: Case) -> TriagePolicy:
     return TriagePolicy(RULES, case.allowed_senders, case.trusted_list_ids)
 
