@@ -1921,6 +1921,48 @@ will turn up at establishments that do not expect them tomorrow morning. #visits
 ]
 
 
+CASES += [
+    # Urgency and "join the channel" words, however many, are not facts about what is wrong.
+    Case(
+        "p1-filler-words",
+        NO_FACTS,
+        "laa-p1",
+        eml(
+            "P1",
+            """
+Hi all, we have a P1 incident at the moment, please join the channel as soon as you possibly
+can and call me if you need anything, thanks. #laa-p1
+""",
+        ),
+    ),
+    # Shouting for someone on the bridge is still no fact about the problem.
+    Case(
+        "bridge-right-now",
+        NO_FACTS,
+        "cfo-major",
+        eml(
+            "URGENT!!!",
+            """
+URGENT!!! Need someone from Cloud Platform on the bridge right now please, this is a critical
+priority incident for us. Details in #cfo-major
+""",
+        ),
+    ),
+    # One short sentence of real facts, without any listed problem word, is enough.
+    Case(
+        "short-facts-no-keywords",
+        ESCALATE,
+        "visits-incident",
+        eml(
+            "Visits",
+            """
+Prison visits booking sends every family to the wrong prison since 8pm. #visits-incident
+""",
+        ),
+    ),
+]
+
+
 def _policy(case: Case) -> TriagePolicy:
     return TriagePolicy(RULES, case.allowed_senders, case.trusted_list_ids)
 

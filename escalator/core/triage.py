@@ -269,7 +269,27 @@ _NOISE = re.compile(
 )
 
 
+# Facts are counted in words of four letters or more that are not function words or words of
+# urgency, contact and channel-joining: "P1 declared, please join the channel as soon as you can,
+# call me" says nothing about what is wrong, however long it is.
+_FACT_WORD_MIN_LETTERS = 4
+_FILLER = frozenset(
+    """
+    please urgent urgently asap immediately soon possible possibly quickly help need needed call
+    ring phone contact reach message join channel slack bridge thread chat teams incident major
+    critical priority declared raised escalating escalate thanks thank cheers regards kind best
+    many team hello everything details have with this that there their they them then than from
+    your what when were will would could should about some someone anyone anything something
+    into just like also here been being does done very much more moment time able know look
+    """.split()
+)
+
+
 def _word_count(parts: list[TextPart]) -> int:
-    """Words the sender wrote about the problem, without greetings, links, numbers, channels."""
+    """Words the sender wrote about the problem: no greetings, links, numbers, channels, filler."""
     text = "\n".join(part.text for part in parts if part.where != "subject")
-    return len(re.findall(r"[A-Za-z][A-Za-z'-]*", _NOISE.sub(" ", text)))
+    words = re.findall(r"[A-Za-z][A-Za-z'-]*", _NOISE.sub(" ", text))
+    return sum(
+        len(word) >= _FACT_WORD_MIN_LETTERS and word.lower().split("'")[0] not in _FILLER
+        for word in words
+    )
