@@ -273,16 +273,15 @@ _NOISE = re.compile(
 # urgency, contact and channel-joining: "P1 declared, please join the channel as soon as you can,
 # call me" says nothing about what is wrong, however long it is.
 _FACT_WORD_MIN_LETTERS = 4
-_FILLER = frozenset(
-    """
-    please urgent urgently asap immediately soon possible possibly quickly help need needed call
-    ring phone contact reach message join channel slack bridge thread chat teams incident major
-    critical priority declared raised escalating escalate thanks thank cheers regards kind best
-    many team hello everything details have with this that there their they them then than from
-    your what when were will would could should about some someone anyone anything something
-    into just like also here been being does done very much more moment time able know look
-    """.split()
-)
+_FILLER_WORDS = """
+please urgent urgently asap immediately soon possible possibly quickly help need needed call
+ring phone contact reach message join channel slack bridge thread chat teams incident major
+critical priority declared raised escalating escalate thanks thank cheers regards kind best
+many team hello everything details have with this that there their they them then than from
+your what when were will would could should about some someone anyone anything something
+into just like also here been being does done very much more moment time able know look
+"""
+_FILLER = frozenset(_FILLER_WORDS.split())
 
 
 def _word_count(parts: list[TextPart]) -> int:
