@@ -3,7 +3,8 @@
 Adapters raise RetryLater (the outside thing may come back; it may say when) or Refused (it
 said no and will say no again). The policy turns a failure into a value: retry at an instant
 (exponential backoff with jitter, never sooner than Retry-After) or give up, once the next try
-would fall beyond the horizon measured from when the action first became due.
+would fall beyond the horizon measured from the first failed attempt. That instant travels in
+the action's last_error ("failing since <ISO>: …"), which operators also read in `escalator list`.
 """
 
 from __future__ import annotations
@@ -63,20 +64,36 @@ def next_step(
     policy: Backoff,
     *,
     attempts: int,
-    first_due: datetime,
+    last_error: str | None,
     now: datetime,
     error: str,
     retry_after: float | None,
     draw: float,
 ) -> RetryAt | GiveUp:
     """Retry at backoff (or Retry-After when longer), unless that passes the horizon."""
+    since = failing_since(last_error) or now
     delay = backoff_delay(policy, attempts, draw)
     if retry_after is not None:
         delay = max(delay, retry_after)
     due = now + timedelta(seconds=delay)
-    if (due - first_due).total_seconds() > policy.horizon:
-        return GiveUp(f"gave up after {attempts} attempts: {error}")
-    return RetryAt(due, error)
+    if (due - since).total_seconds() > policy.horizon:
+        failing = int((now - since).total_seconds())
+        return GiveUp(f"gave up after {attempts} attempts over {failing} s: {error}")
+    return RetryAt(due, f"{_SINCE}{since.isoformat()}: {error}")
+
+
+_SINCE = "failing since "
+
+
+def failing_since(last_error: str | None) -> datetime | None:
+    """The first failure's instant, as next_step wrote it into last_error; None if absent."""
+    if not last_error or not last_error.startswith(_SINCE):
+        return None
+    stamp = last_error.removeprefix(_SINCE).partition(": ")[0]
+    try:
+        return datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:

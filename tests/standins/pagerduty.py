@@ -100,6 +100,7 @@ class PagerDutyStandIn:
         self.received: list[Received] = []
         self.incidents: dict[str, list[dict[str, Any]]] = {}
         self.down = False
+        self.arrived = 0
         self.hold = asyncio.Event()
         self.hold.set()
         self._release = asyncio.Event()
@@ -144,6 +145,7 @@ class PagerDutyStandIn:
 
     async def _enqueue(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
+        self.arrived += 1
         fault = self._script.popleft() if self._script else ("503" if self.down else None)
         body = _decode(raw)
         if fault is not None:

@@ -1,0 +1,346 @@
+"""The outbox executor: claims due actions and carries them out, exactly once in effect.
+
+Each claim is a lease in the store, so two dispatchers never run one action at the same time and
+a dispatcher killed mid-action leaves it to be claimed again when the lease ends. PagerDuty
+deduplicates on the conversation's dedup_key, so a page re-sent after such a crash updates the
+same incident. Failures become values (escalator.core.retry): retry with backoff and jitter, no
+sooner than Retry-After, until the horizon; then the action fails and a human is told another
+way (page failed -> Slack alarm "page manually"; alarm failed -> a page that says Slack failed).
+
+Pages leave in order: once a page fails, later pages wait behind it rather than overtake it.
+Without a routing key / bot token / relay, an action is recorded as "dry_run" with the exact
+payload it would have sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from escalator.core import render
+from escalator.core.actions import PlannedAction
+from escalator.core.mail import parse_mail
+from escalator.core.retry import Backoff, GiveUp, Refused, RetryLater, next_step
+from escalator.errors import StoreUnavailable
+from escalator.pagerduty import PagerDuty
+from escalator.replies import Relay, load_template, parse_relay_url
+from escalator.settings import Settings
+from escalator.slack import CHANNEL_GONE, Slack
+from escalator.store import ActionRow, MailRow, Store
+
+log = logging.getLogger(__name__)
+
+REPLY_GUARD = timedelta(minutes=10)
+ACK_UNREACHABLE = CHANNEL_GONE | {"method_not_supported_for_channel_type"}
+TEMPLATES = {"escalate": "reply_escalated.txt.j2", "reject": "reply_rejected.txt.j2"}
+
+
+@dataclass(frozen=True)
+class Done:
+    """How an action ended when it did not need a retry."""
+
+    state: str
+    result: dict[str, Any] | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """The outside systems; None means dry run for that system."""
+
+    pagerduty: PagerDuty | None = None
+    slack: Slack | None = None
+    relay: Relay | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Adapters:
+        key, token, relay = (
+            settings.pagerduty_routing_key,
+            settings.slack_bot_token,
+            settings.relay_url,
+        )
+        events_url, ca_file = settings.pagerduty_events_url, settings.pagerduty_ca_file
+        return cls(
+            pagerduty=None
+            if key is None
+            else PagerDuty(key.get_secret_value(), events_url, ca_file),
+            slack=None
+            if token is None
+            else Slack(token.get_secret_value(), settings.slack_api_url),
+            relay=None if relay is None else Relay(parse_relay_url(relay.get_secret_value())),
+        )
+
+
+@dataclass
+class _PageGate:
+    """Head-of-line blocking for pages: while one waits for a retry, later ones wait too."""
+
+    until: datetime | None = None
+    held: int = field(default=0)
+
+
+class Dispatcher:
+    """`run()` serves forever; `burst()` runs until nothing is due now, then returns."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        adapters: Adapters | None = None,
+        clock: Callable[[], datetime] | None = None,
+        draw: Callable[[], float] = random.random,
+        batch_size: int = 16,
+        lease_seconds: float = 60.0,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._adapters = adapters or Adapters.from_settings(settings)
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._draw = draw
+        self._batch_size = batch_size
+        self._lease = lease_seconds
+        self._poll = poll_seconds
+        self._policy = Backoff(horizon=settings.retry_horizon_seconds)
+        self._zone = ZoneInfo(settings.timezone)
+        self._templates = {verdict: load_template(name) for verdict, name in TEMPLATES.items()}
+        self._gate = _PageGate()
+        self._replied: dict[str, datetime] = {}
+        self._threads: dict[str, dict[str, Any]] = {}
+        self._wake = asyncio.Event()
+        self.done = 0
+
+    def wake(self) -> None:
+        """Something may be due now (a decision was recorded): look without waiting the poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.burst()
+            except StoreUnavailable as exc:
+                log.warning("dispatch: store unavailable, retrying later: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll)
+
+    async def burst(self) -> int:
+        """Claim and run batches until none is due; return how many actions ran."""
+        ran = 0
+        while batch := await self._store.claim_due_actions(
+            self._clock(), self._batch_size, self._lease
+        ):
+            await self._run_batch(batch)
+            ran += len(batch)
+        self.done += ran
+        return ran
+
+    async def _run_batch(self, batch: list[ActionRow]) -> None:
+        """Pages one by one in claim order; the other kinds side by side."""
+        pages = [action for action in batch if action.kind == "page"]
+        others = [action for action in batch if action.kind != "page"]
+        await asyncio.gather(self._run_pages(pages), *(self._run(a) for a in others))
+
+    async def _run_pages(self, pages: list[ActionRow]) -> None:
+        for action in pages:
+            gate = self._gate.until
+            if gate is not None and self._clock() < gate:
+                await self._hold(action, gate)
+            else:
+                self._gate = _PageGate()
+                await self._run(action)
+
+    async def _hold(self, action: ActionRow, gate: datetime) -> None:
+        """Keep a page behind the failing one, preserving the claim order."""
+        self._gate.held += 1
+        due = gate + timedelta(microseconds=self._gate.held)
+        await self._store.retry_action(action.id, due, "waiting behind an earlier page")
+
+    async def _run(self, action: ActionRow) -> None:
+        try:
+            done = await self._execute(action)
+        except RetryLater as exc:
+            await self._retry_or_give_up(action, str(exc), exc.retry_after)
+        except Refused as exc:
+            await self._fail(action, str(exc))
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # a bug must not lose the action: retry, then escalate
+            log.exception("dispatch: action %d (%s) raised", action.id, action.kind)
+            await self._retry_or_give_up(action, f"internal error: {exc!r}", None)
+        else:
+            await self._store.finish_action(action.id, done.state, done.note, done.result)
+
+    async def _retry_or_give_up(
+        self, action: ActionRow, error: str, retry_after: float | None
+    ) -> None:
+        step = next_step(
+            self._policy,
+            attempts=action.attempts,
+            last_error=action.last_error,
+            now=self._clock(),
+            error=error,
+            retry_after=retry_after,
+            draw=self._draw(),
+        )
+        if isinstance(step, GiveUp):
+            await self._fail(action, step.error)
+            return
+        if action.kind == "page":
+            self._gate = _PageGate(until=step.due_at)
+        await self._store.retry_action(action.id, step.due_at, step.error)
+
+    async def _fail(self, action: ActionRow, error: str) -> None:
+        """Record the failure, then tell a human by the other route."""
+        log.error("dispatch: %s action %d failed: %s", action.kind, action.id, error)
+        await self._store.finish_action(action.id, "failed", error)
+        fallback = fallback_action(action, error, self._clock())
+        if fallback is not None:
+            await self._store.add_actions(action.mail_id, (fallback,))
+
+    # -- the four kinds ----------------------------------------------------------------------
+
+    async def _execute(self, action: ActionRow) -> Done:
+        mail = await self._store.get_mail(action.mail_id)
+        if mail is None:
+            return Done("skipped", note="mail no longer stored")
+        incident = self._incident(mail, action)
+        handler = {
+            "page": self._page,
+            "alarm": self._alarm,
+            "ack": self._ack,
+            "reply": self._reply,
+        }[action.kind]
+        return await handler(action, incident)
+
+    async def _page(self, action: ActionRow, incident: render.Incident) -> Done:
+        event = render.pagerduty_event(incident, self._review_url(incident))
+        if self._adapters.pagerduty is None:
+            return Done("dry_run", {"event": event})
+        sent = await self._adapters.pagerduty.send(event)
+        return Done("sent", {**sent, "summary": event["payload"]["summary"]})
+
+    async def _alarm(self, action: ActionRow, incident: render.Incident) -> Done:
+        text, blocks = render.slack_alarm(incident)
+        channel = self._settings.slack_alarm_channel
+        # a fallback ("page manually") stands alone where it is seen, not inside a thread
+        known = None if action.payload.get("fallback") else self._threads.get(action.dedup_key)
+        thread = (known or {}).get("ts")
+        request = {"channel": channel, "text": text, "blocks": blocks, "thread_ts": thread}
+        if self._adapters.slack is None:
+            return Done("dry_run", request)
+        posted = await self._adapters.slack.post(channel, text, blocks, thread_ts=thread)
+        self._threads.setdefault(action.dedup_key, posted)
+        return Done("sent", posted)
+
+    async def _ack(self, action: ActionRow, incident: render.Incident) -> Done:
+        channel = incident.slack_channel
+        if not channel:
+            return Done("skipped", note="no channel named")
+        text, blocks = render.slack_ack(incident)
+        if self._adapters.slack is None:
+            return Done("dry_run", {"channel": channel, "text": text, "blocks": blocks})
+        try:
+            return Done("sent", await self._adapters.slack.post(channel, text, blocks, join=True))
+        except Refused as exc:
+            if exc.code not in ACK_UNREACHABLE:
+                raise
+            return Done("skipped", note=f"cannot post in #{channel}: {exc.code}; the reply says it")
+
+    async def _reply(self, action: ActionRow, incident: render.Incident) -> Done:
+        to = render.header_address(str(action.payload.get("to") or incident.sender))
+        if to is None:
+            return Done("skipped", note="no address to reply to")
+        guard = self._loop_guard(incident, to)
+        if guard is not None:
+            return Done("skipped", note=guard)
+        message = render.reply_message(
+            replace(incident, sender=to), self._template(incident), self._envelope(action)
+        )
+        if self._adapters.relay is None:
+            return Done("dry_run", {"to": to, "message": message.as_string()})
+        sent = await self._adapters.relay.send(message, to)
+        self._replied[to.lower()] = self._clock()
+        return Done("sent", {"to": to, "message_id": message["Message-ID"], **sent})
+
+    def _loop_guard(self, incident: render.Incident, to: str) -> str | None:
+        """At most one reject reply per sender per 10 minutes, so two robots cannot loop."""
+        last = self._replied.get(to.lower())
+        if incident.verdict != "reject" or last is None or self._clock() - last >= REPLY_GUARD:
+            return None
+        return f"loop guard: {to} already had a reply at {last.isoformat(timespec='seconds')}"
+
+    # -- building the incident ---------------------------------------------------------------
+
+    def _incident(self, mail: MailRow, action: ActionRow) -> render.Incident:
+        parsed = parse_mail(mail.raw or b"")
+        decision = mail.decision or {}
+        page_at = decision.get("page_at")
+        return render.Incident(
+            mail_id=mail.id,
+            received_at=mail.received_at.astimezone(self._zone),
+            sender=parsed.from_addr or mail.from_addr,
+            sender_name=parsed.from_name,
+            subject=parsed.subject or mail.subject,
+            message_id=parsed.message_id,
+            references=parsed.references or tuple(filter(None, [parsed.in_reply_to])),
+            facts=parsed.body.new,
+            verdict=mail.verdict or "reject",
+            reasons=mail.reasons,
+            slack_channel=mail.slack_channel,
+            window=mail.window or "unknown",
+            page=str(decision.get("page", "none")),
+            page_at=datetime.fromisoformat(page_at).astimezone(self._zone) if page_at else None,
+            alarm=bool(decision.get("alarm")),
+            dedup_key=render.bounded_dedup_key(action.dedup_key),
+            notes=tuple(str(note) for note in action.payload.get("notes", ())),
+        )
+
+    def _template(self, incident: render.Incident) -> str:
+        return self._templates["escalate" if incident.verdict == "escalate" else "reject"]
+
+    def _envelope(self, action: ActionRow) -> render.Envelope:
+        """A Message-ID fixed per action, so a reply re-sent after a crash is recognisably one."""
+        return render.Envelope(
+            reply_from=self._settings.reply_from,
+            message_id=f"<reply-{action.id}.{action.mail_id}@{self._settings.smtp_hostname}>",
+            date=self._clock(),
+            review_url=f"{self._settings.public_url.rstrip('/')}/mails/{action.mail_id}",
+        )
+
+    def _review_url(self, incident: render.Incident) -> str:
+        return f"{self._settings.public_url.rstrip('/')}/mails/{incident.mail_id}"
+
+    async def close(self) -> None:
+        if self._adapters.pagerduty is not None:
+            self._adapters.pagerduty.close()
+        if self._adapters.slack is not None:
+            await self._adapters.slack.close()
+
+
+def fallback_action(action: ActionRow, error: str, now: datetime) -> PlannedAction | None:
+    """The other route to a human when a page or an alarm could not be delivered."""
+    if action.payload.get("fallback"):
+        return None  # a fallback that fails is logged, never chased by another fallback
+    thread = str(action.payload.get("thread") or action.dedup_key)
+    if action.kind == "page":
+        note = f"PagerDuty page FAILED, page on-call manually: {error}"
+        return _fallback("alarm", f"alarm:{thread}", action, note, now)
+    if action.kind == "alarm":
+        note = f"Slack alarm to support FAILED: {error}"
+        return _fallback("page", thread, action, note, now)
+    return None
+
+
+def _fallback(kind: str, key: str, action: ActionRow, note: str, now: datetime) -> PlannedAction:
+    notes = [*action.payload.get("notes", ()), note]
+    payload = {**action.payload, "notes": notes, "fallback": action.id, "page_at": None}
+    return PlannedAction(kind, now, key, payload)

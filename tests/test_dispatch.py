@@ -1,0 +1,413 @@
+"""The outbox executor end to end: stored mail -> decision -> actions -> PagerDuty/Slack/SMTP.
+
+Mails are accepted into a real SQLite store at a fixed instant and decided by the real
+processor; the dispatcher runs its real loop in burst mode against the stand-ins, with a clock
+the test moves forward (retries are due times in the store, not sleeps).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from standins.pagerduty import PagerDutyStandIn
+from standins.slack import SlackStandIn, mentions
+from standins.smtp_sink import SmtpSink
+
+from escalator.core.retry import (
+    Backoff,
+    GiveUp,
+    RetryAt,
+    backoff_delay,
+    next_step,
+    parse_retry_after,
+)
+from escalator.dispatch import Adapters, Dispatcher
+from escalator.pagerduty import PagerDuty
+from escalator.policy import load_policy
+from escalator.processor import Processor
+from escalator.settings import Settings
+from escalator.store import ActionRow, IncomingMail, Store
+
+FRIDAY = datetime(2026, 11, 27, tzinfo=UTC)  # a working day; London is on UTC in November
+HOSTILE = "<!channel> <@U123> <https://evil|click> @here <!here> <!subteam^S1|@team>"
+
+
+def mail(
+    n: int,
+    *,
+    channel: str | None = "laa-apply-incident",
+    in_reply_to: str | None = None,
+    sender: str = "ana@digital.justice.gov.uk",
+    extra: str = "",
+    service_down: bool = True,
+) -> bytes:
+    """A mail that escalates (service down, channel named) unless told otherwise."""
+    thread = f"In-Reply-To: <{in_reply_to}>\nReferences: <{in_reply_to}>\n" if in_reply_to else ""
+    where = f"Our incident channel is #{channel}.\n" if channel else ""
+    what = (
+        "Since 10:40 every LAA apply user gets a 502 error on submit, so nobody can apply.\n"
+        if service_down
+        else "What is the recommended way to rotate a database password?\n"
+    )
+    return (
+        f'From: "Ana Analyst" <{sender}>\nTo: escalations@localhost\n'
+        f"Subject: LAA apply is down ({n})\nMessage-ID: <m{n}@digital.justice.gov.uk>\n{thread}"
+        f"Date: Fri, 27 Nov 2026 11:00:00 +0000\nContent-Type: text/plain; charset=utf-8\n\n"
+        f"Hi,\n\n{what}{where}{extra}\nAna\n"
+    ).encode()
+
+
+class Clock:
+    """The dispatcher's now, moved by the test."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class World:
+    settings: Settings
+    store: Store
+    pd: PagerDutyStandIn
+    slack: SlackStandIn
+    sink: SmtpSink
+    clock: Clock
+    processor: Processor
+    store_factory: Callable[[], Any]
+
+    async def receive(self, raw: bytes, at: datetime, mail_from: str | None = None) -> None:
+        """Accept a mail as the SMTP server would at `at` (the clock moves there), decide it."""
+        self.clock.now = max(self.clock.now, at)
+        sender = mail_from if mail_from is not None else "ana@digital.justice.gov.uk"
+        incoming = IncomingMail(raw, sender, ("escalations@localhost",), "127.0.0.1", False, at)
+        await self.store.accept(incoming)
+        await self.processor.burst()
+
+    def dispatcher(self, store: Store | None = None, **kwargs: Any) -> Dispatcher:
+        options: dict[str, Any] = {"clock": self.clock, "draw": lambda: 0.5}
+        options.update(kwargs)
+        return Dispatcher(store or self.store, self.settings, **options)
+
+    async def actions(self) -> list[ActionRow]:
+        return [a for listed in await self.store.list_mails() for a in listed.actions]
+
+    async def drain(self, dispatcher: Dispatcher, step: float = 30.0, rounds: int = 200) -> None:
+        """Run bursts, moving the clock, until no action is pending."""
+        for _ in range(rounds):
+            await dispatcher.burst()
+            if not [a for a in await self.actions() if a.state == "pending"]:
+                return
+            self.clock.advance(step)
+        raise AssertionError("actions still pending")
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as running:
+        yield running
+
+
+@pytest.fixture
+async def world(
+    tmp_path: Path, make_settings: Callable[..., Settings], store_factory: Any, sink: SmtpSink
+) -> AsyncIterator[World]:
+    async with PagerDutyStandIn(tmp_path) as pd, SlackStandIn() as slack:
+        slack.add_channel("C0LAA00001", "laa-apply-incident", member=False)
+        settings = make_settings(
+            pagerduty_routing_key=pd.routing_key,
+            pagerduty_events_url=pd.url,
+            pagerduty_ca_file=pd.ca_file,
+            slack_bot_token=slack.token,
+            slack_api_url=slack.api_url,
+            relay_url=sink.url,
+        )
+        store = await store_factory()
+        processor = Processor(store, load_policy(settings))
+        yield World(settings, store, pd, slack, sink, Clock(FRIDAY), processor, store_factory)
+        processor.close()
+
+
+# -- the windows of the contract, end to end ---------------------------------------------------
+
+WINDOWS = [
+    # (local time, pages, alarms, reply wording)
+    ("11:00", 0, 1, "support team has been alerted"),
+    ("09:30", 1, 1, "on-call engineer has been paged"),
+    ("20:00", 1, 0, "on-call engineer has been paged"),
+    ("23:00", 1, 1, "will be paged at 07:00"),
+]
+
+
+@pytest.mark.parametrize(("hhmm", "pages", "alarms", "wording"), WINDOWS)
+async def test_each_window_runs_its_actions(
+    world: World, hhmm: str, pages: int, alarms: int, wording: str
+) -> None:
+    """Support: alarm; both: page + alarm; on-call: page; no cover: alarm now, page at 07:00.
+    Every escalation also acks in the reporter's channel and replies to the sender."""
+    hour, minute = map(int, hhmm.split(":"))
+    world.clock.now = FRIDAY.replace(hour=hour, minute=minute)
+    await world.receive(mail(1), world.clock.now)
+    await world.dispatcher().burst()
+    if hhmm == "23:00":
+        assert world.pd.triggered == []  # deferred: nothing before 07:00
+        world.clock.now = FRIDAY.replace(hour=7) + timedelta(days=1)
+        await world.dispatcher().burst()
+    assert len(world.pd.triggered) == pages
+    assert len(world.slack.posts_in("high-priority-alarms")) == alarms
+    assert len(world.slack.posts_in("laa-apply-incident")) == 1
+    (reply,) = world.sink.delivered
+    assert wording in reply.message.get_content() and reply.mail_from == "<>"
+    assert {a.state for a in await world.actions()} == {"sent"}
+
+
+async def test_rejected_mail_gets_only_a_reply_saying_why(world: World) -> None:
+    """A reject pages nobody and posts nothing; the sender learns where to go instead."""
+    await world.receive(mail(1, channel=None, service_down=False), FRIDAY.replace(hour=11))
+    await world.dispatcher().burst()
+    assert world.pd.received == [] and world.slack.posts == []
+    (reply,) = world.sink.delivered
+    assert "#ask-cloud-platform" in reply.message.get_content()
+
+
+async def test_hostile_mail_text_mentions_nobody_in_slack(world: World) -> None:
+    """<!channel>, <@U123>, <https://evil|click> and @here in a mail produce no mention or link."""
+    raw = mail(1, extra=HOSTILE + "\n").replace(b"LAA apply is down", HOSTILE.encode())
+    await world.receive(raw, FRIDAY.replace(hour=9, minute=30))
+    await world.dispatcher().burst()
+    assert len(world.slack.posts) == 2  # the alarm and the ack
+    for post in world.slack.posts:
+        assert mentions(post) == []
+    assert world.pd.received[0].status == 202
+
+
+async def test_dry_run_records_the_exact_payload(
+    make_settings: Callable[..., Settings], store_factory: Any
+) -> None:
+    """With no routing key, token or relay, every action is 'dry_run' with what it would send."""
+    settings = make_settings()
+    store = await store_factory()
+    processor = Processor(store, load_policy(settings))
+    incoming = IncomingMail(
+        mail(1),
+        "ana@x.gov.uk",
+        ("escalations@localhost",),
+        None,
+        False,
+        FRIDAY.replace(hour=9, minute=30),
+    )
+    await store.accept(incoming)
+    await processor.burst()
+    processor.close()
+    await Dispatcher(store, settings, clock=lambda: FRIDAY.replace(hour=10)).burst()
+    actions = {a.kind: a for listed in await store.list_mails() for a in listed.actions}
+    assert {a.state for a in actions.values()} == {"dry_run"}
+    assert actions["page"].result is not None
+    assert actions["page"].result["event"]["payload"]["severity"] == "critical"
+    assert actions["alarm"].result and actions["alarm"].result["channel"] == "high-priority-alarms"
+    assert (
+        actions["reply"].result
+        and "Auto-Submitted: auto-replied" in actions["reply"].result["message"]
+    )
+
+
+# -- conversations -----------------------------------------------------------------------------
+
+
+async def test_follow_up_reaches_same_incident_and_slack_thread(world: World) -> None:
+    """A reply in the thread of an escalation re-triggers the same dedup_key (one incident)
+    and its alarm lands in the first alarm's Slack thread."""
+    at = FRIDAY.replace(hour=9, minute=30)
+    await world.receive(mail(1), at)
+    dispatcher = world.dispatcher()
+    await dispatcher.burst()
+    await world.receive(mail(2, in_reply_to="m1@digital.justice.gov.uk"), at + timedelta(minutes=5))
+    await dispatcher.burst()
+    assert list(world.pd.incidents) == ["m1@digital.justice.gov.uk"]
+    first, second = world.slack.posts_in("high-priority-alarms")
+    assert first.thread_ts is None and second.thread_ts == first.ts
+
+
+# -- exactly once ------------------------------------------------------------------------------
+
+
+async def test_two_dispatchers_racing_page_each_mail_once(world: World) -> None:
+    """Two dispatchers on two connections to one store: every mail is paged exactly once."""
+    for n in range(20):
+        await world.receive(mail(n), FRIDAY.replace(hour=20))
+    other = await world.store_factory()
+    first, second = world.dispatcher(batch_size=3), world.dispatcher(store=other, batch_size=3)
+    await asyncio.gather(first.burst(), second.burst())
+    assert sorted(world.pd.triggered) == sorted(f"m{n}@digital.justice.gov.uk" for n in range(20))
+    assert first.done > 0 and second.done > 0
+    assert {a.state for a in await world.actions()} == {"sent"}
+
+
+async def test_dispatcher_killed_mid_page_is_finished_by_the_next_one(world: World) -> None:
+    """Killed while PagerDuty holds the request: the action is not claimed again until its lease
+    ends; then the new dispatcher re-sends under the same dedup_key, so one incident results."""
+    await world.receive(mail(1), FRIDAY.replace(hour=20))
+    world.pd.hold.clear()
+    doomed = asyncio.create_task(world.dispatcher(lease_seconds=60).burst())
+    while world.pd.arrived == 0:
+        await asyncio.sleep(0.01)
+    doomed.cancel()
+    world.pd.hold.set()  # PagerDuty did get the event; nobody recorded it
+    restarted = world.dispatcher(lease_seconds=60)
+    assert await restarted.burst() == 0  # leased to the dead dispatcher for now
+    world.clock.advance(61)
+    await restarted.burst()
+    page = next(a for a in await world.actions() if a.kind == "page")
+    assert page.state == "sent" and page.attempts == 2
+    assert list(world.pd.incidents) == ["m1@digital.justice.gov.uk"]
+
+
+async def test_pagerduty_outage_ends_with_every_page_once_in_order(world: World) -> None:
+    """PagerDuty answers 503 for five minutes while mails keep coming; afterwards every page
+    has been delivered exactly once, in the order the mails arrived, with no fallback."""
+    world.clock.now = FRIDAY.replace(hour=20)
+    dispatcher = world.dispatcher()
+    world.pd.down = True
+    for n in range(6):
+        await world.receive(mail(n), world.clock.now)
+        await dispatcher.burst()
+        world.clock.advance(50)
+    world.clock.advance(20)  # five minutes of outage
+    world.pd.down = False
+    await world.drain(dispatcher, step=10)
+    assert world.pd.triggered == [f"m{n}@digital.justice.gov.uk" for n in range(6)]
+    # no "page manually" alarm: PagerDuty came back within the horizon
+    assert world.slack.posts_in("high-priority-alarms") == []
+    assert any(r.status == 503 for r in world.pd.received)
+
+
+async def test_pagerduty_down_past_horizon_alarms_page_manually(world: World) -> None:
+    """PagerDuty unreachable past the horizon: the page fails and Slack says 'page manually'."""
+    world.pd.down = True
+    await world.receive(mail(1), FRIDAY.replace(hour=20))
+    await world.drain(world.dispatcher(), step=30)
+    page = next(a for a in await world.actions() if a.kind == "page")
+    assert page.state == "failed" and "gave up" in (page.last_error or "")
+    (alarm,) = world.slack.posts_in("high-priority-alarms")
+    assert "page on-call manually" in alarm.text and alarm.thread_ts is None
+
+
+async def test_slack_down_past_horizon_pages_saying_so(world: World) -> None:
+    """In support hours Slack is the only route; if it stays down, on-call is paged and told."""
+    world.slack.down = True
+    await world.receive(mail(1), FRIDAY.replace(hour=11))
+    await world.drain(world.dispatcher(), step=30)
+    (event,) = [r.body for r in world.pd.received if r.status == 202]
+    assert "Slack alarm to support FAILED" in event["payload"]["summary"]
+
+
+async def test_slack_rate_limit_waits_for_retry_after(world: World) -> None:
+    """A 429 with Retry-After: 7 is retried no sooner than 7 s later, then succeeds."""
+    world.slack.script("chat.postMessage", "429", "429")  # the alarm's and the ack's
+    await world.receive(mail(1), FRIDAY.replace(hour=11))
+    dispatcher = world.dispatcher()
+    await dispatcher.burst()
+    alarm = next(a for a in await world.actions() if a.kind == "alarm")
+    assert alarm.state == "pending" and alarm.due_at >= FRIDAY.replace(hour=11, second=7)
+    world.clock.advance(6)
+    await dispatcher.burst()
+    assert world.slack.posts == []
+    world.clock.advance(1.5)
+    await dispatcher.burst()
+    assert len(world.slack.posts) == 2
+
+
+async def test_pagerduty_timeout_is_retried(world: World) -> None:
+    """A PagerDuty request that times out is retried later and delivered once."""
+    world.pd.script("timeout")
+    adapters = Adapters(
+        pagerduty=PagerDuty(world.pd.routing_key, world.pd.url, world.pd.ca_file, timeout=0.5)
+    )
+    await world.receive(mail(1), FRIDAY.replace(hour=20))
+    await world.drain(world.dispatcher(adapters=adapters), step=10)
+    assert world.pd.triggered == ["m1@digital.justice.gov.uk"]
+
+
+async def test_ack_in_unknown_channel_is_skipped_and_the_reply_still_goes(world: World) -> None:
+    """channel_not_found for the ack is recorded as skipped with the reason; the reply is sent."""
+    await world.receive(mail(1, channel="no-such-incident"), FRIDAY.replace(hour=11))
+    await world.dispatcher().burst()
+    ack = next(a for a in await world.actions() if a.kind == "ack")
+    assert ack.state == "skipped" and "channel_not_found" in (ack.last_error or "")
+    assert len(world.sink.delivered) == 1
+
+
+async def test_archived_channel_ack_is_skipped(world: World) -> None:
+    """is_archived for the ack is recorded as skipped with the reason."""
+    world.slack.add_channel("C0OLD00001", "old-incident", is_archived=True, member=False)
+    await world.receive(mail(1, channel="old-incident"), FRIDAY.replace(hour=11))
+    await world.dispatcher().burst()
+    ack = next(a for a in await world.actions() if a.kind == "ack")
+    assert ack.state == "skipped" and "is_archived" in (ack.last_error or "")
+
+
+async def test_reject_replies_are_limited_per_sender(world: World) -> None:
+    """At most one reject reply per sender per 10 minutes (a loop guard); later ones are skipped."""
+    dispatcher = world.dispatcher()
+    for n, minutes in enumerate((0, 3, 11)):
+        world.clock.now = FRIDAY.replace(hour=11, minute=minutes)
+        await world.receive(mail(n, channel=None, service_down=False), world.clock.now)
+        await dispatcher.burst()
+    states = [a.state for a in await world.actions() if a.kind == "reply"]
+    assert states == ["sent", "skipped", "sent"] and len(world.sink.delivered) == 2
+
+
+async def test_relay_4xx_is_retried_and_delivered_once(world: World) -> None:
+    """A 451 from the relay leaves the reply pending; the next try delivers it once."""
+    world.sink.script("451 4.3.0 try later")
+    await world.receive(mail(1, channel=None, service_down=False), FRIDAY.replace(hour=11))
+    await world.drain(world.dispatcher(), step=10)
+    assert len(world.sink.delivered) == 1
+
+
+# -- the retry policy as values ------------------------------------------------------------------
+
+
+def test_backoff_grows_exponentially_with_bounded_jitter() -> None:
+    """base·2^(n-1), capped, spread by ±50 %."""
+    policy = Backoff(base=2, factor=2, cap=120, jitter=0.5)
+    assert [backoff_delay(policy, n, 0.5) for n in (1, 2, 3, 10)] == [2, 4, 8, 120]
+    assert backoff_delay(policy, 3, 0.0) == 4 and backoff_delay(policy, 3, 0.999) < 12
+
+
+def test_retry_after_wins_when_longer_and_horizon_gives_up() -> None:
+    """Retry-After delays the next try; past the horizon from the first failure, give up."""
+    now = FRIDAY
+    step = next_step(
+        Backoff(), attempts=1, last_error=None, now=now, error="429", retry_after=30, draw=0.5
+    )
+    assert isinstance(step, RetryAt) and step.due_at == now + timedelta(seconds=30)
+    later = now + timedelta(seconds=590)
+    final = next_step(
+        Backoff(horizon=600),
+        attempts=9,
+        last_error=step.error,
+        now=later,
+        error="503",
+        retry_after=None,
+        draw=0.5,
+    )
+    assert isinstance(final, GiveUp) and "590 s" in final.error
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    """Retry-After is delta-seconds or an HTTP date; garbage is ignored."""
+    assert parse_retry_after("12", FRIDAY) == 12.0
+    assert parse_retry_after("Fri, 27 Nov 2026 00:01:00 GMT", FRIDAY) == 60.0
+    assert parse_retry_after("soon", FRIDAY) is None and parse_retry_after(None, FRIDAY) is None
