@@ -1963,6 +1963,97 @@ Prison visits booking sends every family to the wrong prison since 8pm. #visits-
 ]
 
 
+CASES += [
+    # A person's subject that merely starts with "Away" is not an out-of-office label.
+    Case(
+        "away-in-sentence",
+        ESCALATE,
+        "hmpps-incident",
+        eml(
+            "Away from desk but Prison API is down",
+            """
+I'm away from my desk but getting reports: the Prison API is down in production and prison
+staff cannot see any prisoner records. #hmpps-incident
+""",
+        ),
+    ),
+    # An "OOO:" label is an out-of-office reply.
+    Case(
+        "ooo-label",
+        AUTOMATED,
+        None,
+        eml(
+            "OOO: back on Monday",
+            """
+I'm out until Monday with no access to email.
+""",
+        ),
+    ),
+    # Outlook's plain text puts a link's address after its text: "#name<https://…/archives/C…>"
+    # gives the name, as the link text does in HTML.
+    Case(
+        "outlook-plain-link",
+        ESCALATE,
+        "laa-crime-incident",
+        eml(
+            "Crime apply outage",
+            """
+Crime Apply is down in production and providers cannot submit applications since 20:05.
+Further comms in #laa-crime-incident<https://mojdt.slack.com/archives/C07ABCDEF12>
+""",
+        ),
+    ),
+    # A disclaimer's "breach" and "unauthorised" are not a security incident: a PR chase stays one.
+    Case(
+        "disclaimer-words",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "Chasing our PR",
+            """
+Hi, just chasing our PR for the new RDS instance, it has been open since Monday.
+
+Thanks,
+Sam
+
+This e-mail and any attachments is intended only for the attention of the addressee(s). Its
+unauthorised use, disclosure, storage or copying is a breach of policy and is not permitted.
+""",
+        ),
+    ),
+]
+
+
+CASES += [
+    # "Restored … and since then …" describes a new, ongoing problem, not a resolved one.
+    Case(
+        "restored-but-erroring",
+        ESCALATE,
+        "cica-incident",
+        eml(
+            "CICA after database restore",
+            """
+The CICA database was restored from backup at 19:00 and since then the live application shows
+an error page to every applicant. #cica-incident
+""",
+        ),
+    ),
+    # "Fixed … but now returns …": the fix broke something else that is happening now.
+    Case(
+        "fixed-now-returns",
+        ESCALATE,
+        "ppud-incident",
+        eml(
+            "Re: PPUD certificate",
+            """
+The certificate has been fixed, but the PPUD API now returns 403 to every caller and recall
+documents cannot be sent. #ppud-incident
+""",
+        ),
+    ),
+]
+
+
 def _policy(case: Case) -> TriagePolicy:
     return TriagePolicy(RULES, case.allowed_senders, case.trusted_list_ids)
 
