@@ -2054,6 +2054,36 @@ documents cannot be sent. #ppud-incident
 ]
 
 
+CASES += [
+    # A fix "in dev" beside an outage of the site: the outage is live, dev is where the fix is.
+    Case(
+        "fix-in-dev",
+        ESCALATE,
+        "opg-use-incident",
+        eml(
+            "Use a lasting power of attorney",
+            """
+The Use a lasting power of attorney site has been down since 8pm, every page is unavailable. We
+have a fix in dev but can't deploy it because the pipeline is stuck. #opg-use-incident
+""",
+        ),
+    ),
+    # "Deployed to staging first" beside an outage, differently worded.
+    Case(
+        "staging-first",
+        ESCALATE,
+        "hmpps-incident",
+        eml(
+            "Manage offences outage",
+            """
+We deployed to staging first as usual, then to live at 19:00; since then Manage offences is
+unreachable and sentence calculations fail. #hmpps-incident
+""",
+        ),
+    ),
+]
+
+
 def _policy(case: Case) -> TriagePolicy:
     return TriagePolicy(RULES, case.allowed_senders, case.trusted_list_ids)
 

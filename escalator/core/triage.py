@@ -167,7 +167,7 @@ def _impact_evidence(parts: list[TextPart], rules: Rules) -> _Impact:
 
     symptoms, excluded = hits("symptom"), hits("no_impact")
     if not hits("live"):
-        excluded += hits("non_production")
+        excluded += _non_production(hits("non_production"), symptoms)
     if not _outweighs_exclusions(symptoms, rules, parts):
         excluded += hits("exclusion")
     if not hits("ongoing"):
@@ -187,6 +187,17 @@ def _rule_matches(rule: Rule, parts: list[TextPart]) -> list[Evidence]:
                     found.append(item)
                 break
     return found[:3]
+
+
+def _non_production(mentions: list[Evidence], symptoms: list[Evidence]) -> list[Evidence]:
+    """Non-production mentions that say where the problem is, not where a fix was tried.
+
+    "Our UAT environment is down" names UAT in the subject or more than once; "the site has been
+    down since 8pm, we have a fix in dev" mentions dev once, beside an outage: that stays an outage.
+    """
+    outage = any(item.rule == OUTAGE_RULE for item in symptoms)
+    in_subject = any(item.where == "subject" for item in mentions)
+    return mentions if len(mentions) >= 2 or in_subject or not outage else []
 
 
 def _outweighs_exclusions(symptoms: list[Evidence], rules: Rules, parts: list[TextPart]) -> bool:
