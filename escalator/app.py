@@ -50,7 +50,9 @@ class Service:
         self.settings = settings
         self.policy = policy or load_policy(settings)
         self.store = store or open_store(settings)
-        self.processor = Processor(self.store, self.policy)
+        # A policy given by the caller may not be rebuildable from settings: decide it in-thread.
+        isolate = settings if policy is None else None
+        self.processor = Processor(self.store, self.policy, worker_settings=isolate)
         self.smtp: SMTPService | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()

@@ -1,0 +1,230 @@
+"""Ingress benchmark: durable accepts per second against a no-op aiosmtpd server, same run.
+
+    .venv/bin/python bench/bench_ingress.py [--quick]
+
+For 1 and 20 sessions and 2 KB and 100 KB mails, Postfix's smtp-source (one connection per
+mail, like real MTAs) pushes mails into (a) a no-op aiosmtpd server that answers 250 and keeps
+nothing, and (b) `escalator serve` (SQLite WAL, fsync per group commit, decide worker). It prints
+mails/s for both and the ratio, the decide backlog when the load ends (and how long it takes to
+clear), and the peak RSS of `escalator serve` while 20 sessions each send a 10 MB mail.
+Bounded to about a minute. Needs smtp-source (Debian package postfix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+CASES = ((1, 2_000), (20, 2_000), (1, 100_000), (20, 100_000))
+TARGET_SECONDS = 2.5  # per measured run, after a calibration run
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- the baseline: a no-op aiosmtpd server ----------------------------------------------------
+
+
+def run_noop_server(port: int) -> None:
+    """aiosmtpd with a handler that keeps nothing: the ceiling for any aiosmtpd-based server."""
+    from aiosmtpd.smtp import SMTP
+
+    class Noop:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802 - aiosmtpd hook name
+            return "250 OK"
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: SMTP(Noop(), hostname="bench", ident="noop", data_size_limit=None),
+            "127.0.0.1",
+            port,
+        )
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+# -- servers under test -----------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    db: Path | None
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def start_noop() -> Server:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--noop-server", str(port)])
+    wait_listening(port, proc)
+    return Server(proc, port, None)
+
+
+def start_escalator(data_dir: Path) -> Server:
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ESCALATOR_")},
+        "PYTHONPATH": str(REPO),
+        "ESCALATOR_DATA_DIR": str(data_dir),
+        "ESCALATOR_SMTP_LISTEN": f"127.0.0.1:{port}",
+        "ESCALATOR_HTTP_LISTEN": f"127.0.0.1:{free_port()}",
+        "ESCALATOR_MAX_CONNECTIONS": "200",
+        "ESCALATOR_MAX_CONNECTIONS_PER_CLIENT": "100",
+    }
+    log = (data_dir.parent / "serve.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "escalator", "serve"], env=env, stdout=log, stderr=log
+    )
+    wait_listening(port, proc)
+    return Server(proc, port, data_dir / "escalator.db")
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+    give_up = time.monotonic() + 30
+    while time.monotonic() < give_up:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.recv(100)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("server never listened")
+
+
+# -- load -------------------------------------------------------------------------------------
+
+
+def push(port: int, sessions: int, size: int, count: int) -> float:
+    """Send `count` mails of `size` bytes over `sessions` parallel sessions; return mails/s."""
+    started = time.perf_counter()
+    subprocess.run(
+        [SMTP_SOURCE, "-s", str(sessions), "-m", str(count), "-l", str(size),
+         "-f", "bench@example.org", "-t", "escalations@localhost", f"127.0.0.1:{port}"],
+        check=True, stdout=subprocess.DEVNULL, timeout=120,
+    )  # fmt: skip
+    return count / (time.perf_counter() - started)
+
+
+def measure(port: int, sessions: int, size: int) -> float:
+    """Calibrate with a short run, then size the measured run to about TARGET_SECONDS."""
+    rate = push(port, sessions, size, max(sessions * 2, 20))
+    return push(port, sessions, size, max(sessions * 2, int(rate * TARGET_SECONDS)))
+
+
+def backlog(db: Path) -> int:
+    with sqlite3.connect(db, timeout=10) as conn:
+        return int(conn.execute("SELECT count(*) FROM mails WHERE verdict IS NULL").fetchone()[0])
+
+
+def drain_time(db: Path, limit: float = 30.0) -> float:
+    started = time.perf_counter()
+    while backlog(db) and time.perf_counter() - started < limit:
+        time.sleep(0.05)
+    return time.perf_counter() - started
+
+
+# -- memory -----------------------------------------------------------------------------------
+
+
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def peak_rss_under_big_mails(data_dir: Path, sessions: int = 20, size: int = 10_000_000) -> str:
+    server = start_escalator(data_dir)
+    before = rss_kib(server.proc.pid)
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_kib(server.proc.pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    rate = push(server.port, sessions, size, sessions)
+    drain = drain_time(server.db) if server.db else 0.0
+    done.set()
+    sampler.join()
+    after = rss_kib(server.proc.pid)
+    hwm = rss_kib(server.proc.pid, "VmHWM")
+    server.stop()
+    return (
+        f"RSS with {sessions} concurrent {size / 1e6:.0f} MB mails: idle {before / 1024:.0f} MiB, "
+        f"peak {max(peak[0], hwm) / 1024:.0f} MiB, after {after / 1024:.0f} MiB "
+        f"({rate:.1f} mails/s, decided {drain:.1f} s after the last 250)"
+    )
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--noop-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="skip the 10 MB memory run")
+    args = parser.parse_args()
+    if args.noop_server:
+        run_noop_server(args.noop_server)
+        return
+    if not Path(SMTP_SOURCE).exists():
+        raise SystemExit("smtp-source not found: apt-get install postfix")
+    with tempfile.TemporaryDirectory(prefix="bench-ingress-") as tmp:
+        report(Path(tmp), quick=args.quick)
+
+
+def report(tmp: Path, quick: bool) -> None:
+    print(f"{'sessions':>8} {'size':>7} {'no-op/s':>9} {'escalator/s':>12} {'ratio':>6}  backlog")
+    for n, (sessions, size) in enumerate(CASES):
+        noop = start_noop()
+        try:
+            baseline = measure(noop.port, sessions, size)
+        finally:
+            noop.stop()
+        server = start_escalator(tmp / f"var{n}")
+        try:
+            rate = measure(server.port, sessions, size)
+            assert server.db is not None
+            left = backlog(server.db)
+            drain = drain_time(server.db)
+        finally:
+            server.stop()
+        print(
+            f"{sessions:>8} {size // 1000:>5}KB {baseline:>9.0f} {rate:>12.0f} "
+            f"{rate / baseline:>6.2f}  {left} undecided at the end, cleared in {drain:.2f} s"
+        )
+    if not quick:
+        print(peak_rss_under_big_mails(tmp / "var-big"))
+
+
+if __name__ == "__main__":
+    main()
