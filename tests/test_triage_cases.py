@@ -2084,6 +2084,53 @@ unreachable and sentence calculations fail. #hmpps-incident
 ]
 
 
+CASES += [
+    # "The site works fine at the moment" about an expiring certificate: no impact yet.
+    Case(
+        "site-works-fine-cert",
+        NOT_IMPACTING,
+        "find-moj-data",
+        eml(
+            "Certificate expires Friday",
+            """
+Our certificate for find-moj-data.service.justice.gov.uk expires on Friday and cert-manager
+has not renewed it. The site works fine at the moment. Could you take a look? #find-moj-data
+""",
+        ),
+    ),
+    # A question about an outage that is over ("it's all fine now") is post-incident.
+    Case(
+        "question-about-earlier-outage",
+        NOT_IMPACTING,
+        "ccq-dev",
+        eml(
+            "Question re: outage earlier",
+            """
+Hi, earlier today our service was unavailable for 20 minutes between 13:00 and 13:20. It's all
+fine now. Was this a platform issue? Would be good to understand what happened. #ccq-dev
+""",
+        ),
+    ),
+]
+
+
+CASES += [
+    # Asking whether a platform change caused it, while the service is down, is an incident.
+    Case(
+        "was-this-platform-live",
+        ESCALATE,
+        "laa-apply-incident",
+        eml(
+            "Was this a platform change?",
+            """
+Was this caused by a platform change tonight? Apply has been down since 20:30 and no provider
+can log in. No idea what happened on our side. #laa-apply-incident
+""",
+        ),
+    ),
+]
+
+
 def _policy(case: Case) -> TriagePolicy:
     return TriagePolicy(RULES, case.allowed_senders, case.trusted_list_ids)
 
