@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from escalator.settings import load_settings
-from escalator.store import ActionRow, ListedMail, open_store
+from escalator.store import ACTION_KINDS, ActionRow, ListedMail, open_store
 
 _COLUMNS = ("id", "received", "from", "subject", "verdict", "window", "review", "actions")
 
@@ -57,7 +57,9 @@ def mail_json(listed: ListedMail) -> dict[str, Any]:
         "window": mail.window,
         "review": mail.review,
         "decided_at": _iso(mail.decided_at),
-        "actions": [action_json(action) for action in listed.actions],
+        # "actions" holds the contract's kinds only; newer kinds (e.g. "review") go beside it
+        "actions": [action_json(a) for a in listed.actions if a.kind in ACTION_KINDS],
+        "other_actions": [action_json(a) for a in listed.actions if a.kind not in ACTION_KINDS],
     }
 
 

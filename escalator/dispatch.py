@@ -218,6 +218,7 @@ class Dispatcher:
             "alarm": self._alarm,
             "ack": self._ack,
             "reply": self._reply,
+            "review": self._review_post,
         }[action.kind]
         return await handler(action, incident)
 
@@ -254,6 +255,16 @@ class Dispatcher:
             if exc.code not in ACK_UNREACHABLE:
                 raise
             return Done("skipped", note=f"cannot post in #{channel}: {exc.code}; the reply says it")
+
+    async def _review_post(self, action: ActionRow, incident: render.Incident) -> Done:
+        """A reject held in support hours, posted to the review channel with its page's link."""
+        channel = self._settings.slack_review_channel
+        if not channel:
+            return Done("skipped", note="no review channel configured")
+        text, blocks = render.slack_review(incident, self._review_url(incident))
+        if self._adapters.slack is None:
+            return Done("dry_run", {"channel": channel, "text": text, "blocks": blocks})
+        return Done("sent", await self._adapters.slack.post(channel, text, blocks))
 
     async def _reply(self, action: ActionRow, incident: render.Incident) -> Done:
         to = render.header_address(str(action.payload.get("to") or incident.sender))

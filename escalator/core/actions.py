@@ -4,7 +4,8 @@ Escalate: a PagerDuty "page" (due at once, or at page_at when deferred; none whe
 says "none"), a Slack "alarm" when the routing says so, an "ack" in the sender's incident channel
 when they named one, and a "reply" to the sender. Reject: a "reply" explaining why, unless RFC 3834
 forbids answering (automated mail, null sender, list or bulk mail, mailer daemons): then the reply
-is planned in state "skipped" with the reason, so operators see why nobody was answered.
+is planned in state "skipped" with the reason, so operators see why nobody was answered. In
+support hours a reject also gets a "review" post in the support review channel (issue 5).
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from escalator.core.model import Decision, Page, Reason, Verdict
+from escalator.core.model import Decision, Page, Reason, Verdict, Window
 
 if TYPE_CHECKING:
     from escalator.core.mail import ParsedMail
 
 _DAEMON_LOCALS = frozenset({"mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply"})
 _BULK_PRECEDENCE = frozenset({"bulk", "list", "junk"})
+_REVIEW_WINDOWS = frozenset({Window.SUPPORT, Window.SUPPORT_AND_ON_CALL})
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,17 @@ def plan_actions(
     reply = _reply_action(decision.at, root, common, mail_from, refusal)
     if decision.verdict is Verdict.ESCALATE:
         return (*_escalation(decision, root, common), reply)
-    return (reply,)
+    return (reply, *_review_post(decision, common, mail_id))
+
+
+def _review_post(
+    decision: Decision, common: dict[str, Any], mail_id: int | None
+) -> tuple[PlannedAction, ...]:
+    """In support hours a reject is also posted to the review channel, so a person sees it soon
+    (out of hours nobody watches it; the review page holds the mail either way)."""
+    if decision.routing.window not in _REVIEW_WINDOWS:
+        return ()
+    return (PlannedAction("review", decision.at, f"review:mail-{mail_id}", common),)
 
 
 def _common_payload(

@@ -214,6 +214,19 @@ def slack_alarm(incident: Incident) -> tuple[str, list[dict[str, Any]]]:
     return truncate_escaped(fallback, SLACK_TEXT_MAX), blocks
 
 
+def slack_review(incident: Incident, review_url: str) -> tuple[str, list[dict[str, Any]]]:
+    """A held reject for the support review channel (mention-safe), linking to its review page."""
+    who = slack_text(f"{incident.sender_name} <{incident.sender}>".strip(), 500)
+    subject = slack_text(one_line(incident.subject, SUBJECT_MAX) or "(no subject)", 400)
+    reasons = slack_escape(", ".join(incident.reasons) or "none recorded")
+    link = f"<{slack_escape(review_url)}|Review mail #{incident.mail_id}>"
+    text = f"Rejected, held for review: {subject} from {who} ({reasons}). {link}"
+    return truncate_escaped(text, SLACK_TEXT_MAX), [
+        _section(truncate_escaped(text, SLACK_BLOCK_TEXT_MAX)),
+        _section(_facts_text(incident.facts)),
+    ]
+
+
 def _facts_text(facts: str) -> str:
     label = "*What they wrote:*\n"
     body = slack_text(facts.strip() or "(empty)", SLACK_BLOCK_TEXT_MAX - len(label))
