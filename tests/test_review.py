@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from reviewkit import ON_CALL, SUPPORT, mail_bytes, seed
 from standins.pagerduty import PagerDutyStandIn
+from standins.slack import SlackStandIn, mentions
 
 from escalator import cli, retention, review
+from escalator.cli_list import mail_json
 from escalator.core.decide import Policy
 from escalator.dispatch import Dispatcher
 from escalator.policy import load_policy
@@ -255,3 +258,55 @@ def test_cli_lists_shows_releases_and_dismisses(
     assert cli.main(["review", "show", str(second)]) == 0
     assert "cli:operator1 dismissed chaser" in capsys.readouterr().out
     assert cli.main(["review", "show", "999"]) == 1
+
+
+# -- the review channel ---------------------------------------------------------------------------
+
+
+async def test_support_hours_reject_is_posted_mention_safe_to_the_review_channel(
+    store: Store, make_settings: Callable[..., Settings]
+) -> None:
+    """In support hours a reject is posted (escaped, no mentions) to the review channel with a
+    link to its page; out of hours it is not; `list --json` keeps it out of "actions"."""
+    hostile = "<!channel> <@U123> <https://evil.example|click> @here"
+    async with SlackStandIn() as slack:
+        slack.add_channel("C0REVIEW01", "support-review")
+        settings = make_settings(
+            slack_bot_token=slack.token,
+            slack_api_url=slack.api_url,
+            slack_review_channel="support-review",
+            public_url="https://escalator.example",
+        )
+        policy = load_policy(settings)
+        raw = mail_bytes(f"any update on my PR? {hostile}", f"Hi {hostile}, any update on my PR?")
+        in_hours = await seed(store, policy, raw, received_at=SUPPORT)
+        night = await seed(
+            store, policy, mail_bytes(message_id="<n@x>"), received_at=ON_CALL + timedelta(hours=11)
+        )
+        dispatcher = Dispatcher(store, settings)
+        try:
+            await dispatcher.burst()
+        finally:
+            await dispatcher.close()
+    (post,) = slack.posts_in("support-review")
+    link = f"https://escalator.example/mails/{in_hours}|Review mail #{in_hours}"
+    assert set(mentions(post)) == {link}  # our own link, in the text and its block; nothing else
+    assert "any update on my PR?" in post.text and "not_service_impacting" in post.text
+    assert "review" not in [a.kind for a in await store.mail_actions(night)]
+    listed = {item.mail.id: mail_json(item) for item in await store.list_mails()}
+    assert [a["kind"] for a in listed[in_hours]["actions"]] == ["reply"]
+    assert [a["kind"] for a in listed[in_hours]["other_actions"]] == ["review"]
+
+
+async def test_review_post_is_skipped_without_a_review_channel(
+    store: Store, settings: Settings, policy: Policy
+) -> None:
+    """With no review channel configured the "review" action ends "skipped", saying why."""
+    mail_id = await seed(store, policy, mail_bytes(), received_at=SUPPORT)
+    dispatcher = Dispatcher(store, settings)
+    try:
+        await dispatcher.burst()
+    finally:
+        await dispatcher.close()
+    (post,) = [a for a in await store.mail_actions(mail_id) if a.kind == "review"]
+    assert (post.state, post.last_error) == ("skipped", "no review channel configured")
