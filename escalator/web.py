@@ -31,6 +31,7 @@ import logging
 import re
 import secrets
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,6 +56,7 @@ Readiness = Callable[[], Awaitable[tuple[bool, str]]]
 
 SESSION_COOKIE = "escalator_session"
 SESSION_SECONDS = 12 * 3600
+LOGIN_FAILURES_PER_MINUTE = 20  # beyond this the form rests for a minute (bearer/proxy unaffected)
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/login", "/static/review.css"})
 QUEUE_LIMIT = 100
 ESCALATIONS_LIMIT = 100
@@ -112,6 +114,16 @@ class Guard:
         )
         self._header = settings.identity_header
         self.secure_cookie = settings.public_url.startswith("https://")
+        self._failures: deque[float] = deque()
+
+    def login_allowed(self, now: float) -> bool:
+        """Guessing the token through the form is slowed to a few tries a minute, all clients."""
+        while self._failures and self._failures[0] < now - 60:
+            self._failures.popleft()
+        return len(self._failures) < LOGIN_FAILURES_PER_MINUTE
+
+    def login_failed(self, now: float) -> None:
+        self._failures.append(now)
 
     @property
     def token(self) -> str:
@@ -367,7 +379,11 @@ async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     guard = request.app[GUARD]
     target = _safe_next(str(form.get("next", "/review")))
+    if not guard.login_allowed(time.monotonic()):
+        error = "Too many wrong tokens were tried: wait a minute, then sign in again."
+        return _page(request, "login.html", 429, next=target, error=error)
     if not guard.token_matches(str(form.get("token", "")).strip()):
+        guard.login_failed(time.monotonic())
         error = "That token is not right."
         return _page(request, "login.html", 401, next=target, error=error)
     name = re.sub(r"[^\w.@ -]", "", str(form.get("name", "")))[:60].strip()

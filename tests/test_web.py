@@ -163,6 +163,18 @@ async def test_login_sets_a_strict_httponly_cookie_and_refuses_a_wrong_token(sit
             assert response.status == 200 and "Signed in as" in await response.text()
 
 
+async def test_guessing_the_token_is_slowed(site: Site) -> None:
+    """After many wrong tokens in a minute the form answers 429, even to the right token."""
+    async with site.client() as client:
+        for _ in range(web.LOGIN_FAILURES_PER_MINUTE):
+            async with client.post("/login", data={"token": "guess"}) as response:
+                assert response.status == 401
+        async with client.post("/login", data={"token": TOKEN}) as response:
+            assert response.status == 429 and "wait a minute" in await response.text()
+        async with client.get("/review", headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+            assert response.status == 200  # API clients and proxies are not locked out
+
+
 async def test_login_never_redirects_off_site(site: Site) -> None:
     """A crafted `next` pointing elsewhere lands on the review page instead (no open redirect)."""
     async with site.client() as client:
