@@ -85,6 +85,7 @@ TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("templates")
 READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
 IDENTITY: web.RequestKey[Identity] = web.RequestKey("identity")
 CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
+PUBLIC_EXTRA: web.AppKey[frozenset[str]] = web.AppKey("public_extra")
 
 
 # -- identities -----------------------------------------------------------------------------
@@ -220,7 +221,7 @@ async def security_headers(
 async def require_identity(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    if request.path in PUBLIC_PATHS or request.path in request.app.get(_PUBLIC_EXTRA, ()):
+    if request.path in PUBLIC_PATHS or request.path in request.app[PUBLIC_EXTRA]:
         return await handler(request)
     guard = request.app[GUARD]
     identity = guard.identify(request)
@@ -232,9 +233,6 @@ async def require_identity(
             raise web.HTTPForbidden(text="Refused: the form's CSRF token is missing or wrong.")
     request[IDENTITY] = identity
     return await handler(request)
-
-
-_PUBLIC_EXTRA: web.AppKey[frozenset[str]] = web.AppKey("public_extra")
 
 
 def _unauthenticated(request: web.Request) -> web.StreamResponse:
@@ -468,7 +466,7 @@ def build_app(
     app[GUARD] = guard or Guard(settings)
     app[TEMPLATES] = templates(settings)
     app[READINESS] = readiness or store_readiness(store)
-    app[_PUBLIC_EXTRA] = public_paths
+    app[PUBLIC_EXTRA] = public_paths
     app[CLOCK] = clock or (lambda: datetime.now(UTC))  # tests pin the cover window
     app.add_routes(_ROUTES)
     app.add_routes(extra_routes)
