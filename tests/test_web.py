@@ -9,6 +9,8 @@ import urllib.request
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
 from typing import Any
 
 import aiohttp
@@ -370,3 +372,19 @@ def test_service_serves_the_web_app(start_server: Callable[..., Any]) -> None:
         except OSError:
             server.call(asyncio.sleep(0.02))
     raise AssertionError("the web app never answered")
+
+
+async def test_attachments_are_listed_by_name_never_shown(site: Site) -> None:
+    """The page names each attachment; its content (here HTML with a script) is not rendered."""
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "dev@x.gov.uk", "escalations@localhost", "see log"
+    msg["Message-ID"] = "<att@x>"
+    msg.set_content("any update on my PR? log attached")
+    msg.add_attachment(b"<script>SECRET-CONTENT</script>", "text", "html", filename="trace.html")
+    msg.add_attachment(b"\x89PNG....", "image", "png", filename="screen.png")
+    mail_id = await site.held(msg.as_bytes(policy=SMTP))
+    async with site.client() as client:
+        await sign_in(client)
+        async with client.get(f"/mails/{mail_id}") as response:
+            page = await response.text()
+    assert "trace.html, screen.png" in page and "SECRET-CONTENT" not in page
