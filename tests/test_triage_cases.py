@@ -2131,6 +2131,80 @@ can log in. No idea what happened on our side. #laa-apply-incident
 ]
 
 
+CASES += [
+    # "Any news?" in reply to an outage report is about that outage: the quoted facts count.
+    Case(
+        "any-news-reply",
+        ESCALATE,
+        "laa-apply-incident",
+        eml(
+            "Re: Re: Apply",
+            """
+Any news?
+
+On 28 Nov 2026, at 20:10, Ben Ode <ben.ode@justice.gov.uk> wrote:
+> Apply is down for every provider, 503 on all pages. #laa-apply-incident
+""",
+        ),
+    ),
+    # "NOMIS down" in a subject is an outage sign; "scale down" in a body is not.
+    Case(
+        "name-down-subject",
+        ESCALATE,
+        "nomis-incident",
+        eml(
+            "NOMIS down",
+            """
+Prison staff report NOMIS has not loaded since 20:20 in any establishment. #nomis-incident
+""",
+        ),
+    ),
+    # Asking for routine work ("could you restore a backup… no rush") is not an incident.
+    Case(
+        "restore-backup-no-rush",
+        NOT_IMPACTING,
+        "hmpps-data",
+        eml(
+            "Data request",
+            """
+Hi, could you please restore yesterday's backup of our production database to a new instance
+so we can compare some records? No rush. #hmpps-data
+""",
+        ),
+    ),
+    # Routine work asked differently ("please rotate"), with one problem word as its reason.
+    Case(
+        "please-rotate-key",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "Key rotation",
+            """
+Please rotate the IRSA role credentials for our production namespace; our security review
+flagged the old key as exposed in a screenshot last month.
+""",
+        ),
+    ),
+]
+
+
+CASES += [
+    # Taking a service down for maintenance, announced ahead, is planned work.
+    Case(
+        "take-down-for-maintenance",
+        NOT_IMPACTING,
+        None,
+        eml(
+            "Maintenance on Sunday",
+            """
+Heads-up: we will take the service down for maintenance on Sunday 06:00-07:00 while we upgrade
+the database. Nothing needed from you.
+""",
+        ),
+    ),
+]
+
+
 def _policy(case: Case) -> TriagePolicy:
     return TriagePolicy(RULES, case.allowed_senders, case.trusted_list_ids)
 

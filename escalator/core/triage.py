@@ -45,7 +45,7 @@ def triage(mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = N
         Reason.MISSING_INCIDENT_FACTS: [],
     }
     content = _content_parts(mail)
-    impact = _impact_evidence(content, policy.rules)
+    impact = _impact_evidence(content, _thread_parts(mail, content), policy.rules)
     findings[Reason.NOT_SERVICE_IMPACTING] = impact.excluded
     if channel is None:
         findings[Reason.MISSING_SLACK_CHANNEL] = [
@@ -159,16 +159,21 @@ class _Impact:
     excluded: list[Evidence]
 
 
-def _impact_evidence(parts: list[TextPart], rules: Rules) -> _Impact:
-    """Symptoms found, and the exclusions that make the mail not service-impacting."""
+def _impact_evidence(parts: list[TextPart], thread: list[TextPart], rules: Rules) -> _Impact:
+    """Symptoms found, and the exclusions that make the mail not service-impacting.
+
+    Symptoms are read in the whole thread (a reply "any news?" is about the outage it quotes);
+    everything that rejects is read only in the sender's own words.
+    """
 
     def hits(kind: str) -> list[Evidence]:
         return [item for rule in rules.of_kind(kind) for item in _rule_matches(rule, parts)]
 
-    symptoms, excluded = hits("symptom"), hits("no_impact")
+    symptoms = [item for rule in rules.of_kind("symptom") for item in _rule_matches(rule, thread)]
+    excluded = hits("no_impact")
     if not hits("live"):
         excluded += _non_production(hits("non_production"), symptoms)
-    if not _outweighs_exclusions(symptoms, rules, parts):
+    if not _outweighs_exclusions(symptoms, rules, thread):
         excluded += hits("exclusion")
     if not hits("ongoing"):
         excluded += hits("resolved")
@@ -259,6 +264,12 @@ _WRAPPED = re.compile(r"(?<=[^\s.!?:;])[ \t]*\n[ \t]*(?=[^\s>*\u2022\d-])")
 def _unwrap(text: str) -> str:
     """Sentences joined back across the sender's line wrapping, so phrases match whole."""
     return _WRAPPED.sub(" ", text.translate(_QUOTES))
+
+
+def _thread_parts(mail: ParsedMail, content: list[TextPart]) -> list[TextPart]:
+    """The sender's words, then the earlier messages they quote."""
+    quoted = TextPart("quoted", _unwrap(mail.body.quoted[:_RULE_TEXT_CHARS]))
+    return [*content, quoted] if quoted.text else content
 
 
 def _channel_parts(mail: ParsedMail) -> list[TextPart]:
