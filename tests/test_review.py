@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Callable
 from datetime import timedelta
@@ -247,6 +248,10 @@ def test_cli_lists_shows_releases_and_dismisses(
     assert cli.main(["review", "list"]) == 0
     listing = capsys.readouterr().out
     assert listing.index(f"{second} ") < listing.index(f"{first} ") and "(2 held)" in listing
+    assert cli.main(["review", "list", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["id"] for row in rows] == [second, first]
+    assert rows[0]["reasons"][0] == "not_service_impacting" and rows[0]["evidence"]
     assert cli.main(["review", "show", str(first)]) == 0
     shown = capsys.readouterr().out
     assert "rule pr_chaser matched" in shown and "\x1b" not in shown
