@@ -151,14 +151,30 @@ class Processor:
     async def _decide_batch(self, mails: list[MailRow]) -> int:
         outcomes = [await self._decide(mail) for mail in mails]
         # Recorded together: the store's group commit makes the batch one transaction.
-        written = await asyncio.gather(
+        results = await asyncio.gather(
             *(
                 self._store.record_decision(mail.id, record, planned)
                 for mail, (record, planned) in zip(mails, outcomes, strict=True)
-            )
+            ),
+            return_exceptions=True,
         )
-        self.decided += sum(written)
-        return sum(written)
+        written = 0
+        for mail, result in zip(mails, results, strict=True):
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+            if isinstance(result, BaseException):
+                result = await self._record_failure(mail, result)
+            written += bool(result)
+        self.decided += written
+        return written
+
+    async def _record_failure(self, mail: MailRow, error: BaseException) -> bool:
+        """A decision the store refuses (say, text it cannot hold) must not block the mails
+        behind it: the mail is held for review with the error. If even that fails, the store
+        itself is down, and the burst stops to retry later."""
+        log.error("storing the decision of mail %d failed: %r; held for review", mail.id, error)
+        record, planned = failed_record(mail, error)
+        return await self._store.record_decision(mail.id, record, planned)
 
     def _new_executor(self) -> Executor:
         if self._worker_settings is None:

@@ -16,14 +16,18 @@ import os
 import smtplib
 import socket
 import threading
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from escalator.settings import Settings
 from escalator.store import ListedMail, Store
+from escalator.store.postgres import PostgresStore
 from escalator.store.sqlite import SQLiteStore
 
 SettingsFactory = Callable[..., Settings]
@@ -61,18 +65,30 @@ def settings(make_settings: SettingsFactory) -> Settings:
     return make_settings()
 
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgresql"]
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(params=BACKENDS)
 async def store_factory(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[StoreFactory]:
-    """Opens stores of one backend that share one database (like two workers would)."""
+    """Opens stores of one backend that share one database (like two workers would).
+
+    PostgreSQL (127.0.0.1:5432, database `test`) gets a fresh schema per test, dropped after;
+    the test is skipped when no server answers there.
+    """
     opened: list[Store] = []
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    if request.param == "postgresql":
+        await _require_postgres()
 
     async def make() -> Store:
-        store = SQLiteStore(tmp_path / "store.db")
+        store: Store
+        if request.param == "postgresql":
+            store = PostgresStore(POSTGRES_URL, schema=schema)
+        else:
+            store = SQLiteStore(tmp_path / "store.db")
         await store.open()
         opened.append(store)
         return store
@@ -80,6 +96,17 @@ async def store_factory(
     yield make
     for store in opened:
         await store.close()
+    if request.param == "postgresql":
+        async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+            await conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+async def _require_postgres() -> None:
+    try:
+        conn = await psycopg.AsyncConnection.connect(POSTGRES_URL, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}: {exc}")
+    await conn.close()
 
 
 @pytest.fixture

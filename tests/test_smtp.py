@@ -9,13 +9,16 @@ import sqlite3
 import ssl
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import aiosmtplib
+import psycopg
 import pytest
 import trustme
-from conftest import RunningServer
+from conftest import POSTGRES_URL, RunningServer
+from psycopg import sql
 
 from escalator.store.sqlite import SQLiteStore
 
@@ -371,3 +374,25 @@ def test_postfix_smtp_source_pushes_hundreds_through_20_sessions(server: Running
     mails = server.mails()
     assert len(mails) == 300 and len({m.mail.message_id for m in mails}) == 300
     assert all(m.mail.verdict is not None for m in mails)
+
+
+def test_postgresql_backend_end_to_end(start_server: StartServer) -> None:
+    """With ESCALATOR_DATABASE_URL on PostgreSQL, a mail is stored, deduplicated and decided."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}: {exc}")
+    admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    try:
+        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        server = start_server(database_url=url)
+        for _ in range(2):
+            with server.smtp() as client:
+                client.sendmail("alice@example.org", ["escalations@localhost"], message(14))
+        (listed,) = server.mails()
+        assert listed.mail.verdict is not None and listed.mail.message_id == "msg-14@example.org"
+        server.stop()
+    finally:
+        admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        admin.close()

@@ -224,6 +224,10 @@ def open_store(settings: Settings) -> Store:
 
         return SQLiteStore(path)
     url = settings.database_url or ""
+    if url.startswith(("postgresql://", "postgres://")):
+        from escalator.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     raise ConfigError(
         "ESCALATOR_DATABASE_URL must start with sqlite:/// or postgresql://, "
         f"got scheme {url.partition(':')[0]!r}"

@@ -1,0 +1,629 @@
+"""The Store protocol on PostgreSQL (psycopg 3), with the same group commit as the SQLite store.
+
+One writer task owns one connection: callers queue a job and await its future; the writer takes
+everything queued, runs each job in its own savepoint inside one transaction and commits once.
+Concurrency with OTHER processes is PostgreSQL's: claims use FOR UPDATE SKIP LOCKED, duplicate
+detection takes a transaction-scoped advisory lock on the (Message-ID, sender) pair, and a
+decision is written only while the mail is still undecided. Schema versions live in
+`escalator_schema`; `schema=` (tests) puts every table in a schema of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from escalator.core.actions import PlannedAction
+from escalator.errors import ConfigError, StoreUnavailable
+from escalator.store import (
+    DUPLICATE_WINDOW_DAYS,
+    FINAL_ACTION_STATES,
+    REVIEW_STATES,
+    Accepted,
+    ActionRow,
+    AuditRow,
+    DecisionRecord,
+    IncomingMail,
+    ListedMail,
+    MailRow,
+    Purged,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[dict[str, Any]]
+Job = Callable[[Conn], Awaitable[Any]]
+
+MIGRATIONS = ("postgres-0001-initial.sql",)
+_SELECT_MAILS = (
+    "SELECT id, received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject, "
+    'from_addr, size, decision, verdict, reasons, slack_channel, "window", decided_at, review, '
+    "raw_purged_at, NULL AS raw FROM mails "
+)
+_SELECT_MAILS_RAW = _SELECT_MAILS.replace("NULL AS raw", "raw")
+
+
+@dataclass
+class _Queued:
+    job: Job
+    future: asyncio.Future[Any] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class PostgresStore:
+    """The Store protocol on PostgreSQL; see the module docstring."""
+
+    def __init__(self, url: str, *, schema: str | None = None, max_batch: int = 512) -> None:
+        self.url = url
+        self.schema = schema
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Queued | None] = asyncio.Queue()
+        self._conn: Conn | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def open(self) -> None:
+        """Connect and migrate, or fail with the (password-free) target in the message."""
+        self._conn = await self._connect()
+        try:
+            await _migrate(self._conn)
+        except psycopg.Error as exc:
+            await self._conn.close()
+            raise StoreUnavailable(f"cannot prepare the store {_safe(self.url)}: {exc}") from None
+        self._writer = asyncio.create_task(self._serve_queue(), name="escalator-store-writer")
+
+    async def close(self) -> None:
+        if self._closed or self._writer is None:
+            return
+        self._closed = True
+        await self._queue.put(None)
+        await self._writer
+        if self._conn is not None:
+            await self._conn.close()
+
+    async def _connect(self) -> Conn:
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, row_factory=dict_row
+            )
+        except psycopg.Error as exc:
+            raise StoreUnavailable(
+                f"cannot connect to the store {_safe(self.url)}: {exc}"
+            ) from None
+        await conn.execute("SET TIME ZONE 'UTC'")
+        if self.schema:
+            await conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+            )
+            await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+        return conn
+
+    # -- the write path -------------------------------------------------------------------
+
+    async def _run(self, job: Callable[[Conn], Awaitable[T]]) -> T:
+        if self._closed or self._writer is None or self._writer.done():
+            raise StoreUnavailable("the store is closed")
+        queued = _Queued(job)
+        await self._queue.put(queued)
+        result: T = await queued.future
+        return result
+
+    async def _serve_queue(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self._max_batch and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            await self._run_batch(batch)
+            if stop:
+                return
+
+    async def _run_batch(self, batch: list[_Queued]) -> None:
+        live = [item for item in batch if not item.future.cancelled()]
+        if not live:
+            return
+        outcomes: list[tuple[_Queued, Any, BaseException | None]] = []
+        try:
+            conn = await self._live_connection()
+            async with conn.transaction():
+                for item in live:
+                    outcomes.append((item, *await _run_job(conn, item.job)))
+        except (psycopg.Error, StoreUnavailable) as exc:
+            failure = StoreUnavailable(f"store write failed: {exc}")
+            for item in live:
+                _settle(item.future, None, failure)
+            return
+        for item, result, error in outcomes:
+            _settle(item.future, result, error)
+
+    async def _live_connection(self) -> Conn:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = await self._connect()
+        return self._conn
+
+    # -- the Store protocol ---------------------------------------------------------------
+
+    async def accept(self, mail: IncomingMail) -> Accepted:
+        return await self._run(lambda conn: _accept(conn, mail))
+
+    async def undecided_mails(self, limit: int, byte_budget: int) -> list[MailRow]:
+        return await self._run(lambda conn: _undecided(conn, limit, byte_budget))
+
+    async def record_decision(
+        self, mail_id: int, record: DecisionRecord, planned: tuple[PlannedAction, ...]
+    ) -> bool:
+        now = _now()
+        return await self._run(lambda conn: _record_decision(conn, mail_id, record, planned, now))
+
+    async def add_actions(self, mail_id: int, planned: tuple[PlannedAction, ...]) -> list[int]:
+        now = _now()
+        return await self._run(lambda conn: _insert_actions(conn, mail_id, planned, now))
+
+    async def claim_due_actions(
+        self, now: datetime, limit: int, lease_seconds: float
+    ) -> list[ActionRow]:
+        return await self._run(lambda conn: _claim(conn, now, limit, lease_seconds))
+
+    async def finish_action(
+        self,
+        action_id: int,
+        state: str,
+        error: str | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> None:
+        if state not in FINAL_ACTION_STATES:
+            raise ValueError(f"finish_action needs a final state, not {state!r}")
+        now = _now()
+        await self._run(lambda conn: _finish(conn, action_id, state, error, result, now))
+
+    async def retry_action(self, action_id: int, due_at: datetime, error: str) -> None:
+        now = _now()
+        await self._run(lambda conn: _retry(conn, action_id, due_at, error, now))
+
+    async def get_mail(self, mail_id: int) -> MailRow | None:
+        return await self._run(lambda conn: _get_mail(conn, mail_id))
+
+    async def list_mails(self) -> list[ListedMail]:
+        return await self._run(_list_mails)
+
+    async def set_review(self, mail_id: int, review: str, who: str, note: str | None) -> None:
+        if review not in REVIEW_STATES:
+            raise ValueError(f"unknown review state {review!r}")
+        now = _now()
+        await self._run(lambda conn: _set_review(conn, mail_id, review, who, note, now))
+
+    async def audit_log(self, mail_id: int | None = None) -> list[AuditRow]:
+        return await self._run(lambda conn: _audit_log(conn, mail_id))
+
+    async def resolve_review(
+        self,
+        mail_id: int,
+        review: str,
+        who: str,
+        note: str | None,
+        record: DecisionRecord | None = None,
+        planned: tuple[PlannedAction, ...] = (),
+    ) -> bool:
+        if review not in REVIEW_STATES or review == "held":
+            raise ValueError(f"a review ends released or dismissed, not {review!r}")
+        now = _now()
+        return await self._run(
+            lambda conn: _resolve_review(conn, mail_id, review, who, note, record, planned, now)
+        )
+
+    async def mails_in_review(self, review: str, limit: int) -> list[MailRow]:
+        return await self._run(lambda conn: _mails_in_review(conn, review, limit))
+
+    async def recent_escalations(self, limit: int) -> list[ListedMail]:
+        return await self._run(lambda conn: _recent_escalations(conn, limit))
+
+    async def mail_actions(self, mail_id: int) -> list[ActionRow]:
+        return await self._run(lambda conn: _mail_actions(conn, mail_id))
+
+    async def purge(self, raw_before: datetime, records_before: datetime, now: datetime) -> Purged:
+        return await self._run(lambda conn: _purge(conn, raw_before, records_before, now))
+
+
+async def _run_job(conn: Conn, job: Job) -> tuple[Any, BaseException | None]:
+    try:
+        async with conn.transaction():  # a savepoint inside the batch's transaction
+            return await job(conn), None
+    except psycopg.OperationalError:
+        raise  # the connection or the server is in trouble: the whole batch is suspect
+    except psycopg.Error as exc:
+        return None, StoreUnavailable(f"store error: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a job's own error fails only its own future
+        return None, exc
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+async def _migrate(conn: Conn) -> None:
+    async with conn.transaction():
+        # Two instances starting together: the second waits here, then finds the schema current.
+        await conn.execute("SELECT pg_advisory_xact_lock(7342001)")
+        await conn.execute("CREATE TABLE IF NOT EXISTS escalator_schema (version INTEGER NOT NULL)")
+        row = await (
+            await conn.execute("SELECT max(version) AS v FROM escalator_schema")
+        ).fetchone()
+        version = int(row["v"] or 0) if row else 0
+        if version > len(MIGRATIONS):
+            raise ConfigError(
+                f"the store's schema version {version} is newer than this escalator knows "
+                f"({len(MIGRATIONS)}): upgrade escalator"
+            )
+        for number, name in enumerate(MIGRATIONS[version:], start=version + 1):
+            script = resources.files("escalator.store").joinpath(name).read_text("utf-8")
+            await conn.execute(script.encode())
+            await conn.execute("INSERT INTO escalator_schema (version) VALUES (%s)", (number,))
+            log.info("store schema migrated to version %d (%s)", number, name)
+
+
+# -- jobs ---------------------------------------------------------------------------------
+
+
+async def _one(conn: Conn, query: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:
+    return await (await conn.execute(query.encode(), params)).fetchone()
+
+
+async def _all(conn: Conn, query: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    return await (await conn.execute(query.encode(), params)).fetchall()
+
+
+async def _accept(conn: Conn, mail: IncomingMail) -> Accepted:
+    if mail.message_id:
+        key = f"{mail.message_id} {mail.mail_from}"
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+        since = mail.received_at - timedelta(days=DUPLICATE_WINDOW_DAYS)
+        found = await _one(
+            conn,
+            "SELECT id FROM mails WHERE message_id = %s AND mail_from = %s AND received_at >= %s "
+            "ORDER BY id LIMIT 1",
+            (_text(mail.message_id), _text(mail.mail_from), since),
+        )
+        if found is not None:
+            return Accepted(int(found["id"]), duplicate=True)
+    row = await _one(
+        conn,
+        "INSERT INTO mails (received_at, mail_from, rcpt_tos, client_address, tls, message_id, "
+        "subject, from_addr, size, raw) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "RETURNING id",
+        (
+            mail.received_at,
+            _text(mail.mail_from),
+            _json(list(mail.rcpt_tos)),
+            mail.client_address,
+            mail.tls,
+            _text(mail.message_id),
+            _text(mail.subject),
+            _text(mail.from_addr),
+            len(mail.raw),
+            mail.raw,
+        ),
+    )
+    assert row is not None
+    return Accepted(int(row["id"]), duplicate=False)
+
+
+async def _undecided(conn: Conn, limit: int, byte_budget: int) -> list[MailRow]:
+    sizes = await _all(
+        conn, "SELECT id, size FROM mails WHERE verdict IS NULL ORDER BY id LIMIT %s", (limit,)
+    )
+    chosen: list[int] = []
+    total = 0
+    for row in sizes:
+        if chosen and total + int(row["size"]) > byte_budget:
+            break
+        chosen.append(int(row["id"]))
+        total += int(row["size"])
+    mails = [await _get_mail(conn, mail_id) for mail_id in chosen]
+    return [mail for mail in mails if mail is not None]
+
+
+async def _record_decision(
+    conn: Conn,
+    mail_id: int,
+    record: DecisionRecord,
+    planned: tuple[PlannedAction, ...],
+    now: datetime,
+) -> bool:
+    cursor = await conn.execute(
+        "UPDATE mails SET decision = %s, verdict = %s, reasons = %s, slack_channel = %s, "
+        '"window" = %s, decided_at = %s, review = COALESCE(review, %s) '
+        "WHERE id = %s AND verdict IS NULL",
+        (
+            _json(record.contract),
+            record.verdict,
+            _json(list(record.reasons)),
+            record.slack_channel,
+            record.window,
+            record.decided_at,
+            record.review,
+            mail_id,
+        ),
+    )
+    if cursor.rowcount != 1:
+        return False
+    await _insert_actions(conn, mail_id, planned, now)
+    return True
+
+
+async def _insert_actions(
+    conn: Conn, mail_id: int, planned: tuple[PlannedAction, ...], now: datetime
+) -> list[int]:
+    ids = []
+    for action in planned:
+        row = await _one(
+            conn,
+            "INSERT INTO actions (mail_id, kind, state, due_at, last_error, payload, dedup_key, "
+            "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (
+                mail_id,
+                action.kind,
+                action.state,
+                action.due_at,
+                action.note,
+                _json(dict(action.payload)),
+                action.dedup_key,
+                now,
+                now,
+            ),
+        )
+        assert row is not None
+        ids.append(int(row["id"]))
+    return ids
+
+
+async def _claim(conn: Conn, now: datetime, limit: int, lease_seconds: float) -> list[ActionRow]:
+    """SKIP LOCKED: concurrent claimers in other processes each get different rows."""
+    rows = await _all(
+        conn,
+        "UPDATE actions SET claimed_until = %s, attempts = attempts + 1, updated_at = %s "
+        "WHERE id IN (SELECT id FROM actions WHERE state = 'pending' AND due_at <= %s "
+        "AND (claimed_until IS NULL OR claimed_until <= %s) ORDER BY due_at, id LIMIT %s "
+        "FOR UPDATE SKIP LOCKED) RETURNING *",
+        (now + timedelta(seconds=lease_seconds), now, now, now, limit),
+    )
+    return sorted((_action(row) for row in rows), key=lambda a: (a.due_at, a.id))
+
+
+async def _finish(
+    conn: Conn,
+    action_id: int,
+    state: str,
+    error: str | None,
+    result: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        "UPDATE actions SET state = %s, last_error = %s, result = %s, claimed_until = NULL, "
+        "updated_at = %s WHERE id = %s",
+        (state, error, None if result is None else _json(result), now, action_id),
+    )
+
+
+async def _retry(conn: Conn, action_id: int, due_at: datetime, error: str, now: datetime) -> None:
+    await conn.execute(
+        "UPDATE actions SET due_at = %s, last_error = %s, claimed_until = NULL, updated_at = %s "
+        "WHERE id = %s AND state = 'pending'",
+        (due_at, error, now, action_id),
+    )
+
+
+async def _get_mail(conn: Conn, mail_id: int) -> MailRow | None:
+    row = await _one(conn, _SELECT_MAILS_RAW + "WHERE id = %s", (mail_id,))
+    return None if row is None else _mail(row, with_raw=True)
+
+
+async def _list_mails(conn: Conn) -> list[ListedMail]:
+    mails = [_mail(row) for row in await _all(conn, _SELECT_MAILS + "ORDER BY id")]
+    actions: dict[int, list[ActionRow]] = {}
+    for row in await _all(conn, "SELECT * FROM actions ORDER BY id"):
+        action = _action(row)
+        actions.setdefault(action.mail_id, []).append(action)
+    return [ListedMail(mail, tuple(actions.get(mail.id, ()))) for mail in mails]
+
+
+async def _set_review(
+    conn: Conn, mail_id: int, review: str, who: str, note: str | None, now: datetime
+) -> None:
+    cursor = await conn.execute("UPDATE mails SET review = %s WHERE id = %s", (review, mail_id))
+    if cursor.rowcount != 1:
+        raise LookupError(f"no mail {mail_id}")
+    await _audit(conn, now, who, review, mail_id, note)
+
+
+async def _audit(
+    conn: Conn, now: datetime, who: str, what: str, mail_id: int, note: str | None
+) -> None:
+    await conn.execute(
+        "INSERT INTO audit (at, who, what, mail_id, note) VALUES (%s, %s, %s, %s, %s)",
+        (now, who, what, mail_id, note),
+    )
+
+
+async def _audit_log(conn: Conn, mail_id: int | None) -> list[AuditRow]:
+    if mail_id is None:
+        rows = await _all(conn, "SELECT * FROM audit ORDER BY id")
+    else:
+        rows = await _all(conn, "SELECT * FROM audit WHERE mail_id = %s ORDER BY id", (mail_id,))
+    return [
+        AuditRow(row["id"], row["at"], row["who"], row["what"], row["mail_id"], row["note"])
+        for row in rows
+    ]
+
+
+async def _resolve_review(
+    conn: Conn,
+    mail_id: int,
+    review: str,
+    who: str,
+    note: str | None,
+    record: DecisionRecord | None,
+    planned: tuple[PlannedAction, ...],
+    now: datetime,
+) -> bool:
+    """Conditional on review = 'held', so of two concurrent releases only the first writes."""
+    cursor = await conn.execute(
+        "UPDATE mails SET review = %s WHERE id = %s AND review = 'held'", (review, mail_id)
+    )
+    if cursor.rowcount != 1:
+        return False
+    if record is not None:
+        await conn.execute(
+            "UPDATE mails SET decision = %s, verdict = %s, reasons = %s, slack_channel = %s, "
+            '"window" = %s WHERE id = %s',
+            (
+                _json(record.contract),
+                record.verdict,
+                _json(list(record.reasons)),
+                record.slack_channel,
+                record.window,
+                mail_id,
+            ),
+        )
+    await _insert_actions(conn, mail_id, planned, now)
+    await _audit(conn, now, who, review, mail_id, note)
+    return True
+
+
+async def _mails_in_review(conn: Conn, review: str, limit: int) -> list[MailRow]:
+    rows = await _all(
+        conn,
+        _SELECT_MAILS_RAW + "WHERE review = %s ORDER BY received_at DESC, id DESC LIMIT %s",
+        (review, limit),
+    )
+    return [_mail(row, with_raw=True) for row in rows]
+
+
+async def _recent_escalations(conn: Conn, limit: int) -> list[ListedMail]:
+    rows = await _all(
+        conn,
+        _SELECT_MAILS + "WHERE verdict = 'escalate' ORDER BY received_at DESC, id DESC LIMIT %s",
+        (limit,),
+    )
+    return [
+        ListedMail(mail, tuple(await _mail_actions(conn, mail.id))) for mail in map(_mail, rows)
+    ]
+
+
+async def _mail_actions(conn: Conn, mail_id: int) -> list[ActionRow]:
+    rows = await _all(conn, "SELECT * FROM actions WHERE mail_id = %s ORDER BY id", (mail_id,))
+    return [_action(row) for row in rows]
+
+
+async def _purge(
+    conn: Conn, raw_before: datetime, records_before: datetime, now: datetime
+) -> Purged:
+    raw = await conn.execute(
+        "UPDATE mails SET raw = NULL, raw_purged_at = %s "
+        "WHERE raw IS NOT NULL AND received_at < %s",
+        (now, raw_before),
+    )
+    old = (records_before,)
+    await conn.execute(
+        "DELETE FROM actions WHERE mail_id IN (SELECT id FROM mails WHERE received_at < %s)", old
+    )
+    audit = await conn.execute(
+        "DELETE FROM audit WHERE at < %s "
+        "OR mail_id IN (SELECT id FROM mails WHERE received_at < %s)",
+        old * 2,
+    )
+    mails = await conn.execute("DELETE FROM mails WHERE received_at < %s", old)
+    return Purged(raw.rowcount, mails.rowcount, audit.rowcount)
+
+
+# -- rows ---------------------------------------------------------------------------------
+
+
+def _mail(row: dict[str, Any], *, with_raw: bool = False) -> MailRow:
+    raw = row.get("raw")
+    return MailRow(
+        id=int(row["id"]),
+        received_at=row["received_at"],
+        mail_from=row["mail_from"],
+        rcpt_tos=tuple(row["rcpt_tos"]),
+        client_address=row["client_address"],
+        tls=bool(row["tls"]),
+        message_id=row["message_id"],
+        subject=row["subject"],
+        from_addr=row["from_addr"],
+        size=int(row["size"]),
+        verdict=row["verdict"],
+        reasons=tuple(row["reasons"] or ()),
+        slack_channel=row["slack_channel"],
+        window=row["window"],
+        decision=row["decision"],
+        decided_at=row["decided_at"],
+        review=row["review"],
+        raw=bytes(raw) if with_raw and raw is not None else None,
+        raw_purged_at=row["raw_purged_at"],
+    )
+
+
+def _action(row: dict[str, Any]) -> ActionRow:
+    return ActionRow(
+        id=int(row["id"]),
+        mail_id=int(row["mail_id"]),
+        kind=row["kind"],
+        state=row["state"],
+        due_at=row["due_at"],
+        attempts=int(row["attempts"]),
+        last_error=row["last_error"],
+        payload=row["payload"],
+        dedup_key=row["dedup_key"],
+        claimed_until=row["claimed_until"],
+        result=row["result"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _json(value: Any) -> Jsonb:
+    """jsonb refuses U+0000, and mail-derived evidence may hold it: store U+FFFD instead."""
+    return Jsonb(value, dumps=lambda obj: json.dumps(obj).replace("\\u0000", "\\ufffd"))
+
+
+def _text(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL; mail-derived header text occasionally does."""
+    return None if value is None else value.replace("\x00", "\ufffd")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    return f"{scheme}{sep}{credentials.partition(':')[0]}@{host}"
