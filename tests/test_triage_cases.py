@@ -2205,6 +2205,25 @@ the database. Nothing needed from you.
 ]
 
 
+CASES += [
+    # Status codes in the plural ("502s") are symptoms, in flowed text too.
+    Case(
+        "plural-status-codes",
+        ESCALATE,
+        "maw-incident",
+        eml(
+            "Help",
+            """
+Our staging environment is fine but production users are
+getting 502s on every page of Manage a workforce since 20:00.
+#maw-incident
+""",
+            content_type='text/plain; charset="utf-8"; format=flowed',
+        ),
+    ),
+]
+
+
 def _policy(case: Case) -> TriagePolicy:
     return TriagePolicy(RULES, case.allowed_senders, case.trusted_list_ids)
 

@@ -173,8 +173,10 @@ def _impact_evidence(parts: list[TextPart], thread: list[TextPart], rules: Rules
     excluded = hits("no_impact")
     if not hits("live"):
         excluded += _non_production(hits("non_production"), symptoms)
-    if not _outweighs_exclusions(symptoms, rules, thread):
-        excluded += hits("exclusion")
+    if not _has_outage(symptoms):
+        requests = hits("exclusion")
+        if requests and not _several_symptoms(rules.of_kind("symptom"), thread):
+            excluded += requests
     if not hits("ongoing"):
         excluded += hits("resolved")
     return _Impact(symptoms, excluded)
@@ -200,28 +202,26 @@ def _non_production(mentions: list[Evidence], symptoms: list[Evidence]) -> list[
     "Our UAT environment is down" names UAT in the subject or more than once; "the site has been
     down since 8pm, we have a fix in dev" mentions dev once, beside an outage: that stays an outage.
     """
-    outage = any(item.rule == OUTAGE_RULE for item in symptoms)
+    outage = _has_outage(symptoms)
     in_subject = any(item.where == "subject" for item in mentions)
     return mentions if len(mentions) >= 2 or in_subject or not outage else []
 
 
-def _outweighs_exclusions(symptoms: list[Evidence], rules: Rules, parts: list[TextPart]) -> bool:
-    """An outage sign, or several different problem words, make a question or chase an incident."""
-    if any(item.rule == OUTAGE_RULE for item in symptoms):
-        return True
-    return _distinct_matches(rules.of_kind("symptom"), parts) >= _SYMPTOMS_OVER_EXCLUSION
+def _has_outage(symptoms: list[Evidence]) -> bool:
+    """One outage sign makes a question, a chase or a request part of an incident."""
+    return any(item.rule == OUTAGE_RULE for item in symptoms)
 
 
-def _distinct_matches(rules: tuple[Rule, ...], parts: list[TextPart]) -> int:
-    """How many different problem words the mail uses ("failing" and "failed" are two)."""
-    words = {
-        match.group(0).lower()
-        for rule in rules
-        for pattern in rule.patterns
-        for part in parts
-        for match in pattern.finditer(part.text)
-    }
-    return len(words)
+def _several_symptoms(rules: tuple[Rule, ...], parts: list[TextPart]) -> bool:
+    """Different problem words ("failing" and "failed" are two) enough to outweigh a request."""
+    seen: set[str] = set()
+    for rule in rules:
+        for pattern in rule.patterns:
+            for part in parts:
+                seen.update(match.group(0).lower() for match in pattern.finditer(part.text))
+                if len(seen) >= _SYMPTOMS_OVER_EXCLUSION:
+                    return True
+    return False
 
 
 def _first_matches(
