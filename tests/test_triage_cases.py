@@ -2224,6 +2224,49 @@ getting 502s on every page of Manage a workforce since 20:00.
 ]
 
 
+CASES += [
+    # "Not down yet" is not an outage sign; the mail still states facts about a live degradation.
+    Case(
+        "not-down-yet",
+        ESCALATE,
+        "ims-incident",
+        eml(
+            "Prod RDS CPU",
+            """
+Hello, our prod RDS CPU is at 95% and climbing, response times have doubled in the last hour.
+Not down yet but it will be soon at this rate. #ims-incident
+""",
+        ),
+    ),
+    # "We need the egress opened for production by Monday" is routine work, not an incident.
+    Case(
+        "need-egress-opened",
+        NOT_IMPACTING,
+        "laa-integrations",
+        eml(
+            "Firewall change",
+            """
+We need the egress opened to the new partner IP 203.0.113.10 for production by Monday or the
+integration launch slips. #laa-integrations
+""",
+        ),
+    ),
+    # "Not down" beside a how-to question is no outage sign: the question stays a question.
+    Case(
+        "not-down-question",
+        NOT_IMPACTING,
+        "hmpps-tier",
+        eml(
+            "HPA tuning",
+            """
+The tier service is not down, but could you advise how to tune the HPA so it scales earlier in
+the morning peak? #hmpps-tier
+""",
+        ),
+    ),
+]
+
+
 def _policy(case: Case) -> TriagePolicy:
     return TriagePolicy(RULES, case.allowed_senders, case.trusted_list_ids)
 
