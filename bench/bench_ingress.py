@@ -4,9 +4,10 @@
 
 For 1 and 20 sessions and 2 KB and 100 KB mails, Postfix's smtp-source (one connection per
 mail, like real MTAs) pushes mails into (a) a no-op aiosmtpd server that answers 250 and keeps
-nothing, and (b) `escalator serve` (SQLite WAL, fsync per group commit, decide worker). It prints
-mails/s for both and the ratio, the decide backlog when the load ends (and how long it takes to
-clear), and the peak RSS of `escalator serve` while 20 sessions each send a 10 MB mail.
+nothing, (b) the ingress half of the service (SMTP + SQLite WAL with fsync per group commit +
+decide worker), and (c) the whole `escalator serve` (plus dispatcher and review page). It prints
+mails/s for each and the ratios to (a), the decide backlog when the load ends (and how long it
+takes to clear), and the peak RSS of `escalator serve` while 20 sessions each send a 10 MB mail.
 Bounded to about a minute. Needs smtp-source (Debian package postfix).
 """
 
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -81,6 +83,34 @@ def start_noop() -> Server:
     proc = subprocess.Popen([sys.executable, __file__, "--noop-server", str(port)])
     wait_listening(port, proc)
     return Server(proc, port, None)
+
+
+def run_ingress_only(port: int, data_dir: str) -> None:
+    """The ingress half of `escalator serve`: SMTP, store and decide worker, no dispatch/web."""
+    from escalator.app import Service
+    from escalator.settings import Settings
+
+    async def main() -> None:
+        settings = Settings(data_dir=Path(data_dir), smtp_listen=f"127.0.0.1:{port}",
+                            max_connections=200, max_connections_per_client=100)  # fmt: skip
+        service = Service(settings, with_dispatch_and_web=False)
+        await service.start()
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await service.stop(deadline=5)
+
+    asyncio.run(main())
+
+
+def start_ingress(data_dir: Path) -> Server:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--ingress-server", str(port), str(data_dir)],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    wait_listening(port, proc)
+    return Server(proc, port, data_dir / "escalator.db")
 
 
 def start_escalator(data_dir: Path) -> Server:
@@ -191,10 +221,14 @@ def peak_rss_under_big_mails(data_dir: Path, sessions: int = 20, size: int = 10_
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--noop-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--ingress-server", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="skip the 10 MB memory run")
     args = parser.parse_args()
     if args.noop_server:
         run_noop_server(args.noop_server)
+        return
+    if args.ingress_server:
+        run_ingress_only(int(args.ingress_server[0]), args.ingress_server[1])
         return
     if not Path(SMTP_SOURCE).exists():
         raise SystemExit("smtp-source not found: apt-get install postfix")
@@ -203,27 +237,31 @@ def main() -> None:
 
 
 def report(tmp: Path, quick: bool) -> None:
-    print(f"{'sessions':>8} {'size':>7} {'no-op/s':>9} {'escalator/s':>12} {'ratio':>6}  backlog")
+    print("mails/s accepted (smtp-source, one connection per mail); backlog = undecided at the end")
+    print(f"{'sessions':>8} {'size':>7} {'no-op':>7} {'ingress':>8} {'ratio':>6} {'serve':>7} "
+          f"{'ratio':>6}  backlog after ingress / serve")  # fmt: skip
     for n, (sessions, size) in enumerate(CASES):
-        noop = start_noop()
-        try:
-            baseline = measure(noop.port, sessions, size)
-        finally:
-            noop.stop()
-        server = start_escalator(tmp / f"var{n}")
-        try:
-            rate = measure(server.port, sessions, size)
-            assert server.db is not None
-            left = backlog(server.db)
-            drain = drain_time(server.db)
-        finally:
-            server.stop()
+        baseline = run_case(start_noop(), sessions, size)[0]
+        ingress, left_i, drain_i = run_case(start_ingress(tmp / f"ingress{n}"), sessions, size)
+        serve, left_s, drain_s = run_case(start_escalator(tmp / f"serve{n}"), sessions, size)
         print(
-            f"{sessions:>8} {size // 1000:>5}KB {baseline:>9.0f} {rate:>12.0f} "
-            f"{rate / baseline:>6.2f}  {left} undecided at the end, cleared in {drain:.2f} s"
+            f"{sessions:>8} {size // 1000:>5}KB {baseline:>7.0f} {ingress:>8.0f} "
+            f"{ingress / baseline:>6.2f} {serve:>7.0f} {serve / baseline:>6.2f}  "
+            f"{left_i} (cleared in {drain_i:.1f} s) / {left_s} ({drain_s:.1f} s)"
         )
     if not quick:
         print(peak_rss_under_big_mails(tmp / "var-big"))
+
+
+def run_case(server: Server, sessions: int, size: int) -> tuple[float, int, float]:
+    """(mails/s, undecided when the load ended, seconds until none were left)."""
+    try:
+        rate = measure(server.port, sessions, size)
+        if server.db is None:
+            return rate, 0, 0.0
+        return rate, backlog(server.db), drain_time(server.db)
+    finally:
+        server.stop()
 
 
 if __name__ == "__main__":

@@ -45,7 +45,12 @@ class Service:
     """The running service. `start()` then `stop()`; or `serve()` until a signal arrives."""
 
     def __init__(
-        self, settings: Settings, *, policy: Policy | None = None, store: Store | None = None
+        self,
+        settings: Settings,
+        *,
+        policy: Policy | None = None,
+        store: Store | None = None,
+        with_dispatch_and_web: bool = True,
     ) -> None:
         self.settings = settings
         self.policy = policy or load_policy(settings)
@@ -54,6 +59,7 @@ class Service:
         isolate = settings if policy is None else None
         self.processor = Processor(self.store, self.policy, worker_settings=isolate)
         self.smtp: SMTPService | None = None
+        self._with_optional = with_dispatch_and_web
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
         self.failure: BaseException | None = None
@@ -73,7 +79,8 @@ class Service:
             await self.store.close()
             raise
         self._spawn("decide", self.processor.run())
-        self._start_optional_workers()
+        if self._with_optional:
+            self._start_optional_workers()
         host, port = self.smtp.address
         log.info("escalator listening for SMTP on %s:%d", host, port)
 

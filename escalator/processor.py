@@ -44,6 +44,7 @@ from escalator.store import DecisionRecord, MailRow, Store
 log = logging.getLogger(__name__)
 
 Outcome = tuple[DecisionRecord, tuple[PlannedAction, ...]]
+DECIDE_NICENESS = 5
 
 
 def decide_stored(mail: MailRow, policy: Policy) -> Outcome:
@@ -64,6 +65,8 @@ def _start_worker(settings: Settings) -> None:
     # Ctrl-C and SIGTERM are the parent's to handle: it finishes the batch, then stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Accepting comes first: under a burst the SMTP loop gets the CPU, decisions catch up after.
+    os.nice(DECIDE_NICENESS)
     threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import smtplib
 import socket
@@ -12,14 +13,18 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 import psycopg
 import pytest
 import trustme
+from aiosmtpd.smtp import SMTP
 from conftest import POSTGRES_URL, RunningServer
 from psycopg import sql
 
+from escalator.settings import Settings
+from escalator.smtp import NO_AUTH, EscalatorSMTP, MailHandler, SessionGate
 from escalator.store.sqlite import SQLiteStore
 
 StartServer = Callable[..., RunningServer]
@@ -396,3 +401,30 @@ def test_postgresql_backend_end_to_end(start_server: StartServer) -> None:
     finally:
         admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
         admin.close()
+
+
+def test_fast_session_setup_leaves_the_same_state_as_aiosmtpd(settings: Settings) -> None:
+    """EscalatorSMTP's copy of aiosmtpd's __init__ sets every attribute aiosmtpd's own would."""
+    loop = asyncio.new_event_loop()
+    try:
+        handler = MailHandler(SQLiteStore(settings.data_dir / "unused.db"), ("a@x",), 5)
+        gate = SessionGate(1, 1)
+        options: dict[str, Any] = {
+            "data_size_limit": 1000, "enable_SMTPUTF8": True, "hostname": "h", "ident": "i",
+            "tls_context": None, "require_starttls": False, "timeout": 9.0,
+            "proxy_protocol_timeout": None, "loop": loop,
+        }  # fmt: skip
+        fast = EscalatorSMTP(handler, gate, 1.0, **options)
+        slow = EscalatorSMTP.__new__(EscalatorSMTP)
+        SMTP.__init__(slow, handler, auth_exclude_mechanism=NO_AUTH, **options)
+    finally:
+        loop.close()
+    fast_vars, slow_vars = vars(fast), vars(slow)
+    assert set(fast_vars) - {"_gate", "_data_timeout", "_client", "_refused"} == set(slow_vars)
+    assert fast._handle_hooks == slow._handle_hooks and fast._auth_methods == slow._auth_methods
+    assert set(fast._smtp_methods) == set(slow._smtp_methods)
+    per_instance = {"_stream_reader_wr", "_strong_reader", "_closed", "_smtp_methods", "_loop",
+                    "_client_connected_cb"}  # fmt: skip
+    for name in set(slow_vars) - per_instance:
+        if not name.startswith("_drain"):
+            assert fast_vars[name] == slow_vars[name], name
