@@ -116,7 +116,13 @@ class Service:
         await self._stopped.wait()
 
     async def stop(self, deadline: float = SHUTDOWN_DEADLINE) -> None:
-        """Stop accepting, let sessions finish, decide what came in, flush and close the store."""
+        """Stop accepting, let sessions finish, decide what came in, flush and close the store.
+
+        One `deadline` covers it all (the orchestrator's grace period before SIGKILL): sessions
+        first; whatever time is left goes to deciding; what stays undecided is decided at the
+        next start."""
+        clock = asyncio.get_running_loop().time
+        give_up = clock() + deadline
         if self.smtp is not None:
             cut = await self.smtp.stop(deadline)
             if cut:
@@ -124,8 +130,9 @@ class Service:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.processor.burst(), deadline)
+        if clock() < give_up:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.processor.burst(), give_up - clock())
         self.processor.close()
         await self.store.close()
         log.info("escalator stopped")

@@ -420,7 +420,10 @@ async def start_smtp(
     """Listen on ESCALATOR_SMTP_LISTEN in the running loop."""
     host, port = split_host_port(settings.smtp_listen, "ESCALATOR_SMTP_LISTEN")
     handler = MailHandler(store, settings.addresses, settings.max_recipients, on_accepted)
-    gate = SessionGate(settings.max_connections, settings.max_connections_per_client)
+    # Behind a PROXY-protocol load balancer every TCP peer is the balancer itself, so the
+    # per-client cap would throttle everyone together: only the overall cap applies there.
+    per_client = settings.max_connections if settings.proxy_protocol else None
+    gate = SessionGate(settings.max_connections, per_client or settings.max_connections_per_client)
     context = tls_context(settings)
     loop = asyncio.get_running_loop()
     options: dict[str, Any] = {
