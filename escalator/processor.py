@@ -36,7 +36,7 @@ from escalator.core.actions import PlannedAction, plan_actions
 from escalator.core.decide import Policy, decide_parsed
 from escalator.core.mail import parse_mail
 from escalator.core.model import Decision, Verdict
-from escalator.errors import StoreUnavailable
+from escalator.errors import TransientError
 from escalator.policy import load_policy
 from escalator.settings import Settings
 from escalator.store import DecisionRecord, MailRow, Store
@@ -76,6 +76,10 @@ def _exit_with_parent() -> None:
     if parent is not None:
         multiprocessing.connection.wait([parent.sentinel])
         os._exit(0)
+
+
+def _ping() -> bool:
+    return True
 
 
 def _decide_in_worker(mail: MailRow) -> Outcome:
@@ -139,8 +143,8 @@ class Processor:
             self._wake.clear()
             try:
                 await self.burst()
-            except StoreUnavailable as exc:
-                log.warning("decide worker: store unavailable, retrying later: %s", exc)
+            except TransientError as exc:  # the store or the decide process: both come back
+                log.warning("decide worker paused, retrying later: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
 
@@ -197,8 +201,7 @@ class Processor:
             return await loop.run_in_executor(self._executor, decide_stored, mail, self._policy)
         except BrokenProcessPool as exc:
             log.error("the decide process died on mail %d; starting a new one", mail.id)
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = self._new_executor()
+            await self._restart_worker()
             if retries > 0:  # it may have died of something else: give the mail one more go
                 return await self._decide(mail, retries - 1)
             log.error("mail %d kills the decide process; held for review", mail.id)
@@ -206,6 +209,16 @@ class Processor:
         except Exception as exc:
             log.exception("decision of mail %d failed; held for review", mail.id)
             return failed_record(mail, exc)
+
+    async def _restart_worker(self) -> None:
+        """A fresh child that must answer a ping: if it cannot even start, the fault is not the
+        mail's, so nothing is held for review; the burst stops and is retried later."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = self._new_executor()
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, _ping)
+        except BrokenProcessPool:
+            raise TransientError("the decide process cannot start; retrying later") from None
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,83 @@
+"""The decide worker: every stored mail decided once, at its received time, rejects held."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from conftest import SettingsFactory
+
+from escalator.policy import load_policy
+from escalator.processor import Processor
+from escalator.store import IncomingMail, Store
+
+SATURDAY_NIGHT = datetime(2026, 11, 28, 23, 30, tzinfo=UTC)  # no cover: pages wait for 07:00
+
+ESCALATION = (
+    b"From: Alice <alice@example.org>\r\nTo: escalations@localhost\r\n"
+    b"Subject: Production outage: laa-apply is down\r\nMessage-ID: <{n}@example.org>\r\n\r\n"
+    b"Since 23:10 every user gets a 500 error on laa-apply; nobody can submit applications.\r\n"
+    b"We are coordinating in #laa-apply-incident.\r\n"
+)
+NOT_A_MAIL = b"\x00\x01 just some bytes, no headers at all\r\n"
+
+
+async def accept(store: Store, raw: bytes, at: datetime = SATURDAY_NIGHT) -> int:
+    mail = IncomingMail(raw, "alice@example.org", ("escalations@localhost",), None, False, at)
+    return (await store.accept(mail)).mail_id
+
+
+async def test_burst_decides_each_mail_once_at_its_received_time(
+    store: Store, make_settings: SettingsFactory
+) -> None:
+    """Two workers racing over the same backlog still write one decision per mail."""
+    settings = make_settings()
+    ids = [await accept(store, ESCALATION.replace(b"{n}", str(n).encode())) for n in range(6)]
+    first = Processor(store, load_policy(settings))
+    second = Processor(store, load_policy(settings))
+    try:
+        done = await asyncio.gather(first.burst(), second.burst())
+    finally:
+        first.close()
+        second.close()
+    assert sum(done) == len(ids)
+    for listed in await store.list_mails():
+        assert listed.mail.decision is not None
+        assert listed.mail.decision["at"] == SATURDAY_NIGHT.isoformat()
+        kinds = [a.kind for a in listed.actions]
+        assert len(kinds) == len(set(kinds))
+
+
+async def test_unreadable_bytes_are_rejected_and_held(
+    store: Store, make_settings: SettingsFactory
+) -> None:
+    """Bytes that are no mail at all are still decided: rejected and held for a person."""
+    mail_id = await accept(store, NOT_A_MAIL)
+    processor = Processor(store, load_policy(make_settings()))
+    try:
+        assert await processor.burst() == 1
+    finally:
+        processor.close()
+    mail = await store.get_mail(mail_id)
+    assert mail is not None and (mail.verdict, mail.review) == ("reject", "held")
+
+
+async def test_decide_process_that_cannot_start_holds_nothing(
+    store: Store, make_settings: SettingsFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If the decide child cannot even start, mails stay undecided (for later), not held."""
+    broken = make_settings(rules_file=tmp_path / "missing-rules.toml")
+    await accept(store, ESCALATION.replace(b"{n}", b"x"))
+    processor = Processor(store, load_policy(make_settings()), worker_settings=broken)
+    task = asyncio.create_task(processor.run())
+    for _ in range(600):  # wait for: spawn, crash, restart, failed ping (not a speed check)
+        if "decide worker paused" in caplog.text:
+            break
+        await asyncio.sleep(0.05)
+    task.cancel()
+    processor.close()
+    assert "cannot start" in caplog.text
+    (listed,) = await store.list_mails()
+    assert listed.mail.verdict is None and listed.mail.review is None
