@@ -38,6 +38,7 @@ from escalator.store import ActionRow, MailRow, Store
 log = logging.getLogger(__name__)
 
 REPLY_GUARD = timedelta(minutes=10)
+EAGER_LOOKS, EAGER_STEP = 40, 0.005  # after a wake: look every 5 ms for up to 200 ms
 ACK_UNREACHABLE = CHANNEL_GONE | {"method_not_supported_for_channel_type"}
 TEMPLATES = {"escalate": "reply_escalated.txt.j2", "reject": "reply_rejected.txt.j2"}
 
@@ -99,7 +100,7 @@ class Dispatcher:
         draw: Callable[[], float] = random.random,
         batch_size: int = 16,
         lease_seconds: float = 60.0,
-        poll_seconds: float = 1.0,
+        poll_seconds: float = 0.5,
     ) -> None:
         self._store = store
         self._settings = settings
@@ -119,18 +120,31 @@ class Dispatcher:
         self.done = 0
 
     def wake(self) -> None:
-        """Something may be due now (a decision was recorded): look without waiting the poll."""
+        """Something may be due now (a mail was accepted or decided): look without waiting."""
         self._wake.set()
 
     async def run(self) -> None:
+        """Serve forever: a burst at least every poll_seconds, and at once after a wake."""
         while True:
             self._wake.clear()
-            try:
-                await self.burst()
-            except StoreUnavailable as exc:
-                log.warning("dispatch: store unavailable, retrying later: %s", exc)
+            await self._burst_logged()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll)
+                await self._eager()
+
+    async def _eager(self) -> None:
+        """A wake may come at accept, before the decision is written: look a few times quickly."""
+        for _ in range(EAGER_LOOKS):
+            if await self._burst_logged():
+                return
+            await asyncio.sleep(EAGER_STEP)
+
+    async def _burst_logged(self) -> int:
+        try:
+            return await self.burst()
+        except StoreUnavailable as exc:
+            log.warning("dispatch: store unavailable, retrying later: %s", exc)
+            return 0
 
     async def burst(self) -> int:
         """Claim and run batches until none is due; return how many actions ran."""

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiosmtplib
 import pytest
 from standins.pagerduty import PagerDutyStandIn
 from standins.slack import SlackStandIn, mentions
@@ -32,7 +33,7 @@ from escalator.pagerduty import PagerDuty
 from escalator.policy import load_policy
 from escalator.processor import Processor
 from escalator.settings import Settings
-from escalator.store import ActionRow, IncomingMail, Store
+from escalator.store import ActionRow, IncomingMail, ListedMail, Store
 
 FRIDAY = datetime(2026, 11, 27, tzinfo=UTC)  # a working day; London is on UTC in November
 HOSTILE = "<!channel> <@U123> <https://evil|click> @here <!here> <!subteam^S1|@team>"
@@ -411,3 +412,46 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert parse_retry_after("12", FRIDAY) == 12.0
     assert parse_retry_after("Fri, 27 Nov 2026 00:01:00 GMT", FRIDAY) == 60.0
     assert parse_retry_after("soon", FRIDAY) is None and parse_retry_after(None, FRIDAY) is None
+
+
+# -- through the whole service: an SMTP client to the stand-ins -----------------------------------
+
+
+async def test_service_dispatches_what_it_decided_from_smtp_to_standins(
+    world: World, start_server: Callable[..., Any]
+) -> None:
+    """A mail sent over SMTP to the running service is decided (at the real now) and the
+    service's own dispatch worker carries out exactly the decided actions."""
+    overrides = {
+        name: getattr(world.settings, name)
+        for name in ("pagerduty_events_url", "pagerduty_ca_file", "slack_api_url")
+    }
+    for name in ("pagerduty_routing_key", "slack_bot_token", "relay_url"):
+        overrides[name] = getattr(world.settings, name).get_secret_value()
+    server = await asyncio.to_thread(start_server, **overrides)
+    await aiosmtplib.send(
+        mail(1, extra=HOSTILE + "\n"),
+        hostname=server.host,
+        port=server.port,
+        sender="ana@digital.justice.gov.uk",
+        recipients=["escalations@localhost"],
+    )
+    listed = await settled(server)
+    decision = listed.mail.decision or {}
+    assert (len(world.pd.triggered) == 1) == (decision["page"] == "now")
+    assert len(world.slack.posts_in("high-priority-alarms")) == int(decision["alarm"])
+    assert len(world.slack.posts_in("laa-apply-incident")) == 1
+    assert len(world.sink.delivered) == 1
+    assert all(mentions(post) == [] for post in world.slack.posts)
+
+
+async def settled(server: Any) -> ListedMail:
+    """The one stored mail once it is decided and nothing of it is due and pending."""
+    for _ in range(600):
+        mails = await asyncio.to_thread(server.mails, False)
+        now = datetime.now(UTC)
+        due = [a for m in mails for a in m.actions if a.state == "pending" and a.due_at <= now]
+        if mails and mails[0].actions and not due:
+            return mails[0]  # type: ignore[no-any-return]
+        await asyncio.sleep(0.05)
+    raise AssertionError("the service did not settle")
