@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 CASES = ((1, 2_000), (20, 2_000), (1, 100_000), (20, 100_000))
-TARGET_SECONDS = 1.5  # per measured run, after a calibration run
+TARGET_SECONDS = 1.0  # per measured run, after a calibration run
 DRAIN_SECONDS = 2.0  # how long to watch the decide backlog shrink after a run
 
 
@@ -162,9 +162,11 @@ def push(port: int, sessions: int, size: int, count: int) -> float:
 
 
 def measure(port: int, sessions: int, size: int) -> float:
-    """Calibrate with a short run, then size the measured run to about TARGET_SECONDS."""
+    """Calibrate with a short run, then the best of two runs of about TARGET_SECONDS each:
+    the machine is shared, and the least disturbed run is the one that measures the server."""
     rate = push(port, sessions, size, max(sessions * 2, 20))
-    return push(port, sessions, size, max(sessions * 2, int(rate * TARGET_SECONDS)))
+    count = max(sessions * 2, int(rate * TARGET_SECONDS))
+    return max(push(port, sessions, size, count) for _ in range(2))
 
 
 def backlog(db: Path) -> int:

@@ -21,6 +21,7 @@ soon as the service is back, and never earlier than the cover calendar allows.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import multiprocessing
@@ -44,7 +45,7 @@ from escalator.store import DecisionRecord, MailRow, Store
 log = logging.getLogger(__name__)
 
 Outcome = tuple[DecisionRecord, tuple[PlannedAction, ...]]
-DECIDE_NICENESS = 5
+DECIDE_NICENESS = 10
 
 
 def decide_stored(mail: MailRow, policy: Policy) -> Outcome:
@@ -194,11 +195,13 @@ class Processor:
         )
 
     async def _decide(self, mail: MailRow, retries: int = 1) -> Outcome:
-        loop = asyncio.get_running_loop()
         try:
-            if self._worker_settings is not None:
-                return await loop.run_in_executor(self._executor, _decide_in_worker, mail)
-            return await loop.run_in_executor(self._executor, decide_stored, mail, self._policy)
+            running = self._submit(mail)
+        except (BrokenProcessPool, RuntimeError) as exc:
+            # The executor refused the work (shut down, cannot spawn): not the mail's fault.
+            raise TransientError(f"the decide worker cannot take work: {exc}") from None
+        try:
+            return await asyncio.wrap_future(running)
         except BrokenProcessPool as exc:
             log.error("the decide process died on mail %d; starting a new one", mail.id)
             await self._restart_worker()
@@ -210,14 +213,19 @@ class Processor:
             log.exception("decision of mail %d failed; held for review", mail.id)
             return failed_record(mail, exc)
 
+    def _submit(self, mail: MailRow) -> concurrent.futures.Future[Outcome]:
+        if self._worker_settings is not None:
+            return self._executor.submit(_decide_in_worker, mail)
+        return self._executor.submit(decide_stored, mail, self._policy)
+
     async def _restart_worker(self) -> None:
         """A fresh child that must answer a ping: if it cannot even start, the fault is not the
         mail's, so nothing is held for review; the burst stops and is retried later."""
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._executor = self._new_executor()
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, _ping)
-        except BrokenProcessPool:
+            await asyncio.wrap_future(self._executor.submit(_ping))
+        except (BrokenProcessPool, RuntimeError):
             raise TransientError("the decide process cannot start; retrying later") from None
 
     def close(self) -> None:
