@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from escalator.core import render
 from escalator.core.actions import PlannedAction
-from escalator.core.mail import parse_mail
+from escalator.core.mail import ParsedMail, parse_mail
 from escalator.core.retry import Backoff, GiveUp, Refused, RetryLater, next_step
 from escalator.errors import StoreUnavailable
 from escalator.pagerduty import PagerDuty
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 REPLY_GUARD = timedelta(minutes=10)
 EAGER_LOOKS, EAGER_STEP = 40, 0.005  # after a wake: look every 5 ms for up to 200 ms
 ACK_UNREACHABLE = CHANNEL_GONE | {"method_not_supported_for_channel_type"}
+Loaded = tuple[MailRow, ParsedMail]
 TEMPLATES = {"escalate": "reply_escalated.txt.j2", "reject": "reply_rejected.txt.j2"}
 
 
@@ -158,19 +159,26 @@ class Dispatcher:
         return ran
 
     async def _run_batch(self, batch: list[ActionRow]) -> None:
-        """Pages one by one in claim order; the other kinds side by side."""
+        """Pages one by one in claim order; the other kinds side by side. Each mail is read
+        and parsed once per batch, however many of its actions the batch holds."""
+        mails = await self._load({action.mail_id for action in batch})
         pages = [action for action in batch if action.kind == "page"]
         others = [action for action in batch if action.kind != "page"]
-        await asyncio.gather(self._run_pages(pages), *(self._run(a) for a in others))
+        await asyncio.gather(self._run_pages(pages, mails), *(self._run(a, mails) for a in others))
 
-    async def _run_pages(self, pages: list[ActionRow]) -> None:
+    async def _load(self, mail_ids: set[int]) -> dict[int, Loaded]:
+        ids = sorted(mail_ids)
+        rows = await asyncio.gather(*(self._store.get_mail(mail_id) for mail_id in ids))
+        return {row.id: (row, parse_mail(row.raw or b"")) for row in rows if row is not None}
+
+    async def _run_pages(self, pages: list[ActionRow], mails: dict[int, Loaded]) -> None:
         for action in pages:
             gate = self._gate.until
             if gate is not None and self._clock() < gate:
                 await self._hold(action, gate)
             else:
                 self._gate = _PageGate()
-                await self._run(action)
+                await self._run(action, mails)
 
     async def _hold(self, action: ActionRow, gate: datetime) -> None:
         """Keep a page behind the failing one, preserving the claim order."""
@@ -178,9 +186,9 @@ class Dispatcher:
         due = gate + timedelta(microseconds=self._gate.held)
         await self._store.retry_action(action.id, due, "waiting behind an earlier page")
 
-    async def _run(self, action: ActionRow) -> None:
+    async def _run(self, action: ActionRow, mails: dict[int, Loaded]) -> None:
         try:
-            done = await self._execute(action)
+            done = await self._execute(action, mails.get(action.mail_id))
         except RetryLater as exc:
             await self._retry_or_give_up(action, str(exc), exc.retry_after)
         except Refused as exc:
@@ -222,11 +230,10 @@ class Dispatcher:
 
     # -- the four kinds ----------------------------------------------------------------------
 
-    async def _execute(self, action: ActionRow) -> Done:
-        mail = await self._store.get_mail(action.mail_id)
-        if mail is None:
+    async def _execute(self, action: ActionRow, loaded: Loaded | None) -> Done:
+        if loaded is None:
             return Done("skipped", note="mail no longer stored")
-        incident = self._incident(mail, action)
+        incident = self._incident(*loaded, action)
         handler = {
             "page": self._page,
             "alarm": self._alarm,
@@ -305,8 +312,7 @@ class Dispatcher:
 
     # -- building the incident ---------------------------------------------------------------
 
-    def _incident(self, mail: MailRow, action: ActionRow) -> render.Incident:
-        parsed = parse_mail(mail.raw or b"")
+    def _incident(self, mail: MailRow, parsed: ParsedMail, action: ActionRow) -> render.Incident:
         decision = mail.decision or {}
         page_at = decision.get("page_at")
         return render.Incident(
