@@ -259,9 +259,22 @@ class Dispatcher:
         request = {"channel": channel, "text": text, "blocks": blocks, "thread_ts": thread}
         if self._adapters.slack is None:
             return Done("dry_run", request)
-        posted = await self._adapters.slack.post(channel, text, blocks, thread_ts=thread)
+        posted = await self._slack_once(action, channel, text, blocks, thread_ts=thread)
         self._threads.setdefault(action.dedup_key, posted)
         return Done("sent", posted)
+
+    async def _slack_once(
+        self, action: ActionRow, channel: str, text: str, blocks: list[Any], **options: Any
+    ) -> dict[str, Any]:
+        """Post, unless an earlier claim of this action already did and then died unrecorded
+        (Slack has no idempotency key: the message metadata carries the action's id)."""
+        slack, marker = self._adapters.slack, f"{action.id}"
+        assert slack is not None  # callers handle dry run first
+        if action.attempts > 1:
+            found = await slack.find_posted(channel, marker, action.created_at)
+            if found is not None:
+                return found
+        return await slack.post(channel, text, blocks, marker=marker, **options)
 
     async def _ack(self, action: ActionRow, incident: render.Incident) -> Done:
         channel = incident.slack_channel
@@ -271,7 +284,7 @@ class Dispatcher:
         if self._adapters.slack is None:
             return Done("dry_run", {"channel": channel, "text": text, "blocks": blocks})
         try:
-            return Done("sent", await self._adapters.slack.post(channel, text, blocks, join=True))
+            return Done("sent", await self._slack_once(action, channel, text, blocks, join=True))
         except Refused as exc:
             if exc.code not in ACK_UNREACHABLE:
                 raise

@@ -7,7 +7,9 @@ outbox owns retries; 429 comes back as RetryLater with Slack's Retry-After.
 
 from __future__ import annotations
 
+import functools
 import re
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -21,6 +23,7 @@ _TRANSIENT = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
+EVENT_TYPE = "escalator_action"  # message metadata marking which outbox action posted it
 
 
 def is_channel_id(channel: str) -> bool:
@@ -44,16 +47,41 @@ class Slack:
         blocks: list[dict[str, Any]],
         thread_ts: str | None = None,
         join: bool = False,
+        marker: str | None = None,
     ) -> dict[str, Any]:
-        """Post once; with `join`, join a public channel the bot is not in and post again."""
+        """Post once; with `join`, join a public channel the bot is not in and post again.
+        `marker` goes into the message metadata so `find_posted` can recognise it later."""
         channel_id = await self.channel_id(channel)
+        post_once = functools.partial(self._post, channel_id, text, blocks, thread_ts, marker)
         try:
-            return await self._post(channel_id, text, blocks, thread_ts)
+            return await post_once()
         except Refused as exc:
             if not (join and exc.code == "not_in_channel"):
                 raise
         await self._call("conversations_join", channel=channel_id)
-        return await self._post(channel_id, text, blocks, thread_ts)
+        return await post_once()
+
+    async def find_posted(
+        self, channel: str, marker: str, oldest: datetime
+    ) -> dict[str, Any] | None:
+        """The message posted with `marker` since `oldest`, if a lost attempt did post it."""
+        try:
+            channel_id = await self.channel_id(channel)
+            data = await self._call(
+                "conversations_history",
+                channel=channel_id,
+                oldest=f"{oldest.timestamp():.6f}",
+                limit=200,
+                include_all_metadata=True,
+            )
+        except Refused:
+            return None  # cannot read the channel: post, as if nothing was found
+        for message in data.get("messages", []):
+            meta = message.get("metadata") or {}
+            payload = meta.get("event_payload") or {}
+            if meta.get("event_type") == EVENT_TYPE and payload.get("action") == marker:
+                return {"channel": channel_id, "ts": message.get("ts"), "recovered": True}
+        return None
 
     async def channel_id(self, channel: str) -> str:
         """The ID of a channel named with or without '#'; Refused(channel_not_found) if none."""
@@ -81,8 +109,18 @@ class Slack:
         return found
 
     async def _post(
-        self, channel_id: str, text: str, blocks: list[dict[str, Any]], thread_ts: str | None
+        self,
+        channel_id: str,
+        text: str,
+        blocks: list[dict[str, Any]],
+        thread_ts: str | None,
+        marker: str | None,
     ) -> dict[str, Any]:
+        metadata = (
+            None
+            if marker is None
+            else {"event_type": EVENT_TYPE, "event_payload": {"action": marker}}
+        )
         data = await self._call(
             "chat_postMessage",
             channel=channel_id,
@@ -91,6 +129,7 @@ class Slack:
             thread_ts=thread_ts,
             unfurl_links=False,
             unfurl_media=False,
+            metadata=metadata,
         )
         return {"channel": data.get("channel", channel_id), "ts": data.get("ts")}
 

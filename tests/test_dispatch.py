@@ -274,6 +274,27 @@ async def test_dispatcher_killed_mid_page_is_finished_by_the_next_one(world: Wor
     assert list(world.pd.incidents) == ["m1@digital.justice.gov.uk"]
 
 
+async def test_dispatcher_killed_mid_slack_post_does_not_post_twice(world: World) -> None:
+    """Killed while Slack holds the alarm and the ack (which Slack then posts): the next
+    dispatcher finds each message by its metadata and records it instead of posting again."""
+    world.slack.channels["C0LAA00001"].member = True
+    await world.receive(mail(1), FRIDAY.replace(hour=11))
+    world.slack.hold.clear()
+    doomed = asyncio.create_task(world.dispatcher(lease_seconds=60).burst())
+    while world.slack.arrived < 2:
+        await asyncio.sleep(0.01)
+    doomed.cancel()
+    world.slack.hold.set()
+    while len(world.slack.posts) < 2:
+        await asyncio.sleep(0.01)
+    world.clock.advance(61)
+    await world.dispatcher().burst()
+    assert len(world.slack.posts_in("high-priority-alarms")) == 1
+    assert len(world.slack.posts_in("laa-apply-incident")) == 1
+    slack_actions = [a for a in await world.actions() if a.kind in ("alarm", "ack")]
+    assert all(a.state == "sent" and (a.result or {}).get("recovered") for a in slack_actions)
+
+
 async def test_pagerduty_outage_ends_with_every_page_once_in_order(world: World) -> None:
     """PagerDuty answers 503 for five minutes while mails keep coming; afterwards every page
     has been delivered exactly once, in the order the mails arrived, with no fallback."""

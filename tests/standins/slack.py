@@ -1,7 +1,8 @@
 """A Slack Web API stand-in over HTTP, strict about the documented methods escalator calls.
 
 Methods: auth.test, conversations.list (cursor pagination), conversations.join (public only),
-chat.postMessage. Every call needs `Authorization: Bearer <bot token>` (else invalid_auth).
+conversations.history (oldest, limit, include_all_metadata), chat.postMessage (with metadata).
+Every call needs `Authorization: Bearer <bot token>` (else invalid_auth).
 chat.postMessage checks: channel, text or blocks, text <= 40 000 chars, <= 50 blocks, known block
 types, section text <= 3 000, header plain_text <= 150, mrkdwn objects verbatim, and it refuses
 link_names / parse=full and unfurls left on (project rules). Errors as Slack sends them:
@@ -13,8 +14,10 @@ HTTP 200 {"ok": false, "error": code}; 429 with Retry-After for rate limits.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,9 +87,13 @@ class SlackStandIn:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.rejected: list[tuple[str, str]] = []
         self.down = False
+        self.hold = asyncio.Event()  # clear it to keep chat.postMessage answers waiting
+        self.hold.set()
+        self.arrived = 0
         self._script: dict[str, deque[str]] = {}
         self._runner: web.AppRunner | None = None
         self.api_url = ""
+        self._last_ts = 0.0
         self.add_channel("C0ALARMS01", "high-priority-alarms")
 
     def add_channel(self, channel_id: str, name: str, **flags: bool) -> Channel:
@@ -131,8 +138,12 @@ class SlackStandIn:
             "auth.test": self._auth_test,
             "conversations.list": self._list,
             "conversations.join": self._join,
-            "chat.postMessage": self._post,
+            "conversations.history": self._history,
         }.get(method)
+        if method == "chat.postMessage":
+            self.arrived += 1
+            await self.hold.wait()  # the post is made even if the client has gone meanwhile
+            return self._post(args)
         if handler is None:
             return self._error(method, "unknown_method")
         return handler(args)
@@ -188,11 +199,31 @@ class SlackStandIn:
             return self._error("chat.postMessage", "is_archived")
         if not channel.member:
             return self._error("chat.postMessage", "not_in_channel")
-        ts = f"1700000000.{len(self.posts) + 1:06d}"
+        ts = f"{max(time.time(), self._last_ts + 1e-6):.6f}"
+        self._last_ts = float(ts)
         blocks = _json_field(args.get("blocks")) or []
         post = Post(channel.id, str(args.get("text", "")), blocks, args.get("thread_ts"), ts, args)
         self.posts.append(post)
         return web.json_response({"ok": True, "channel": channel.id, "ts": ts})
+
+    def _history(self, args: dict[str, Any]) -> web.Response:
+        channel = self.channels.get(str(args.get("channel", "")))
+        if channel is None:
+            return self._error("conversations.history", "channel_not_found")
+        if not channel.member:
+            return self._error("conversations.history", "not_in_channel")
+        oldest = float(args.get("oldest") or 0)
+        limit = int(args.get("limit") or 100)
+        with_meta = args.get("include_all_metadata") in (True, "true", "1", 1)
+        found = [
+            p for p in reversed(self.posts) if p.channel == channel.id and float(p.ts) > oldest
+        ]
+        messages = [
+            {"type": "message", "ts": p.ts, "text": p.text}
+            | ({"metadata": p.args["metadata"]} if with_meta and p.args.get("metadata") else {})
+            for p in found[:limit]
+        ]
+        return web.json_response({"ok": True, "messages": messages, "has_more": len(found) > limit})
 
     def _find(self, channel: str) -> Channel | None:
         if channel in self.channels:
@@ -213,6 +244,13 @@ def post_problems(args: dict[str, Any]) -> list[str]:
         problems.append("msg_too_long")
     if args.get("link_names") not in (None, False, 0, "0", "false"):
         problems.append("project_rule:link_names")
+    metadata = _json_field(args.get("metadata"))
+    if metadata is not None and not (
+        isinstance(metadata, dict)
+        and isinstance(metadata.get("event_type"), str)
+        and isinstance(metadata.get("event_payload"), dict)
+    ):
+        problems.append("invalid_metadata_format")
     if args.get("parse") == "full":
         problems.append("project_rule:parse_full")
     if args.get("unfurl_links") not in (False, "false", "0") or args.get("unfurl_media") not in (
