@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from escalator import metrics
 from escalator.core import render
 from escalator.core.actions import PlannedAction
 from escalator.core.mail import ParsedMail, parse_mail
@@ -200,6 +201,7 @@ class Dispatcher:
             await self._retry_or_give_up(action, f"internal error: {exc!r}", None)
         else:
             await self._store.finish_action(action.id, done.state, done.note, done.result)
+            metrics.ACTIONS.labels(kind=action.kind, outcome=done.state).inc()
 
     async def _retry_or_give_up(
         self, action: ActionRow, error: str, retry_after: float | None
@@ -219,11 +221,13 @@ class Dispatcher:
         if action.kind == "page":
             self._gate = _PageGate(until=step.due_at)
         await self._store.retry_action(action.id, step.due_at, step.error)
+        metrics.ACTION_RETRIES.labels(kind=action.kind).inc()
 
     async def _fail(self, action: ActionRow, error: str) -> None:
         """Record the failure, then tell a human by the other route."""
         log.error("dispatch: %s action %d failed: %s", action.kind, action.id, error)
         await self._store.finish_action(action.id, "failed", error)
+        metrics.ACTIONS.labels(kind=action.kind, outcome="failed").inc()
         fallback = fallback_action(action, error, self._clock())
         if fallback is not None:
             await self._store.add_actions(action.mail_id, (fallback,))
@@ -248,6 +252,9 @@ class Dispatcher:
         if self._adapters.pagerduty is None:
             return Done("dry_run", {"event": event})
         sent = await self._adapters.pagerduty.send(event)
+        if incident.page != "deferred":  # a deferred page waits for on-call on purpose
+            waited = self._clock() - incident.received_at
+            metrics.ACCEPT_TO_PAGE_SECONDS.observe(max(waited.total_seconds(), 0.0))
         return Done("sent", {**sent, "summary": event["payload"]["summary"]})
 
     async def _alarm(self, action: ActionRow, incident: render.Incident) -> Done:

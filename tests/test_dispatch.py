@@ -16,6 +16,7 @@ from typing import Any
 
 import aiosmtplib
 import pytest
+from prometheus_client import REGISTRY
 from standins.pagerduty import PagerDutyStandIn
 from standins.slack import SlackStandIn, mentions
 from standins.smtp_sink import SmtpSink
@@ -221,6 +222,26 @@ async def test_dry_run_records_the_exact_payload(
         actions["reply"].result
         and "Auto-Submitted: auto-replied" in actions["reply"].result["message"]
     )
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_outcomes_retries_and_page_latency_reach_the_metrics(world: World) -> None:
+    """escalator_actions_total, escalator_action_retries_total and the accept-to-page histogram
+    (the names the alert rules use) move with what the dispatcher does."""
+    before = {
+        "sent": sample("escalator_actions_total", kind="page", outcome="sent"),
+        "retries": sample("escalator_action_retries_total", kind="page"),
+        "pages": sample("escalator_accept_to_page_seconds_count"),
+    }
+    world.pd.script("500")
+    await world.receive(mail(1), FRIDAY.replace(hour=20))
+    await world.drain(world.dispatcher(), step=10)
+    assert sample("escalator_actions_total", kind="page", outcome="sent") == before["sent"] + 1
+    assert sample("escalator_action_retries_total", kind="page") == before["retries"] + 1
+    assert sample("escalator_accept_to_page_seconds_count") == before["pages"] + 1
 
 
 # -- conversations -----------------------------------------------------------------------------
