@@ -222,7 +222,8 @@ def header_summary(raw: bytes) -> tuple[str | None, str, str]:
         from_addr = email.utils.parseaddr(str(headers.get("from", "")))[1].lower()
     except Exception:  # noqa: BLE001 - header junk must never cost a 250; the core reads it later
         return None, "", ""
-    return message_id, subject[:998], _printable(from_addr)[:320]
+    # Bounded so a hostile header cannot outgrow an index row (PostgreSQL btree: ~2.7 KB).
+    return (message_id or "")[:512] or None, subject[:998], _printable(from_addr)[:320]
 
 
 def _decoded(value: object) -> str:

@@ -382,7 +382,8 @@ def test_postfix_smtp_source_pushes_hundreds_through_20_sessions(server: Running
 
 
 def test_postgresql_backend_end_to_end(start_server: StartServer) -> None:
-    """With ESCALATOR_DATABASE_URL on PostgreSQL, a mail is stored, deduplicated and decided."""
+    """On PostgreSQL a mail is stored, deduplicated and decided; hostile headers (a 5 KB
+    Message-ID, NUL bytes) are still accepted and decided, never a 451 loop."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
@@ -392,11 +393,16 @@ def test_postgresql_backend_end_to_end(start_server: StartServer) -> None:
     try:
         url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
         server = start_server(database_url=url)
-        for _ in range(2):
+        hostile = (
+            b"Message-ID: <" + b"x" * 5000 + b"@example.org>\r\nSubject: nul \x00 here\r\n"
+            b"From: \x00@example.org\r\n\r\nbody \x00 with NUL\r\n"
+        )
+        for raw in (message(14), message(14), hostile):
             with server.smtp() as client:
-                client.sendmail("alice@example.org", ["escalations@localhost"], message(14))
-        (listed,) = server.mails()
-        assert listed.mail.verdict is not None and listed.mail.message_id == "msg-14@example.org"
+                client.sendmail("alice@example.org", ["escalations@localhost"], raw)
+        first, second = server.mails()
+        assert first.mail.verdict is not None and first.mail.message_id == "msg-14@example.org"
+        assert second.mail.verdict is not None and second.mail.decision is not None
         server.stop()
     finally:
         admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
