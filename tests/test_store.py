@@ -222,3 +222,12 @@ async def test_sqlite_unopenable_path_fails_fast(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(StoreUnavailable, match="file"):
         await SQLiteStore(tmp_path / "file" / "s.db").open()
+
+
+async def test_find_mail_by_message_id_returns_the_newest(store: Store) -> None:
+    """find_mail gives the newest mail with that Message-ID, or None when there is none."""
+    await store.accept(incoming(1))
+    newest = await store.accept(incoming(1, mail_from="bob@example.org"))
+    found = await store.find_mail("m1@example.org")
+    assert found is not None and found.id == newest.mail_id and found.raw is None
+    assert await store.find_mail("nobody@example.org") is None

@@ -175,6 +175,10 @@ class Store(Protocol):
 
     async def get_mail(self, mail_id: int) -> MailRow | None: ...
 
+    async def find_mail(self, message_id: str) -> MailRow | None:
+        """The newest mail with this Message-ID (without <>), without its raw bytes."""
+        ...
+
     async def list_mails(self) -> list[ListedMail]: ...
 
     async def set_review(self, mail_id: int, review: str, who: str, note: str | None) -> None:

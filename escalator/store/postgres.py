@@ -203,6 +203,9 @@ class PostgresStore:
     async def get_mail(self, mail_id: int) -> MailRow | None:
         return await self._run(lambda conn: _get_mail(conn, mail_id))
 
+    async def find_mail(self, message_id: str) -> MailRow | None:
+        return await self._run(lambda conn: _find_mail(conn, message_id))
+
     async def list_mails(self) -> list[ListedMail]:
         return await self._run(_list_mails)
 
@@ -440,6 +443,12 @@ async def _retry(conn: Conn, action_id: int, due_at: datetime, error: str, now: 
 async def _get_mail(conn: Conn, mail_id: int) -> MailRow | None:
     row = await _one(conn, _SELECT_MAILS_RAW + "WHERE id = %s", (mail_id,))
     return None if row is None else _mail(row, with_raw=True)
+
+
+async def _find_mail(conn: Conn, message_id: str) -> MailRow | None:
+    query = _SELECT_MAILS + "WHERE message_id = %s ORDER BY id DESC LIMIT 1"
+    row = await _one(conn, query, (_text(message_id),))
+    return None if row is None else _mail(row)
 
 
 async def _list_mails(conn: Conn) -> list[ListedMail]:

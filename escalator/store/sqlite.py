@@ -52,6 +52,7 @@ _LIST_MAILS = (
     "raw_purged_at FROM mails ORDER BY id"
 )
 _GET_MAIL = "SELECT * FROM mails WHERE id = ?"
+_FIND_MAIL = _LIST_MAILS.replace("ORDER BY id", "WHERE message_id = ? ORDER BY id DESC LIMIT 1")
 
 
 @dataclass
@@ -195,6 +196,9 @@ class SQLiteStore:
 
     async def get_mail(self, mail_id: int) -> MailRow | None:
         return await self._run(lambda conn: _get_mail(conn, mail_id))
+
+    async def find_mail(self, message_id: str) -> MailRow | None:
+        return await self._run(lambda conn: _find_mail(conn, message_id))
 
     async def list_mails(self) -> list[ListedMail]:
         return await self._run(_list_mails)
@@ -459,6 +463,11 @@ def _retry(
 def _get_mail(conn: sqlite3.Connection, mail_id: int) -> MailRow | None:
     found = conn.execute(_GET_MAIL, (mail_id,)).fetchone()
     return None if found is None else _mail(found, with_raw=True)
+
+
+def _find_mail(conn: sqlite3.Connection, message_id: str) -> MailRow | None:
+    found = conn.execute(_FIND_MAIL, (message_id,)).fetchone()
+    return None if found is None else _mail(found)
 
 
 def _list_mails(conn: sqlite3.Connection) -> list[ListedMail]:
