@@ -37,7 +37,7 @@ from escalator.core.actions import PlannedAction, plan_actions
 from escalator.core.decide import Policy, decide_parsed
 from escalator.core.mail import parse_mail
 from escalator.core.model import Decision, Verdict
-from escalator.errors import TransientError
+from escalator.errors import StoreUnavailable, TransientError
 from escalator.policy import load_policy
 from escalator.settings import Settings
 from escalator.store import DecisionRecord, MailRow, Store
@@ -168,8 +168,8 @@ class Processor:
         )
         written = 0
         for mail, result in zip(mails, results, strict=True):
-            if isinstance(result, asyncio.CancelledError):
-                raise result
+            if isinstance(result, asyncio.CancelledError | StoreUnavailable):
+                raise result  # the store is down or busy: pause, the mail is decided later
             if isinstance(result, BaseException):
                 result = await self._record_failure(mail, result)
             written += bool(result)
@@ -177,9 +177,8 @@ class Processor:
         return written
 
     async def _record_failure(self, mail: MailRow, error: BaseException) -> bool:
-        """A decision the store refuses (say, text it cannot hold) must not block the mails
-        behind it: the mail is held for review with the error. If even that fails, the store
-        itself is down, and the burst stops to retry later."""
+        """A decision the store refuses (RecordRejected: say, text it cannot hold) must not
+        block the mails behind it: the mail is held for review with the error instead."""
         log.error("storing the decision of mail %d failed: %r; held for review", mail.id, error)
         record, planned = failed_record(mail, error)
         return await self._store.record_decision(mail.id, record, planned)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from escalator.errors import ConfigError
+from escalator.errors import ConfigError, PermanentError
 
 if TYPE_CHECKING:
     from escalator.core.actions import PlannedAction
@@ -23,6 +23,11 @@ ACTION_KINDS = ("page", "alarm", "ack", "reply")
 ACTION_STATES = ("pending", "sent", "dry_run", "failed", "skipped")
 FINAL_ACTION_STATES = ("sent", "dry_run", "failed", "skipped")
 DUPLICATE_WINDOW_DAYS = 7
+
+
+class RecordRejected(PermanentError):
+    """The store refuses this one record (its data breaks a constraint or a type), while it
+    works for others: unlike StoreUnavailable, retrying the same record will not help."""
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from escalator.store import (
     ListedMail,
     MailRow,
     Purged,
+    RecordRejected,
 )
 
 log = logging.getLogger(__name__)
@@ -254,7 +255,7 @@ async def _run_job(conn: Conn, job: Job) -> tuple[Any, BaseException | None]:
     except psycopg.OperationalError:
         raise  # the connection or the server is in trouble: the whole batch is suspect
     except psycopg.Error as exc:
-        return None, StoreUnavailable(f"store error: {exc}")
+        return None, RecordRejected(f"store refused the record: {exc}")
     except Exception as exc:  # noqa: BLE001 - a job's own error fails only its own future
         return None, exc
 

@@ -38,6 +38,7 @@ from escalator.store import (
     ListedMail,
     MailRow,
     Purged,
+    RecordRejected,
 )
 
 log = logging.getLogger(__name__)
@@ -278,7 +279,11 @@ def _run_job(conn: sqlite3.Connection, job: Job) -> tuple[Any, BaseException | N
     except Exception as exc:  # noqa: BLE001 - a job's own error fails only its own future
         conn.execute("ROLLBACK TO job")
         conn.execute("RELEASE job")
-        error = StoreUnavailable(f"store error: {exc}") if isinstance(exc, sqlite3.Error) else exc
+        error = (
+            RecordRejected(f"store refused the record: {exc}")
+            if isinstance(exc, sqlite3.Error)
+            else exc
+        )
         return None, error
     conn.execute("RELEASE job")
     return result, None
