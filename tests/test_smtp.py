@@ -434,3 +434,33 @@ def test_fast_session_setup_leaves_the_same_state_as_aiosmtpd(settings: Settings
     for name in set(slow_vars) - per_instance:
         if not name.startswith("_drain"):
             assert fast_vars[name] == slow_vars[name], name
+
+
+def test_size_limit_is_exact(start_server: StartServer) -> None:
+    """A mail of exactly max_message_bytes is accepted; one byte more gets 552 5.3.4."""
+    limit = 20_000
+    server = start_server(max_message_bytes=limit)
+    head = message(15)
+    lines = (limit - len(head) - 10) // 50
+    rest = limit - len(head) - lines * 50  # 10..59 bytes for the last line
+    exact = head + (b"z" * 48 + b"\r\n") * lines + b"x" * (rest - 2) + b"\r\n"
+    assert len(exact) == limit
+    with server.smtp() as client:
+        assert client.sendmail("alice@example.org", ["escalations@localhost"], exact) == {}
+        with pytest.raises(smtplib.SMTPResponseException) as too_big:  # refused at MAIL SIZE=
+            client.sendmail("alice@example.org", ["escalations@localhost"], b"y" + exact)
+        assert too_big.value.smtp_code == 552
+
+
+def test_slow_upload_outlives_the_command_timeout(start_server: StartServer) -> None:
+    """DATA gets its own budget: a client slower than the command timeout still delivers."""
+    server = start_server(smtp_command_timeout=0.5, max_message_bytes=40_000)  # DATA: 2.5 s
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        _converse(sock, [b"EHLO slow.example", b"MAIL FROM:<a@example.org>",
+                         b"RCPT TO:<escalations@localhost>", b"DATA"])  # fmt: skip
+        for line in message(16).splitlines(keepends=True):
+            sock.sendall(line)
+            time.sleep(0.15)  # 9 lines: longer than the command timeout, within DATA's
+        sock.sendall(b".\r\n")
+        assert _reply(reader).startswith(b"250 2.0.0")
