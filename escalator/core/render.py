@@ -8,6 +8,7 @@ The shell loads reply templates and passes their text in, so support can edit th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from typing import Any
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
 
 PD_SUMMARY_MAX = 1024
@@ -278,8 +279,14 @@ def reply_context(incident: Incident, review_url: str) -> dict[str, Any]:
 
 def render_template(template_text: str, context: dict[str, Any]) -> str:
     """Render support-edited wording in a sandbox; unknown names fail loudly."""
+    return _compiled(template_text).render(**context)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(template_text: str) -> Template:
+    """Compiling costs milliseconds; the same text always compiles to the same template."""
     env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
-    return env.from_string(template_text).render(**context)
+    return env.from_string(template_text)
 
 
 def reply_message(incident: Incident, template_text: str, envelope: Envelope) -> EmailMessage:
