@@ -107,3 +107,31 @@ def test_http_url_is_a_config_problem(tmp_path: Path) -> None:
     """A non-https Events URL is a configuration error at construction."""
     with pytest.raises(ConfigError, match="https"):
         PagerDuty("k", "http://127.0.0.1:1", None)
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"summary": "x" * 1025}, "payload.summary"),
+        ({"severity": "sev1"}, "payload.severity"),
+        ({"source": ""}, "payload.source"),
+        ({"timestamp": "yesterday"}, "payload.timestamp"),
+    ],
+)
+async def test_standin_refuses_what_pagerduty_would(
+    pd: PagerDutyStandIn, change: dict[str, object], error: str
+) -> None:
+    """The stand-in is strict: an over-long summary, an unknown severity, an empty source or
+    a bad timestamp is a 400 naming the field, so a passing test means a valid event."""
+    bad = event()
+    bad["payload"] = {**bad["payload"], **change}  # type: ignore[dict-item]
+    with pytest.raises(Refused):
+        await client(pd).send(bad)
+    assert pd.received[-1].status == 400
+    assert any(error in item for item in pd.received[-1].errors)
+
+
+async def test_standin_refuses_an_over_long_dedup_key(pd: PagerDutyStandIn) -> None:
+    """dedup_key over 255 characters is invalid."""
+    with pytest.raises(Refused):
+        await client(pd).send(event(key="k" * 256))

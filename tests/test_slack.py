@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import aiohttp
 import pytest
 from standins.slack import SlackStandIn, mentions
 
@@ -129,3 +130,41 @@ async def test_unreachable_api_is_transient() -> None:
     """Nothing listening on the API port: RetryLater."""
     with pytest.raises(RetryLater):
         await Slack("xoxb-t", "http://127.0.0.1:9/api/", timeout=2).post("C0ALARMS01", "t", [])
+
+
+@pytest.mark.parametrize(
+    ("extra", "code"),
+    [
+        ({"link_names": True}, "project_rule:link_names"),
+        ({"parse": "full"}, "project_rule:parse_full"),
+        ({"unfurl_links": True}, "project_rule:unfurls_on"),
+        ({"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "x"}}]}, "verbatim"),
+        (
+            {
+                "blocks": [
+                    {
+                        "type": "section",
+                        "text": {"type": "mrkdwn", "text": "x" * 3001, "verbatim": True},
+                    }
+                ]
+            },
+            "section",
+        ),
+        ({"blocks": [{"type": "divider"}] * 51}, "too_many"),
+        ({"text": "x" * 40_001}, "msg_too_long"),
+    ],
+)
+async def test_standin_refuses_what_slack_or_project_rules_forbid(
+    slack: SlackStandIn, extra: dict[str, object], code: str
+) -> None:
+    """The stand-in is strict, so an accepted post really is within the API and project rules."""
+    body = {"channel": "C0ALARMS01", "text": "t", "unfurl_links": False, "unfurl_media": False}
+    body.update(extra)
+    async with aiohttp.ClientSession() as session, session.post(
+        slack.api_url + "chat.postMessage",
+        json=body,
+        headers={"Authorization": f"Bearer {slack.token}"},
+    ) as response:
+        data = await response.json()
+    assert data["ok"] is False and code in data["error"]
+    assert slack.posts == []
