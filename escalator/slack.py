@@ -84,15 +84,14 @@ class Slack:
         return None
 
     async def channel_id(self, channel: str) -> str:
-        """The ID of a channel named with or without '#'; Refused(channel_not_found) if none."""
+        """The ID of a channel named with or without '#'. A name not among the public channels
+        (a private one the bot is in, say) is returned as '#name' for Slack itself to resolve."""
         name = channel.strip().lstrip("#").lower()
         if is_channel_id(channel.strip()):
             return channel.strip()
         if name not in self._ids:
             self._ids.update(await self._directory(name))
-        if name not in self._ids:
-            raise Refused(f"no channel named #{name}", code="channel_not_found")
-        return self._ids[name]
+        return self._ids.get(name, f"#{name}")
 
     async def _directory(self, wanted: str) -> dict[str, str]:
         """Page through public channels until `wanted` is seen (archived ones included)."""

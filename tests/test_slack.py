@@ -77,6 +77,13 @@ async def test_ack_joins_a_public_channel_then_posts(slack: SlackStandIn) -> Non
     assert len(slack.posts_in("svc-incident")) == 1 and mentions(slack.posts[0]) == []
 
 
+async def test_private_channel_the_bot_is_in_is_posted_by_name(slack: SlackStandIn) -> None:
+    """A private channel is not in the public directory: the post goes by name and lands."""
+    slack.add_channel("G0ALARMS02", "private-alarms", is_private=True)
+    result = await client(slack).post("#private-alarms", "t", [])
+    assert result["channel"] == "G0ALARMS02" and len(slack.posts_in("private-alarms")) == 1
+
+
 async def test_channel_id_is_used_as_is(slack: SlackStandIn) -> None:
     """A channel given as an ID (C0123…) is not looked up."""
     await client(slack).post("C0SVC00001", "t", [], join=True)
