@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from standins.incidents import incident
 from standins.pagerduty import PagerDutyStandIn
 
 from escalator.core import render
@@ -26,25 +26,7 @@ def client(pd: PagerDutyStandIn, key: str | None = None, timeout: float = 5.0) -
 
 
 def event(key: str = "root-1@example.gov.uk") -> dict[str, object]:
-    incident = render.Incident(
-        mail_id=1,
-        received_at=datetime(2026, 11, 28, 21, tzinfo=UTC),
-        sender="ana@example.gov.uk",
-        sender_name="Ana",
-        subject="Service down",
-        message_id="root-1@example.gov.uk",
-        references=(),
-        facts="502s",
-        verdict="escalate",
-        reasons=(),
-        slack_channel="svc-incident",
-        window="on_call",
-        page="now",
-        page_at=None,
-        alarm=False,
-        dedup_key=key,
-    )
-    return render.pagerduty_event(incident, "http://127.0.0.1:8025/mails/1")
+    return render.pagerduty_event(incident(dedup_key=key), "http://127.0.0.1:8025/mails/1")
 
 
 async def test_rendered_event_passes_the_documented_contract(pd: PagerDutyStandIn) -> None:

@@ -3,45 +3,17 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from standins.incidents import envelope, incident
 
 from escalator.core import render
-from escalator.core.render import Envelope, Incident
 from escalator.replies import load_template
 
-AT = datetime(2026, 11, 28, 21, 0, tzinfo=UTC)
 HOSTILE = "Users see <!channel> and <@U123> — <https://evil|click> @here & <!subteam^S1>"
-
-
-def incident(**changes: object) -> Incident:
-    base = Incident(
-        mail_id=7,
-        received_at=AT,
-        sender="ana@example.gov.uk",
-        sender_name="Ana Analyst",
-        subject="LAA apply is down",
-        message_id="root-1@example.gov.uk",
-        references=(),
-        facts="Since 20:40 every user gets a 502 on submit.",
-        verdict="escalate",
-        reasons=(),
-        slack_channel="laa-apply-incident",
-        window="on_call",
-        page="now",
-        page_at=None,
-        alarm=False,
-        dedup_key="root-1@example.gov.uk",
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]
-
-
-def envelope() -> Envelope:
-    return Envelope("escalations@localhost", "<r1@escalator.localhost>", AT, "http://x/mails/7")
 
 
 def test_slack_escape_replaces_ampersand_first_and_nothing_else() -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from email.message import EmailMessage
 
 import pytest
+from standins.incidents import envelope, incident
 from standins.smtp_sink import SmtpSink
 
 from escalator.core import render
@@ -13,32 +14,20 @@ from escalator.core.retry import Refused, RetryLater
 from escalator.errors import ConfigError
 from escalator.replies import Relay, load_template, parse_relay_url
 
-AT = datetime(2026, 11, 27, 11, tzinfo=UTC)
 
-
-def reply() -> tuple[object, str]:
-    incident = render.Incident(
+def reply() -> tuple[EmailMessage, str]:
+    sample = incident(
         mail_id=9,
-        received_at=AT,
         sender="ana@example.gov.uk",
-        sender_name="Ana",
         subject="Down\r\nBcc: victim@example.com",
         message_id="orig-9@example.gov.uk",
         references=("root@example.gov.uk",),
-        facts="",
-        verdict="escalate",
-        reasons=(),
-        slack_channel="svc-incident",
         window="support",
         page="none",
-        page_at=None,
         alarm=True,
-        dedup_key="k",
     )
-    envelope = render.Envelope("escalations@localhost", "<r9@escalator.localhost>", AT, "http://x")
-    return render.reply_message(
-        incident, load_template("reply_escalated.txt.j2"), envelope
-    ), "ana@example.gov.uk"
+    template = load_template("reply_escalated.txt.j2")
+    return render.reply_message(sample, template, envelope()), "ana@example.gov.uk"
 
 
 @pytest.fixture
@@ -50,7 +39,7 @@ def sink() -> Iterator[SmtpSink]:
 async def test_reply_is_sent_with_null_reverse_path_and_threading(sink: SmtpSink) -> None:
     """MAIL FROM:<>, one recipient, Auto-Submitted and References reach the relay intact."""
     message, to = reply()
-    await Relay(parse_relay_url(sink.url)).send(message, to)  # type: ignore[arg-type]
+    await Relay(parse_relay_url(sink.url)).send(message, to)
     (got,) = sink.delivered
     assert got.mail_from == "<>" and got.rcpt_tos == [to]
     assert got.message["Auto-Submitted"] == "auto-replied"
@@ -66,7 +55,7 @@ async def test_tls_relays_with_auth(mode: str) -> None:
     """STARTTLS + AUTH and implicit TLS + AUTH both deliver, certificate verified."""
     with SmtpSink(mode) as sink:
         message, to = reply()
-        await Relay(parse_relay_url(sink.url), tls=sink.client_tls).send(message, to)  # type: ignore[arg-type]
+        await Relay(parse_relay_url(sink.url), tls=sink.client_tls).send(message, to)
         assert len(sink.delivered) == 1
 
 
@@ -76,7 +65,7 @@ async def test_wrong_password_is_refused() -> None:
         target = parse_relay_url(sink.url.replace("s3cret", "nope"))
         message, to = reply()
         with pytest.raises(Refused):
-            await Relay(target, tls=sink.client_tls).send(message, to)  # type: ignore[arg-type]
+            await Relay(target, tls=sink.client_tls).send(message, to)
 
 
 async def test_4xx_is_transient_and_5xx_permanent(sink: SmtpSink) -> None:
@@ -85,9 +74,9 @@ async def test_4xx_is_transient_and_5xx_permanent(sink: SmtpSink) -> None:
     relay = Relay(parse_relay_url(sink.url))
     sink.script("451 4.3.0 try later", "554 5.7.1 no")
     with pytest.raises(RetryLater):
-        await relay.send(message, to)  # type: ignore[arg-type]
+        await relay.send(message, to)
     with pytest.raises(Refused):
-        await relay.send(message, to)  # type: ignore[arg-type]
+        await relay.send(message, to)
     assert sink.delivered == []
 
 
@@ -95,7 +84,7 @@ async def test_relay_down_is_transient() -> None:
     """Nothing listening: RetryLater."""
     message, to = reply()
     with pytest.raises(RetryLater):
-        await Relay(parse_relay_url("smtp://127.0.0.1:9"), timeout=2).send(message, to)  # type: ignore[arg-type]
+        await Relay(parse_relay_url("smtp://127.0.0.1:9"), timeout=2).send(message, to)
 
 
 @pytest.mark.parametrize("url", ["http://u:hunter2@relay", "smtp://u:hunter2@", "hunter2:25"])

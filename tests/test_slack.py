@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import aiohttp
 import pytest
+from standins.incidents import incident
 from standins.slack import SlackStandIn, mentions
 
 from escalator.core import render
@@ -30,23 +30,16 @@ def client(slack: SlackStandIn, token: str | None = None) -> Slack:
 
 
 def hostile_incident() -> render.Incident:
-    return render.Incident(
+    return incident(
         mail_id=3,
-        received_at=datetime(2026, 11, 27, 11, tzinfo=UTC),
         sender="eve@example.com",
         sender_name=HOSTILE,
         subject=HOSTILE,
-        message_id="m@x",
-        references=(),
         facts=HOSTILE + "\n" + HOSTILE,
-        verdict="escalate",
-        reasons=(),
         slack_channel="svc-incident",
         window="support",
         page="none",
-        page_at=None,
         alarm=True,
-        dedup_key="alarm:m@x",
     )
 
 
@@ -167,11 +160,14 @@ async def test_standin_refuses_what_slack_or_project_rules_forbid(
     """The stand-in is strict, so an accepted post really is within the API and project rules."""
     body = {"channel": "C0ALARMS01", "text": "t", "unfurl_links": False, "unfurl_media": False}
     body.update(extra)
-    async with aiohttp.ClientSession() as session, session.post(
-        slack.api_url + "chat.postMessage",
-        json=body,
-        headers={"Authorization": f"Bearer {slack.token}"},
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            slack.api_url + "chat.postMessage",
+            json=body,
+            headers={"Authorization": f"Bearer {slack.token}"},
+        ) as response,
+    ):
         data = await response.json()
     assert data["ok"] is False and code in data["error"]
     assert slack.posts == []
