@@ -411,6 +411,27 @@ async def test_reject_replies_are_limited_per_sender(world: World) -> None:
     assert states == ["sent", "skipped", "sent"] and len(world.sink.delivered) == 2
 
 
+@pytest.mark.parametrize(
+    ("header", "mail_from"),
+    [
+        ("Auto-Submitted: auto-replied\n", "ana@digital.justice.gov.uk"),
+        ("List-Id: <ops.lists.example>\n", "ana@digital.justice.gov.uk"),
+        ("", "<>"),
+        ("", "MAILER-DAEMON@digital.justice.gov.uk"),
+    ],
+)
+async def test_no_reply_to_automated_mail_lists_or_null_senders(
+    world: World, header: str, mail_from: str
+) -> None:
+    """Auto-replies, list mail, a null reverse-path and mailer daemons never get a reply."""
+    raw = header.encode() + mail(1, channel=None, service_down=False)
+    await world.receive(raw, FRIDAY.replace(hour=11), mail_from=mail_from)
+    await world.dispatcher().burst()
+    assert world.sink.delivered == []
+    reply = next(a for a in await world.actions() if a.kind == "reply")
+    assert reply.state == "skipped"
+
+
 async def test_relay_4xx_is_retried_and_delivered_once(world: World) -> None:
     """A 451 from the relay leaves the reply pending; the next try delivers it once."""
     world.sink.script("451 4.3.0 try later")
