@@ -5,10 +5,11 @@ hot path), with a slow poll as a safety net, and on start it decides whatever a 
 undecided. The decision and its outbox rows are written in one transaction that only applies
 while the mail is still undecided, so a crash, a restart or two workers never decide twice.
 
-ISOLATION: by default decisions run in one child process. Parsing is CPU work; in a thread it
-would hold the GIL against the event loop and every SMTP reply would wait behind it (measured:
-accept rates fell to a tenth). In a process it uses the second core, and a mail that crashes the
-parser kills only the child: that mail is held for review and a fresh child takes the next one.
+ISOLATION: by default decisions run in child processes ("lanes": one per core, at most 4, niced
+so accepting comes first). Parsing is CPU work; in a thread it would hold the GIL against the
+event loop and every SMTP reply would wait behind it (measured: accept rates fell to a tenth).
+In processes it uses the other cores, and a mail that crashes the parser kills only its lane's
+child: that mail is held for review and a fresh child takes the next one.
 
 THE INSTANT: a mail is decided at the time it was RECEIVED, not when the worker gets to it, so
 a restart or a backlog never changes its routing, and `escalator check --at <received_at>`
@@ -122,16 +123,19 @@ class Processor:
         byte_budget: int = 32 * 1024 * 1024,
         poll_seconds: float = 30.0,
         worker_settings: Settings | None = None,
+        processes: int | None = None,
     ) -> None:
-        """With `worker_settings`, decisions run in a child process that loads the policy from
-        them (the policy itself holds closures and cannot be pickled); else in a thread."""
+        """With `worker_settings`, decisions run in `processes` child processes (default: one
+        per core, at most 4) that load the policy from them (the policy holds closures and
+        cannot be pickled); without, in one thread."""
         self._store = store
         self._policy = policy
         self._batch_size = batch_size
         self._byte_budget = byte_budget
         self._poll_seconds = poll_seconds
         self._worker_settings = worker_settings
-        self._executor = self._new_executor()
+        lanes = 1 if worker_settings is None else processes or min(4, os.cpu_count() or 1)
+        self._executors = [self._new_executor() for _ in range(lanes)]
         self._wake = asyncio.Event()
         self.decided = 0
 
@@ -157,7 +161,7 @@ class Processor:
         return done
 
     async def _decide_batch(self, mails: list[MailRow]) -> int:
-        outcomes = [await self._decide(mail) for mail in mails]
+        outcomes = await self._decide_all(mails)
         # Recorded together: the store's group commit makes the batch one transaction.
         results = await asyncio.gather(
             *(
@@ -193,9 +197,26 @@ class Processor:
             initargs=(self._worker_settings,),
         )
 
-    async def _decide(self, mail: MailRow, retries: int = 1) -> Outcome:
+    async def _decide_all(self, mails: list[MailRow]) -> list[Outcome]:
+        """Each lane (one child) decides its share one mail at a time, so a child that dies is
+        blamed on exactly the mail it was deciding."""
+        lanes = len(self._executors)
+        shares = await asyncio.gather(
+            *(self._decide_share(mails[lane::lanes], lane) for lane in range(lanes))
+        )
+        by_position = {
+            lane + n * lanes: outcome
+            for lane, share in enumerate(shares)
+            for n, outcome in enumerate(share)
+        }
+        return [by_position[position] for position in range(len(mails))]
+
+    async def _decide_share(self, mails: list[MailRow], lane: int) -> list[Outcome]:
+        return [await self._decide(mail, lane) for mail in mails]
+
+    async def _decide(self, mail: MailRow, lane: int, retries: int = 1) -> Outcome:
         try:
-            running = self._submit(mail)
+            running = self._submit(mail, lane)
         except (BrokenProcessPool, RuntimeError) as exc:
             # The executor refused the work (shut down, cannot spawn): not the mail's fault.
             raise TransientError(f"the decide worker cannot take work: {exc}") from None
@@ -203,29 +224,30 @@ class Processor:
             return await asyncio.wrap_future(running)
         except BrokenProcessPool as exc:
             log.error("the decide process died on mail %d; starting a new one", mail.id)
-            await self._restart_worker()
+            await self._restart_worker(lane)
             if retries > 0:  # it may have died of something else: give the mail one more go
-                return await self._decide(mail, retries - 1)
+                return await self._decide(mail, lane, retries - 1)
             log.error("mail %d kills the decide process; held for review", mail.id)
             return failed_record(mail, exc)
         except Exception as exc:
             log.exception("decision of mail %d failed; held for review", mail.id)
             return failed_record(mail, exc)
 
-    def _submit(self, mail: MailRow) -> concurrent.futures.Future[Outcome]:
+    def _submit(self, mail: MailRow, lane: int) -> concurrent.futures.Future[Outcome]:
         if self._worker_settings is not None:
-            return self._executor.submit(_decide_in_worker, mail)
-        return self._executor.submit(decide_stored, mail, self._policy)
+            return self._executors[lane].submit(_decide_in_worker, mail)
+        return self._executors[lane].submit(decide_stored, mail, self._policy)
 
-    async def _restart_worker(self) -> None:
+    async def _restart_worker(self, lane: int) -> None:
         """A fresh child that must answer a ping: if it cannot even start, the fault is not the
         mail's, so nothing is held for review; the burst stops and is retried later."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        self._executor = self._new_executor()
+        self._executors[lane].shutdown(wait=False, cancel_futures=True)
+        self._executors[lane] = self._new_executor()
         try:
-            await asyncio.wrap_future(self._executor.submit(_ping))
+            await asyncio.wrap_future(self._executors[lane].submit(_ping))
         except (BrokenProcessPool, RuntimeError):
             raise TransientError("the decide process cannot start; retrying later") from None
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        for executor in self._executors:
+            executor.shutdown(wait=True, cancel_futures=True)

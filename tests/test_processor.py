@@ -10,7 +10,7 @@ import pytest
 from conftest import SettingsFactory
 
 from escalator.policy import load_policy
-from escalator.processor import Processor
+from escalator.processor import Processor, decide_stored
 from escalator.store import IncomingMail, Store
 
 SATURDAY_NIGHT = datetime(2026, 11, 28, 23, 30, tzinfo=UTC)  # no cover: pages wait for 07:00
@@ -81,3 +81,23 @@ async def test_decide_process_that_cannot_start_holds_nothing(
     assert "cannot start" in caplog.text
     (listed,) = await store.list_mails()
     assert listed.mail.verdict is None and listed.mail.review is None
+
+
+async def test_two_decide_processes_give_each_mail_its_own_decision(
+    store: Store, make_settings: SettingsFactory
+) -> None:
+    """Split across two child processes, every mail still gets the decision of its own bytes."""
+    settings = make_settings()
+    policy = load_policy(settings)
+    raws = [ESCALATION.replace(b"{n}", b"%d" % n) if n % 3 else NOT_A_MAIL for n in range(7)]
+    ids = [await accept(store, raw) for raw in raws]
+    processor = Processor(store, policy, worker_settings=settings, processes=2)
+    try:
+        assert await processor.burst() == len(ids)
+    finally:
+        processor.close()
+    for mail_id in ids:
+        stored = await store.get_mail(mail_id)
+        assert stored is not None and stored.decision is not None
+        expected, _ = decide_stored(stored, policy)
+        assert (stored.verdict, stored.reasons) == (expected.verdict, expected.reasons)
