@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import Callable
@@ -116,8 +117,6 @@ class Dispatcher:
         self._zone = ZoneInfo(settings.timezone)
         self._templates = {verdict: load_template(name) for verdict, name in TEMPLATES.items()}
         self._gate = _PageGate()
-        self._replied: dict[str, datetime] = {}
-        self._threads: dict[str, dict[str, Any]] = {}
         self._wake = asyncio.Event()
         self.done = 0
 
@@ -145,6 +144,7 @@ class Dispatcher:
         try:
             return await self.burst()
         except StoreUnavailable as exc:
+            metrics.STORE_ERRORS.inc()
             log.warning("dispatch: store unavailable, retrying later: %s", exc)
             return 0
 
@@ -168,9 +168,13 @@ class Dispatcher:
         await asyncio.gather(self._run_pages(pages, mails), *(self._run(a, mails) for a in others))
 
     async def _load(self, mail_ids: set[int]) -> dict[int, Loaded]:
+        """Parsing is CPU work (milliseconds a mail): done in a thread, so the loop keeps
+        answering SMTP clients meanwhile."""
         ids = sorted(mail_ids)
         rows = await asyncio.gather(*(self._store.get_mail(mail_id) for mail_id in ids))
-        return {row.id: (row, parse_mail(row.raw or b"")) for row in rows if row is not None}
+        found = [row for row in rows if row is not None]
+        parsed = await asyncio.to_thread(lambda: [parse_mail(row.raw or b"") for row in found])
+        return {row.id: (row, mail) for row, mail in zip(found, parsed, strict=True)}
 
     async def _run_pages(self, pages: list[ActionRow], mails: dict[int, Loaded]) -> None:
         for action in pages:
@@ -201,7 +205,7 @@ class Dispatcher:
             await self._retry_or_give_up(action, f"internal error: {exc!r}", None)
         else:
             await self._store.finish_action(action.id, done.state, done.note, done.result)
-            metrics.ACTIONS.labels(kind=action.kind, outcome=done.state).inc()
+            finished(action, done.state)
 
     async def _retry_or_give_up(
         self, action: ActionRow, error: str, retry_after: float | None
@@ -227,7 +231,7 @@ class Dispatcher:
         """Record the failure, then tell a human by the other route."""
         log.error("dispatch: %s action %d failed: %s", action.kind, action.id, error)
         await self._store.finish_action(action.id, "failed", error)
-        metrics.ACTIONS.labels(kind=action.kind, outcome="failed").inc()
+        finished(action, "failed")
         fallback = fallback_action(action, error, self._clock())
         if fallback is not None:
             await self._store.add_actions(action.mail_id, (fallback,))
@@ -261,14 +265,18 @@ class Dispatcher:
         text, blocks = render.slack_alarm(incident)
         channel = self._settings.slack_alarm_channel
         # a fallback ("page manually") stands alone where it is seen, not inside a thread
-        known = None if action.payload.get("fallback") else self._threads.get(action.dedup_key)
-        thread = (known or {}).get("ts")
+        thread = None if action.payload.get("fallback") else await self._thread_ts(action)
         request = {"channel": channel, "text": text, "blocks": blocks, "thread_ts": thread}
         if self._adapters.slack is None:
             return Done("dry_run", request)
-        posted = await self._slack_once(action, channel, text, blocks, thread_ts=thread)
-        self._threads.setdefault(action.dedup_key, posted)
-        return Done("sent", posted)
+        return Done("sent", await self._slack_once(action, channel, text, blocks, thread_ts=thread))
+
+    async def _thread_ts(self, action: ActionRow) -> str | None:
+        """A follow-up's alarm joins the thread of the conversation's first alarm, looked up in
+        the store so that a restart or another replica finds it too."""
+        first = await self._store.alarm_thread(action.dedup_key)
+        ts = (first or {}).get("ts")
+        return str(ts) if ts else None
 
     async def _slack_once(
         self, action: ActionRow, channel: str, text: str, blocks: list[Any], **options: Any
@@ -311,24 +319,35 @@ class Dispatcher:
         to = render.header_address(str(action.payload.get("to") or incident.sender))
         if to is None:
             return Done("skipped", note="no address to reply to")
-        guard = self._loop_guard(incident, to)
+        guard = await self._loop_guard(action, incident, to)
         if guard is not None:
             return Done("skipped", note=guard)
-        message = render.reply_message(
-            replace(incident, sender=to), self._template(incident), self._envelope(action)
+        build = functools.partial(
+            render.reply_message,
+            replace(incident, sender=to),
+            self._template(incident),
+            self._envelope(action),
         )
-        if self._adapters.relay is None:
-            return Done("dry_run", {"to": to, "message": message.as_string()})
+        if self._adapters.relay is None:  # rendering is CPU work (~ms): off the loop
+            text = await asyncio.to_thread(lambda: build().as_string())
+            return Done("dry_run", {"to": to, "message": text})
+        message = await asyncio.to_thread(build)
         sent = await self._adapters.relay.send(message, to)
-        self._replied[to.lower()] = self._clock()
         return Done("sent", {"to": to, "message_id": message["Message-ID"], **sent})
 
-    def _loop_guard(self, incident: render.Incident, to: str) -> str | None:
-        """At most one reject reply per sender per 10 minutes, so two robots cannot loop."""
-        last = self._replied.get(to.lower())
-        if incident.verdict != "reject" or last is None or self._clock() - last >= REPLY_GUARD:
+    async def _loop_guard(
+        self, action: ActionRow, incident: render.Incident, to: str
+    ) -> str | None:
+        """At most one reject reply per sender per 10 minutes, so two robots cannot loop. The
+        slot is taken in the store before sending (a retry of the same reply keeps it), so a
+        restart or a second replica honours it too."""
+        if incident.verdict != "reject":
             return None
-        return f"loop guard: {to} already had a reply at {last.isoformat(timespec='seconds')}"
+        now = self._clock()
+        taken = await self._store.claim_reply_slot(to, action.id, now, now - REPLY_GUARD)
+        if taken is None:
+            return None
+        return f"loop guard: {to} already had a reply at {taken.isoformat(timespec='seconds')}"
 
     # -- building the incident ---------------------------------------------------------------
 
@@ -375,6 +394,24 @@ class Dispatcher:
             self._adapters.pagerduty.close()
         if self._adapters.slack is not None:
             await self._adapters.slack.close()
+
+
+def finished(action: ActionRow, state: str) -> None:
+    """Count and log one finished action: ids, kind and state, never its payload."""
+    metrics.ACTIONS.labels(kind=action.kind, outcome=state).inc()
+    log.info(
+        "action %d (%s) of mail %d: %s",
+        action.id,
+        action.kind,
+        action.mail_id,
+        state,
+        extra={
+            "action_id": action.id,
+            "mail_id": action.mail_id,
+            "kind": action.kind,
+            "state": state,
+        },
+    )
 
 
 def fallback_action(action: ActionRow, error: str, now: datetime) -> PlannedAction | None:

@@ -261,6 +261,28 @@ async def test_follow_up_reaches_same_incident_and_slack_thread(world: World) ->
     assert first.thread_ts is None and second.thread_ts == first.ts
 
 
+async def test_follow_up_after_a_restart_still_joins_the_first_alarm_thread(world: World) -> None:
+    """The thread of a conversation's first alarm is found in the store: a follow-up handled by
+    a new dispatcher on a new store connection (a restart, or another replica) still threads."""
+    at = FRIDAY.replace(hour=9, minute=30)
+    await world.receive(mail(1), at)
+    await world.dispatcher().burst()
+    restarted = world.dispatcher(store=await world.store_factory())
+    await world.receive(mail(2, in_reply_to="m1@digital.justice.gov.uk"), at + timedelta(minutes=5))
+    await restarted.burst()
+    first, second = world.slack.posts_in("high-priority-alarms")
+    assert first.thread_ts is None and second.thread_ts == first.ts
+
+
+async def test_alarm_of_an_unrelated_mail_starts_its_own_thread(world: World) -> None:
+    """Only the same conversation threads: a new incident's alarm is a new top-level post."""
+    at = FRIDAY.replace(hour=9, minute=30)
+    await world.receive(mail(1), at)
+    await world.receive(mail(2), at + timedelta(minutes=1))
+    await world.dispatcher().burst()
+    assert [p.thread_ts for p in world.slack.posts_in("high-priority-alarms")] == [None, None]
+
+
 # -- exactly once ------------------------------------------------------------------------------
 
 
@@ -409,6 +431,53 @@ async def test_reject_replies_are_limited_per_sender(world: World) -> None:
         await dispatcher.burst()
     states = [a.state for a in await world.actions() if a.kind == "reply"]
     assert states == ["sent", "skipped", "sent"] and len(world.sink.delivered) == 2
+
+
+async def test_reject_reply_guard_survives_a_restart(world: World) -> None:
+    """The loop guard lives in the store: a dispatcher restarted (new instance, new store
+    connection) between two rejects from one sender still skips the second reply."""
+    for n, minutes in enumerate((0, 3, 11)):
+        world.clock.now = FRIDAY.replace(hour=11, minute=minutes)
+        await world.receive(mail(n, channel=None, service_down=False), world.clock.now)
+        await world.dispatcher(store=await world.store_factory()).burst()
+    states = [a.state for a in await world.actions() if a.kind == "reply"]
+    assert states == ["sent", "skipped", "sent"] and len(world.sink.delivered) == 2
+    skipped = [a for a in await world.actions() if a.kind == "reply" and a.state == "skipped"]
+    assert "loop guard" in (skipped[0].last_error or "")
+
+
+async def test_reject_reply_guard_counts_dry_runs_and_ignores_case(
+    make_settings: Callable[..., Settings], store_factory: Any
+) -> None:
+    """In dry run a reject reply still takes the sender's slot; ANA@ and ana@ are one sender."""
+    settings = make_settings()
+    store = await store_factory()
+    processor = Processor(store, load_policy(settings))
+    for n, sender in enumerate(("ana@x.gov.uk", "ANA@X.gov.uk")):
+        at = FRIDAY.replace(hour=11, minute=n)
+        raw = mail(n, channel=None, service_down=False, sender=sender)
+        await store.accept(IncomingMail(raw, sender, ("escalations@localhost",), None, False, at))
+        await processor.burst()
+        await Dispatcher(store, settings, clock=Clock(at)).burst()
+    processor.close()
+    replies = [
+        a for listed in await store.list_mails() for a in listed.actions if a.kind == "reply"
+    ]
+    assert [a.state for a in replies] == ["dry_run", "skipped"]
+
+
+async def test_reply_slot_is_kept_by_its_own_retry_and_freed_after_ten_minutes(
+    store: Store,
+) -> None:
+    """claim_reply_slot: the holder may claim again (a retried send); another reply is told
+    when the slot was taken; after the window anyone may take it."""
+    at, window = FRIDAY.replace(hour=11), timedelta(minutes=10)
+    assert await store.claim_reply_slot("Ana@X.gov.uk", 1, at, at - window) is None
+    later = at + timedelta(minutes=3)
+    assert await store.claim_reply_slot("ana@x.gov.uk", 1, later, later - window) is None
+    assert await store.claim_reply_slot("ana@x.gov.uk", 2, later, later - window) == later
+    past = later + window + timedelta(seconds=1)
+    assert await store.claim_reply_slot("ana@x.gov.uk", 2, past, past - window) is None
 
 
 @pytest.mark.parametrize(

@@ -224,6 +224,20 @@ class Store(Protocol):
         """Blank raw bytes older than `raw_before`; delete records older than `records_before`."""
         ...
 
+    # -- what the dispatcher remembers across restarts and replicas (issue 4) --
+
+    async def claim_reply_slot(
+        self, address: str, action_id: int, now: datetime, since: datetime
+    ) -> datetime | None:
+        """Take `address`'s reject-reply slot for `action_id` at `now`, atomically: None when
+        granted (free, older than `since`, or already this action's), else when another reply
+        took it. Addresses compare case-insensitively."""
+        ...
+
+    async def alarm_thread(self, dedup_key: str) -> dict[str, Any] | None:
+        """The result (Slack channel and ts) of the first sent alarm under `dedup_key`."""
+        ...
+
 
 def open_store(settings: Settings) -> Store:
     """The backend the settings name (not yet opened: call `await store.open()`)."""

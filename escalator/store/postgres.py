@@ -47,7 +47,7 @@ T = TypeVar("T")
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 Job = Callable[[Conn], Awaitable[Any]]
 
-MIGRATIONS = ("postgres-0001-initial.sql",)
+MIGRATIONS = ("postgres-0001-initial.sql", "postgres-0002-conversations.sql")
 _SELECT_MAILS = (
     "SELECT id, received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject, "
     'from_addr, size, decision, verdict, reasons, slack_channel, "window", decided_at, review, '
@@ -246,6 +246,16 @@ class PostgresStore:
 
     async def purge(self, raw_before: datetime, records_before: datetime, now: datetime) -> Purged:
         return await self._run(lambda conn: _purge(conn, raw_before, records_before, now))
+
+    # -- dispatcher memory --------------------------------------------------------------
+
+    async def claim_reply_slot(
+        self, address: str, action_id: int, now: datetime, since: datetime
+    ) -> datetime | None:
+        return await self._run(lambda conn: _claim_reply_slot(conn, address, action_id, now, since))
+
+    async def alarm_thread(self, dedup_key: str) -> dict[str, Any] | None:
+        return await self._run(lambda conn: _alarm_thread(conn, dedup_key))
 
 
 async def _run_job(conn: Conn, job: Job) -> tuple[Any, BaseException | None]:
@@ -568,6 +578,38 @@ async def _purge(
     )
     mails = await conn.execute("DELETE FROM mails WHERE received_at < %s", old)
     return Purged(raw.rowcount, mails.rowcount, audit.rowcount)
+
+
+async def _claim_reply_slot(
+    conn: Conn, address: str, action_id: int, now: datetime, since: datetime
+) -> datetime | None:
+    """One upsert that only overwrites a stale slot or this action's own (a retried send); a
+    concurrent claim from another process waits on the row and then sees it taken."""
+    await conn.execute("DELETE FROM reply_guard WHERE replied_at < %s", (since,))
+    taken = await _one(
+        conn,
+        "INSERT INTO reply_guard (address, action_id, replied_at) VALUES (%s, %s, %s) "
+        "ON CONFLICT (address) DO UPDATE SET action_id = excluded.action_id, "
+        "replied_at = excluded.replied_at WHERE reply_guard.action_id = excluded.action_id "
+        "RETURNING action_id",
+        (_text(address.lower()), action_id, now),
+    )
+    if taken is not None:
+        return None
+    holder = await _one(
+        conn, "SELECT replied_at FROM reply_guard WHERE address = %s", (_text(address.lower()),)
+    )
+    return None if holder is None else holder["replied_at"]
+
+
+async def _alarm_thread(conn: Conn, dedup_key: str) -> dict[str, Any] | None:
+    row = await _one(
+        conn,
+        "SELECT result FROM actions WHERE dedup_key = %s AND kind = 'alarm' AND state = 'sent' "
+        "AND result IS NOT NULL ORDER BY id LIMIT 1",
+        (dedup_key,),
+    )
+    return None if row is None else dict(row["result"])
 
 
 # -- rows ---------------------------------------------------------------------------------

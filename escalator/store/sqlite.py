@@ -46,7 +46,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
 
-MIGRATIONS = ("sqlite-0001-initial.sql", "sqlite-0002-review.sql")
+MIGRATIONS = (
+    "sqlite-0001-initial.sql",
+    "sqlite-0002-review.sql",
+    "sqlite-0003-conversations.sql",
+)
 _LIST_MAILS = (
     "SELECT id, received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject, "
     "from_addr, size, verdict, reasons, slack_channel, window, decision, decided_at, review, "
@@ -242,6 +246,16 @@ class SQLiteStore:
 
     async def purge(self, raw_before: datetime, records_before: datetime, now: datetime) -> Purged:
         return await self._run(lambda conn: _purge(conn, raw_before, records_before, now))
+
+    # -- dispatcher memory --------------------------------------------------------------
+
+    async def claim_reply_slot(
+        self, address: str, action_id: int, now: datetime, since: datetime
+    ) -> datetime | None:
+        return await self._run(lambda conn: _claim_reply_slot(conn, address, action_id, now, since))
+
+    async def alarm_thread(self, dedup_key: str) -> dict[str, Any] | None:
+        return await self._run(lambda conn: _alarm_thread(conn, dedup_key))
 
 
 # -- batches ------------------------------------------------------------------------------
@@ -584,6 +598,35 @@ def _purge(
     ).rowcount
     mails = conn.execute("DELETE FROM mails WHERE received_at < ?", cutoff).rowcount
     return Purged(raw, mails, audit)
+
+
+def _claim_reply_slot(
+    conn: sqlite3.Connection, address: str, action_id: int, now: datetime, since: datetime
+) -> datetime | None:
+    """One upsert that only overwrites a stale slot or this action's own (a retried send)."""
+    conn.execute("DELETE FROM reply_guard WHERE replied_at < ?", (_ts(since),))
+    taken = conn.execute(
+        "INSERT INTO reply_guard (address, action_id, replied_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (address) DO UPDATE SET action_id = excluded.action_id, "
+        "replied_at = excluded.replied_at WHERE reply_guard.action_id = excluded.action_id "
+        "RETURNING action_id",
+        (address.lower(), action_id, _ts(now)),
+    ).fetchone()
+    if taken is not None:
+        return None
+    holder = conn.execute(
+        "SELECT replied_at FROM reply_guard WHERE address = ?", (address.lower(),)
+    ).fetchone()
+    return _dt(holder["replied_at"])
+
+
+def _alarm_thread(conn: sqlite3.Connection, dedup_key: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        "SELECT result FROM actions WHERE dedup_key = ? AND kind = 'alarm' AND state = 'sent' "
+        "AND result IS NOT NULL ORDER BY id LIMIT 1",
+        (dedup_key,),
+    ).fetchone()
+    return None if row is None else dict(json.loads(row["result"]))
 
 
 # -- rows and times -----------------------------------------------------------------------
