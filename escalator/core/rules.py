@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from escalator.core.model import Reason
+from escalator.core.prefilter import Needles, needles
 from escalator.errors import ConfigError
 
 RULE_KINDS = frozenset(
@@ -27,6 +29,11 @@ class Rule:
     kind: str
     reason: Reason | None
     patterns: tuple[re.Pattern[str], ...]
+    # Per pattern, words it cannot match without (see prefilter.py): derived, never configured.
+    needles: tuple[Needles, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "needles", tuple(needles(pattern) for pattern in self.patterns))
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,12 @@ class Rules:
     min_words: int
 
     def of_kind(self, kind: str) -> tuple[Rule, ...]:
-        return tuple(rule for rule in self.rules if rule.kind == kind)
+        return self._by_kind.get(kind, ())
+
+    @cached_property
+    def _by_kind(self) -> dict[str, tuple[Rule, ...]]:
+        kinds = dict.fromkeys(rule.kind for rule in self.rules)
+        return {kind: tuple(rule for rule in self.rules if rule.kind == kind) for kind in kinds}
 
 
 def parse_rules(text: str, source: str = "rules") -> Rules:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from escalator.core.channels import TextPart, find_channel
 from escalator.core.mail import ParsedMail
 from escalator.core.model import REASON_ORDER, Evidence, Reason, Triage, Verdict
+from escalator.core.prefilter import Needles, fold, may_match
 from escalator.core.rules import Rule, Rules
 
 _SNIPPET = 80
@@ -159,35 +160,50 @@ class _Impact:
     excluded: list[Evidence]
 
 
-def _impact_evidence(parts: list[TextPart], thread: list[TextPart], rules: Rules) -> _Impact:
+@dataclass(frozen=True)
+class _Read:
+    """A part as the rules read it, with the folded copy that literal prefilters look in."""
+
+    where: str
+    text: str
+    folded: str
+
+    def may_match(self, needles: Needles) -> bool:
+        return may_match(needles, self.folded)
+
+
+def _impact_evidence(content: list[TextPart], thread: list[TextPart], rules: Rules) -> _Impact:
     """Symptoms found, and the exclusions that make the mail not service-impacting.
 
     Symptoms are read in the whole thread (a reply "any news?" is about the outage it quotes);
     everything that rejects is read only in the sender's own words.
     """
+    # The thread starts with the content parts: fold each part once for every rule.
+    read = [_Read(part.where, part.text, fold(part.text)) for part in thread]
+    parts = read[: len(content)]
 
     def hits(kind: str) -> list[Evidence]:
         return [item for rule in rules.of_kind(kind) for item in _rule_matches(rule, parts)]
 
-    symptoms = [item for rule in rules.of_kind("symptom") for item in _rule_matches(rule, thread)]
+    symptoms = [item for rule in rules.of_kind("symptom") for item in _rule_matches(rule, read)]
     excluded = hits("no_impact")
     if not hits("live"):
         excluded += _non_production(hits("non_production"), symptoms)
     if not _has_outage(symptoms):
         requests = hits("exclusion")
-        if requests and not _several_symptoms(rules.of_kind("symptom"), thread):
+        if requests and not _several_symptoms(rules.of_kind("symptom"), read):
             excluded += requests
     if not hits("ongoing"):
         excluded += hits("resolved")
     return _Impact(symptoms, excluded)
 
 
-def _rule_matches(rule: Rule, parts: list[TextPart]) -> list[Evidence]:
+def _rule_matches(rule: Rule, parts: list[_Read]) -> list[Evidence]:
     """The first match of each of the rule's patterns, at most one evidence per pattern."""
     found = []
-    for pattern in rule.patterns:
+    for pattern, needles in zip(rule.patterns, rule.needles, strict=True):
         for part in parts:
-            match = pattern.search(part.text)
+            match = pattern.search(part.text) if part.may_match(needles) else None
             if match:
                 item = Evidence(rule.name, match.group(0)[:_SNIPPET], part.where, rule.reason)
                 if item not in found:
@@ -212,12 +228,14 @@ def _has_outage(symptoms: list[Evidence]) -> bool:
     return any(item.rule == OUTAGE_RULE for item in symptoms)
 
 
-def _several_symptoms(rules: tuple[Rule, ...], parts: list[TextPart]) -> bool:
+def _several_symptoms(rules: tuple[Rule, ...], parts: list[_Read]) -> bool:
     """Different problem words ("failing" and "failed" are two) enough to outweigh a request."""
     seen: set[str] = set()
     for rule in rules:
-        for pattern in rule.patterns:
+        for pattern, needles in zip(rule.patterns, rule.needles, strict=True):
             for part in parts:
+                if not part.may_match(needles):
+                    continue
                 seen.update(match.group(0).lower() for match in pattern.finditer(part.text))
                 if len(seen) >= _SYMPTOMS_OVER_EXCLUSION:
                     return True
