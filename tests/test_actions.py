@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from escalator.core.actions import plan_actions
+from escalator.core.actions import PlannedAction, plan_actions
 from escalator.core.mail import parse_mail
 from escalator.core.model import Decision, Page, Reason, Routing, Triage, Verdict, Window
 
@@ -95,3 +95,76 @@ def test_rfc3834_mail_is_not_answered_but_the_skip_is_recorded(
     (reply,) = [p for p in planned if p.kind == "reply"]
     assert reply.state == "skipped"
     assert reply.note is not None and why in reply.note and "RFC 3834" in reply.note
+
+
+# -- behind the deployment's own mail group (settings.trusted_list_ids) ---------------------------
+
+GROUP = "escalations.group.example.org"
+GROUP_HEADERS = (
+    f"List-Id: Escalations <{GROUP}>",
+    "List-Post: <mailto:escalations@group.example.org>",
+    "List-Unsubscribe: <mailto:escalations+unsubscribe@group.example.org>",
+    "Precedence: list",
+)
+BOUNCE = "escalations+bncBAABB@group.example.org"  # the group's envelope sender
+
+
+def reply_of(planned: tuple[PlannedAction, ...]) -> PlannedAction:
+    (reply,) = [p for p in planned if p.kind == "reply"]
+    return reply
+
+
+def test_mail_through_the_trusted_group_is_answered_at_the_senders_from_address() -> None:
+    """A trusted List-Id makes the group's List-* and Precedence: list headers ordinary: the
+    person who wrote is answered at their From address, not at the group's bounce address."""
+    d = decision(Verdict.REJECT, alarm=False, reasons=(Reason.MISSING_SLACK_CHANNEL,))
+    planned = plan_actions(d, parse_mail(mail(*GROUP_HEADERS)), BOUNCE, trusted_list_ids=(GROUP,))
+    reply = reply_of(planned)
+    assert reply.state == "pending"
+    assert reply.payload["to"] == "alice@example.org"
+
+
+def test_trusted_group_that_rewrites_from_is_answered_at_reply_to() -> None:
+    """Groups that rewrite From to themselves (DMARC) keep the author in Reply-To."""
+    raw = mail(*GROUP_HEADERS, "Reply-To: Bob <bob@example.org>").replace(
+        b"From: Alice <alice@example.org>",
+        b"From: 'Bob' via Escalations <escalations@group.example.org>",
+    )
+    reply = reply_of(plan_actions(decision(), parse_mail(raw), BOUNCE, trusted_list_ids=(GROUP,)))
+    assert reply.state == "pending" and reply.payload["to"] == "bob@example.org"
+
+
+@pytest.mark.parametrize(
+    ("extra", "trusted", "why"),
+    [
+        (GROUP_HEADERS, ("other.group.example.org",), "mailing-list"),
+        (GROUP_HEADERS, (), "mailing-list"),
+        ((*GROUP_HEADERS[:3], "Precedence: junk"), (GROUP,), "Precedence junk"),
+    ],
+)
+def test_untrusted_lists_and_junk_through_the_group_are_still_not_answered(
+    extra: tuple[str, ...], trusted: tuple[str, ...], why: str
+) -> None:
+    """Only the configured List-Id is trusted; junk is refused even through our own group."""
+    d = decision(Verdict.REJECT, alarm=False, reasons=(Reason.NOT_SERVICE_IMPACTING,))
+    reply = reply_of(plan_actions(d, parse_mail(mail(*extra)), BOUNCE, trusted_list_ids=trusted))
+    assert reply.state == "skipped" and why in (reply.note or "")
+
+
+def test_trusted_group_mail_whose_only_address_is_the_group_is_not_answered() -> None:
+    """From rewritten to the group and no Reply-To: answering would mail the whole group."""
+    raw = mail(*GROUP_HEADERS).replace(
+        b"From: Alice <alice@example.org>", b"From: Escalations <escalations@group.example.org>"
+    )
+    d = decision(Verdict.REJECT, alarm=False, reasons=(Reason.NOT_SERVICE_IMPACTING,))
+    reply = reply_of(plan_actions(d, parse_mail(raw), BOUNCE, trusted_list_ids=(GROUP,)))
+    assert reply.state == "skipped" and "mail group" in (reply.note or "")
+
+
+def test_automated_mail_through_the_trusted_group_is_still_not_answered() -> None:
+    """Trusting the group does not trust what it carries: an auto-reply stays unanswered."""
+    d = decision(Verdict.REJECT, alarm=False, reasons=(Reason.AUTOMATED_MESSAGE,))
+    reply = reply_of(
+        plan_actions(d, parse_mail(mail(*GROUP_HEADERS)), BOUNCE, trusted_list_ids=(GROUP,))
+    )
+    assert reply.state == "skipped" and "automated" in (reply.note or "")

@@ -6,22 +6,33 @@ when they named one, and a "reply" to the sender. Reject: a "reply" explaining w
 forbids answering (automated mail, null sender, list or bulk mail, mailer daemons): then the reply
 is planned in state "skipped" with the reason, so operators see why nobody was answered. In
 support hours a reject also gets a "review" post in the support review channel (issue 5).
+
+Behind the deployment's own mail group (a trusted List-Id, as triage treats it), list headers
+and Precedence list/bulk are the group's, not a robot's: the person is answered, at their
+Reply-To or From address, since the envelope sender is the group's bounce address.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import getaddresses
 from typing import TYPE_CHECKING, Any
 
 from escalator.core.model import Decision, Page, Reason, Verdict, Window
+
+# One definition of "our own group" for triage and replies (triage owns it; private by name only).
+from escalator.core.triage import _trusted_list as from_trusted_list
 
 if TYPE_CHECKING:
     from escalator.core.mail import ParsedMail
 
 _DAEMON_LOCALS = frozenset({"mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply"})
 _BULK_PRECEDENCE = frozenset({"bulk", "list", "junk"})
+_GROUP_PRECEDENCE = frozenset({"bulk", "list"})  # what a trusted group itself adds
+_MAILTO = re.compile(r"mailto:([^\s<>?,]+)", re.IGNORECASE)
 _REVIEW_WINDOWS = frozenset({Window.SUPPORT, Window.SUPPORT_AND_ON_CALL})
 
 
@@ -48,12 +59,16 @@ def plan_actions(
     mail_from: str,
     *,
     mail_id: int | None = None,
+    trusted_list_ids: tuple[str, ...] = (),
 ) -> tuple[PlannedAction, ...]:
-    """Every action the decision implies, in the order they should happen."""
+    """Every action the decision implies, in the order they should happen. `trusted_list_ids`:
+    the List-Ids of the deployment's own front group (settings.trusted_list_ids)."""
     root = thread_root(mail, mail_id)
     common = _common_payload(decision, mail, mail_id, root)
-    refusal = reply_refusal(decision, mail, mail_from)
-    reply = _reply_action(decision.at, root, common, mail_from, refusal)
+    trusted = from_trusted_list(mail, trusted_list_ids)
+    to = _group_sender(mail) if trusted else _bare(mail_from)
+    refusal = reply_refusal(decision, mail, mail_from, trusted=trusted, to=to)
+    reply = _reply_action(decision.at, root, common, to, refusal)
     if decision.verdict is Verdict.ESCALATE:
         return (*_escalation(decision, root, common), reply)
     return (reply, *_review_post(decision, common, mail_id))
@@ -100,31 +115,69 @@ def _escalation(decision: Decision, root: str, common: dict[str, Any]) -> tuple[
 
 
 def _reply_action(
-    now: datetime, root: str, common: dict[str, Any], mail_from: str, refusal: str | None
+    now: datetime, root: str, common: dict[str, Any], to: str, refusal: str | None
 ) -> PlannedAction:
-    payload = {**common, "to": _bare(mail_from)}
+    payload = {**common, "to": to}
     key = f"reply:{common['message_id'] or root}"
     if refusal is None:
         return PlannedAction("reply", now, key, payload)
     return PlannedAction("reply", now, key, payload, state="skipped", note=refusal)
 
 
-def reply_refusal(decision: Decision, mail: ParsedMail, mail_from: str) -> str | None:
-    """Why RFC 3834 forbids an automatic answer to this mail, or None when a reply is fine."""
+def reply_refusal(
+    decision: Decision,
+    mail: ParsedMail,
+    mail_from: str,
+    *,
+    trusted: bool = False,
+    to: str | None = None,
+) -> str | None:
+    """Why RFC 3834 forbids an automatic answer to this mail, or None when a reply is fine.
+    `trusted`: the mail came through the deployment's own group, answered at `to`."""
     sender = _bare(mail_from)
     if not sender:
         return "not answered: null sender <> (RFC 3834)"
     if Reason.AUTOMATED_MESSAGE in decision.triage.reasons:
         return "not answered: automated message (RFC 3834)"
+    if trusted:
+        return _group_refusal(mail, to or "")
     if _is_daemon(sender):
         return f"not answered: {sender.partition('@')[0]} is an automated mailbox (RFC 3834)"
     listed = next((name for name, _ in mail.headers if name.startswith("list-")), None)
     if listed:
         return f"not answered: mailing-list mail ({listed}) (RFC 3834)"
+    return _precedence_refusal(mail, _BULK_PRECEDENCE)
+
+
+def _group_refusal(mail: ParsedMail, to: str) -> str | None:
+    """Through our own group: answer the person, never the group itself or a daemon."""
+    if not to:
+        return "not answered: no sender address behind the mail group"
+    if to in _list_addresses(mail):
+        return f"not answered: the reply would go back to the mail group {to}"
+    if _is_daemon(to):
+        return f"not answered: {to.partition('@')[0]} is an automated mailbox (RFC 3834)"
+    return _precedence_refusal(mail, _BULK_PRECEDENCE - _GROUP_PRECEDENCE)
+
+
+def _precedence_refusal(mail: ParsedMail, refused: frozenset[str]) -> str | None:
     precedence = (mail.header("precedence") or "").strip().lower()
-    if precedence in _BULK_PRECEDENCE:
+    if precedence in refused:
         return f"not answered: Precedence {precedence} (RFC 3834)"
     return None
+
+
+def _group_sender(mail: ParsedMail) -> str:
+    """The person behind a group's mail: Reply-To (groups that rewrite From for DMARC put the
+    author there), else From. The envelope sender is the group's bounce address."""
+    reply_to = [addr for _, addr in getaddresses(list(mail.header_values("reply-to"))) if addr]
+    return (reply_to[0] if reply_to else mail.from_addr).strip().lower()
+
+
+def _list_addresses(mail: ParsedMail) -> set[str]:
+    """The group's own addresses, from List-Post (<mailto:group@example.org>)."""
+    posts = " ".join(mail.header_values("list-post"))
+    return {addr.lower() for addr in _MAILTO.findall(posts)}
 
 
 def _is_daemon(sender: str) -> bool:
