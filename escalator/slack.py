@@ -8,7 +8,6 @@ outbox owns retries; 429 comes back as RetryLater with Slack's Retry-After.
 from __future__ import annotations
 
 import functools
-import re
 from datetime import datetime
 from typing import Any
 
@@ -16,19 +15,15 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+# IDs are used as-is; names are looked up (re-exported: callers ask the Slack module)
+from escalator.core.render import is_channel_id as is_channel_id
 from escalator.core.retry import Refused, RetryLater
 
 CHANNEL_GONE = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
 _TRANSIENT = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
-_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
 EVENT_TYPE = "escalator_action"  # message metadata marking which outbox action posted it
-
-
-def is_channel_id(channel: str) -> bool:
-    """Slack IDs (C0123…, G…, D…) are used as-is; anything else is a name to look up."""
-    return _CHANNEL_ID.fullmatch(channel) is not None
 
 
 class Slack:

@@ -74,6 +74,27 @@ def test_pagerduty_event_is_bounded_and_critical() -> None:
     assert payload["custom_details"]["sender"] == "Ana Analyst <ana@example.gov.uk>"
 
 
+def test_channel_given_as_an_id_links_to_its_archive() -> None:
+    """Slack archive links need a channel ID: used when the mail named the channel by ID."""
+    event = render.pagerduty_event(incident(slack_channel="C0LAA00001"), "http://x/mails/7")
+    assert event["links"][0]["href"] == "https://slack.com/archives/C0LAA00001"
+
+
+@pytest.mark.parametrize(
+    ("name", "href"),
+    [
+        ("laa-apply-incident", "https://slack.com/app_redirect?channel=laa-apply-incident"),
+        ("#x&y=1 z/?", "https://slack.com/app_redirect?channel=x%26y%3D1%20z%2F%3F"),
+        ("c0laa00001", "https://slack.com/app_redirect?channel=c0laa00001"),
+    ],
+)
+def test_channel_given_by_name_links_through_the_encoded_redirect(name: str, href: str) -> None:
+    """A name goes through Slack's app_redirect (which accepts names), percent-encoded so no
+    mail-derived character can add a parameter or change the path."""
+    assert render.channel_link(name) == href
+    assert render.channel_link(None) is None and render.channel_link("") is None
+
+
 def test_pagerduty_summary_names_service_and_channel() -> None:
     """The on-call reads what is affected and where to talk in the summary."""
     summary = render.pagerduty_summary(incident())

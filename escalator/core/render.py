@@ -16,6 +16,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
@@ -31,6 +32,7 @@ ELLIPSIS = "…"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
 _MSGID = re.compile(r"[^<>\s]{1,250}")
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
 _ADDR = re.compile(r"[^\s<>()\[\]\\,;:\"@]+@[^\s<>()\[\]\\,;:\"@]+")
 
 
@@ -127,11 +129,20 @@ def channel_label(channel: str | None) -> str:
     return f"#{channel}" if channel else "(no channel given)"
 
 
+def is_channel_id(channel: str) -> bool:
+    """Slack IDs (C0123…, G…, D…) as triage keeps them (upper case); names are lower case."""
+    return _CHANNEL_ID.fullmatch(channel) is not None
+
+
 def channel_link(channel: str | None) -> str | None:
-    """A link that opens the reporter's channel in Slack, when one was named."""
+    """A link that opens the reporter's channel in Slack, when one was named: the archive link
+    when the mail gave the channel's ID (archive links need one); otherwise Slack's documented
+    redirect, which also accepts a name (percent-encoded: the name comes from the mail)."""
     if not channel:
         return None
-    return f"https://slack.com/app_redirect?channel={channel}"
+    if is_channel_id(channel):
+        return f"https://slack.com/archives/{channel}"
+    return f"https://slack.com/app_redirect?channel={quote(channel.lstrip('#'), safe='')}"
 
 
 # --- PagerDuty --------------------------------------------------------------------------------
