@@ -30,9 +30,12 @@ except ImportError:  # pragma: no cover - other Pythons
 # trying every code point): fold them first so that `in` on the lowercased text misses nothing.
 _FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
 _MAX_EXACT = 64  # alternatives multiplied out before a sequence is summarised
+_MAX_GROUPS = 3  # independent needle sets checked per pattern (each must be present)
 _MIN_NEEDLE = 2  # shorter needles are in almost every text: not worth checking
+_RARE = 5  # needles this long are rare enough in prose that fewer of them beat longer ones
 
-Needles = tuple[str, ...]  # empty: no prefilter, always search
+# Groups of needles: a match contains one needle of every group. Empty: always search.
+Needles = tuple[tuple[str, ...], ...]
 _Exact = frozenset[str] | None
 
 
@@ -42,20 +45,27 @@ def fold(text: str) -> str:
 
 
 def needles(pattern: re.Pattern[str]) -> Needles:
-    """Strings of which every match contains at least one; empty when none is known."""
+    """Groups of strings: every match contains one of each group; empty when none is known."""
     if sre_parse is None or pattern.flags & re.LOCALE:
         return ()
     try:
-        exact, required = _sequence(sre_parse.parse(pattern.pattern, pattern.flags))
+        exact, candidates = _scan(sre_parse.parse(pattern.pattern, pattern.flags))
     except Exception:  # noqa: BLE001 - an unknown construct means no prefilter, never an error
         return ()
-    best = exact if _usable(exact) else required
-    return tuple(sorted(best, key=len, reverse=True)) if best and _usable(best) else ()
+    groups = [exact] if _usable(exact) else candidates
+    chosen = sorted(set(groups), key=_worth, reverse=True)[:_MAX_GROUPS]
+    return tuple(tuple(sorted(group, key=len, reverse=True)) for group in chosen)
 
 
 def may_match(wanted: Needles, folded: str) -> bool:
     """False only when the pattern cannot match the text `folded` was made from."""
-    return not wanted or any(needle in folded for needle in wanted)
+    return all(any(needle in folded for needle in group) for group in wanted)
+
+
+def _worth(strings: frozenset[str]) -> tuple[bool, int]:
+    """Fewest needles among those long enough to be rare; else the longest shortest needle."""
+    shortest = min(map(len, strings))
+    return shortest >= _RARE, -len(strings) if shortest >= _RARE else shortest
 
 
 def _usable(strings: _Exact) -> bool:
@@ -64,6 +74,12 @@ def _usable(strings: _Exact) -> bool:
 
 def _sequence(items: Iterable[tuple[Any, Any]]) -> tuple[_Exact, _Exact]:
     """(every string the sequence can consume, or None; an any-of set every match contains)."""
+    exact, candidates = _scan(items)
+    return exact, max(candidates, key=_worth, default=None)
+
+
+def _scan(items: Iterable[tuple[Any, Any]]) -> tuple[_Exact, list[frozenset[str]]]:
+    """(every string the sequence can consume, or None; any-of sets every match contains)."""
     current: frozenset[str] = frozenset({""})
     exact_so_far = True
     candidates: list[frozenset[str]] = []
@@ -76,9 +92,7 @@ def _sequence(items: Iterable[tuple[Any, Any]]) -> tuple[_Exact, _Exact]:
         candidates += [current, required or exact or frozenset()]
         current = frozenset({""})
     candidates.append(current)
-    usable = [strings for strings in candidates if _usable(strings)]
-    best = max(usable, key=lambda s: (min(map(len, s)), -len(s)), default=None)
-    return (current if exact_so_far else None), best
+    return (current if exact_so_far else None), [item for item in candidates if _usable(item)]
 
 
 def _node(op: Any, arg: Any) -> tuple[_Exact, _Exact]:
