@@ -11,12 +11,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import string
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from typing import Any
-from urllib.parse import quote
 
 from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
@@ -142,7 +142,19 @@ def channel_link(channel: str | None) -> str | None:
         return None
     if is_channel_id(channel):
         return f"https://slack.com/archives/{channel}"
-    return f"https://slack.com/app_redirect?channel={quote(channel.lstrip('#'), safe='')}"
+    return f"https://slack.com/app_redirect?channel={_percent_encode(channel.lstrip('#'))}"
+
+
+_URL_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+
+
+def _percent_encode(text: str) -> str:
+    """RFC 3986 percent-encoding of everything but unreserved characters (the core may not
+    import urllib, which also holds the network client)."""
+    return "".join(
+        char if char in _URL_UNRESERVED else "".join(f"%{byte:02X}" for byte in char.encode())
+        for char in text
+    )
 
 
 # --- PagerDuty --------------------------------------------------------------------------------
