@@ -1,25 +1,26 @@
 """The composition root: builds the store, SMTP server and workers from Settings, runs them.
 
 Everything runs in one asyncio loop: the SMTP server (accepts, commits, answers 250), the
-decide worker (woken after each accept), and, once their modules exist, the dispatch worker
-(escalator/dispatch.py) and the web server (escalator/web.py). SIGTERM or SIGINT: stop
-listening, let sessions in flight finish up to SHUTDOWN_DEADLINE, decide what was accepted,
-flush the store, return (exit 0).
+decide worker (woken after each accept), the dispatch worker (woken once decisions with work
+are recorded, so a page leaves within milliseconds of the decision) and the web server (review
+page, /healthz, /readyz, /metrics). SIGTERM or SIGINT: stop listening, let sessions in flight
+finish up to SHUTDOWN_DEADLINE, decide what was accepted, flush the store, return (exit 0).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import importlib.util
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
+from escalator import metrics, probe, web
 from escalator.core.decide import Policy
-from escalator.errors import EscalatorError
+from escalator.dispatch import Dispatcher
+from escalator.errors import EscalatorError, StoreUnavailable
 from escalator.policy import load_policy
 from escalator.processor import Processor
 from escalator.settings import Settings
@@ -32,13 +33,6 @@ SHUTDOWN_DEADLINE = 25.0  # Kubernetes gives 30 s between SIGTERM and SIGKILL by
 
 # aiosmtpd logs every command (with addresses) at INFO: too costly and too chatty for production.
 logging.getLogger("mail.log").setLevel(logging.WARNING)
-
-
-def optional_module(name: str) -> Any | None:
-    """A sibling module that another part of the project provides, if it is installed yet."""
-    if importlib.util.find_spec(name) is None:
-        return None
-    return importlib.import_module(name)
 
 
 class Service:
@@ -56,9 +50,10 @@ class Service:
         self.policy = policy or load_policy(settings)
         self.store = store or open_store(settings)
         # A policy given by the caller may not be rebuildable from settings: decide it in-thread.
-        isolate = settings if policy is None else None
-        self.processor = Processor(self.store, self.policy, worker_settings=isolate)
+        self._isolate = settings if policy is None else None
+        self.processor: Processor  # built by start(), once the store opened
         self.smtp: SMTPService | None = None
+        self.dispatcher: Dispatcher | None = None
         self._with_optional = with_dispatch_and_web
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
@@ -74,6 +69,7 @@ class Service:
         """Open the store (fail fast), decide leftovers, then listen and start the workers."""
         await self.store.open()
         try:
+            self.processor = self._new_processor()
             self.smtp = await start_smtp(self.settings, self.store, self.processor.wake)
         except BaseException:
             await self.store.close()
@@ -84,15 +80,64 @@ class Service:
         host, port = self.smtp.address
         log.info("escalator listening for SMTP on %s:%d", host, port)
 
+    def _new_processor(self) -> Processor:
+        return Processor(
+            self.store,
+            self.policy,
+            worker_settings=self._isolate,
+            probe_key=probe.probe_key(self.settings),  # read once: a new key needs a restart
+            on_decided=self._wake_dispatcher,
+        )
+
     def _start_optional_workers(self) -> None:
-        """HOOK for the dispatch worker and the web server, started once their modules land."""
-        dispatch = optional_module("escalator.dispatch")
-        if dispatch is not None:
-            dispatcher = dispatch.Dispatcher(self.store, self.settings)
-            self._spawn("dispatch", dispatcher.run())
-        web = optional_module("escalator.web")
-        if web is not None and hasattr(web, "serve"):
-            self._spawn("web", web.serve(self.settings, self.store))
+        """The dispatch worker and the web server (which also runs the retention pass)."""
+        self.dispatcher = Dispatcher(self.store, self.settings)
+        self._spawn("dispatch", self.dispatcher.run())
+        serving = web.serve(
+            self.settings,
+            self.store,
+            extra_routes=[metrics.route(self.store)],
+            readiness=self.readiness,
+        )
+        self._spawn("web", serving)
+
+    def _wake_dispatcher(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
+    async def readiness(self) -> tuple[bool, str]:
+        """/readyz: the store answers, SMTP listens, the workers run and no action is stuck
+        (pending and overdue by more than the retry horizon: nobody is dispatching)."""
+        problems = self._smtp_problems() + self._worker_problems()
+        problems += await self._outbox_problems(datetime.now(UTC))
+        return not problems, "; ".join(problems) or "store, SMTP, workers and outbox ok"
+
+    def _smtp_problems(self) -> list[str]:
+        if self.smtp is None or not self.smtp.server.is_serving():
+            return ["SMTP is not listening"]
+        return []
+
+    def _worker_problems(self) -> list[str]:
+        running = {task.get_name() for task in self._tasks if not task.done()}
+        expected = ("decide", "dispatch", "web") if self._with_optional else ("decide",)
+        return [
+            f"the {name} worker is not running"
+            for name in expected
+            if f"escalator-{name}" not in running
+        ]
+
+    async def _outbox_problems(self, now: datetime) -> list[str]:
+        try:
+            summary = await self.store.outbox_summary(now)
+        except StoreUnavailable as exc:
+            return [f"store: {exc}"]
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", said plainly
+            return [f"store: {exc.__class__.__name__}"]
+        oldest = summary.oldest_due
+        overdue = 0.0 if oldest is None else (now - oldest).total_seconds()
+        if overdue > self.settings.retry_horizon_seconds:
+            return [f"an action has been due for {overdue:.0f} s, beyond the retry horizon"]
+        return []
 
     def _spawn(self, name: str, work: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(work)
@@ -130,6 +175,8 @@ class Service:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.dispatcher is not None:
+            await self.dispatcher.close()
         if clock() < give_up:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.processor.burst(), give_up - clock())

@@ -58,6 +58,15 @@ def _register_review(commands: argparse._SubParsersAction[argparse.ArgumentParse
 _REGISTRARS += [_register_review]
 
 
+def _register_probe(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from escalator import cli_probe
+
+    cli_probe.register(commands)
+
+
+_REGISTRARS += [_register_probe]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 
+from escalator.logs import configure_logging
 from escalator.settings import load_settings
 
 
@@ -18,9 +18,6 @@ def run_serve(args: argparse.Namespace) -> int:
     from escalator import app
 
     settings = load_settings()
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
+    configure_logging(settings.log_format)
     asyncio.run(app.serve(settings))
     return 0

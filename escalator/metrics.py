@@ -8,9 +8,20 @@ scrape time by `refresh_outbox`, so every replica reports the shared truth.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
-from prometheus_client import Counter, Gauge, Histogram
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from escalator.errors import StoreUnavailable
+from escalator.store import Store
 
 MAILS_RECEIVED = Counter(
     "escalator_mails_received", "Mails whose DATA was received (accepted or refused)"
@@ -64,3 +75,25 @@ def refresh_outbox(
         OUTBOX_PENDING.labels(kind=kind).set(pending_by_kind.get(kind, 0))
     OUTBOX_OLDEST.set(max(0.0, (now - oldest_due).total_seconds()) if oldest_due else 0.0)
     DEFERRED_PAGES.set(deferred_pages)
+
+
+async def exposition(store: Store, now: datetime) -> bytes:
+    """The registry in Prometheus text format, outbox gauges fresh from the store. A store that
+    does not answer leaves the gauges as last read and counts a store error; counters still go."""
+    try:
+        summary = await store.outbox_summary(now)
+    except StoreUnavailable:
+        STORE_ERRORS.inc()
+    else:
+        refresh_outbox(summary.pending_by_kind, summary.oldest_due, summary.deferred_pages, now)
+    return generate_latest(REGISTRY)
+
+
+def route(store: Store) -> web.RouteDef:
+    """GET /metrics for the web app (web.build_app's extra_routes)."""
+
+    async def scrape(request: web.Request) -> web.Response:
+        body = await exposition(store, datetime.now(UTC))
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return web.get("/metrics", scrape)

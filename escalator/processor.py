@@ -30,16 +30,20 @@ import multiprocessing.connection
 import os
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 from datetime import UTC, datetime
 
+from escalator import metrics
 from escalator.core.actions import PlannedAction, plan_actions
 from escalator.core.decide import Policy, decide_parsed
 from escalator.core.mail import parse_mail
 from escalator.core.model import Decision, Verdict
 from escalator.errors import StoreUnavailable, TransientError
 from escalator.policy import load_policy
+from escalator.probe import is_probe
 from escalator.settings import Settings
 from escalator.store import DecisionRecord, MailRow, Store
 
@@ -47,23 +51,41 @@ log = logging.getLogger(__name__)
 
 Outcome = tuple[DecisionRecord, tuple[PlannedAction, ...]]
 DECIDE_NICENESS = 10
+PROBE_NOTE = "probe: never dispatched"
 
 
-def decide_stored(mail: MailRow, policy: Policy) -> Outcome:
-    """The decision record and planned actions for one stored mail, at its received time."""
+def decide_stored(mail: MailRow, policy: Policy, probe_key: bytes | None = None) -> Outcome:
+    """The decision record and planned actions for one stored mail, at its received time;
+    with `probe_key`, a correctly marked probe mail gets its actions planned as skipped."""
     parsed = parse_mail(mail.raw or b"")
     decision = decide_parsed(parsed, mail.received_at, policy, mail.mail_from)
     planned = plan_actions(decision, parsed, mail.mail_from, mail_id=mail.id)
-    return decision_record(decision, datetime.now(UTC)), planned
+    record = decision_record(decision, datetime.now(UTC))
+    if probe_key is not None and is_probe(parsed, probe_key):
+        return as_probe(record, planned)
+    return record, planned
+
+
+def as_probe(record: DecisionRecord, planned: tuple[PlannedAction, ...]) -> Outcome:
+    """A probe is decided like any mail, but nothing of it leaves and no one reviews it: its
+    actions are recorded as skipped, and the stored decision says it was a probe."""
+    skipped = tuple(replace(action, state="skipped", note=PROBE_NOTE) for action in planned)
+    return replace(record, contract={**record.contract, "probe": True}, review=None), skipped
+
+
+def is_probe_record(record: DecisionRecord) -> bool:
+    return record.contract.get("probe") is True
 
 
 _worker_policy: Policy | None = None
+_worker_probe_key: bytes | None = None
 
 
-def _start_worker(settings: Settings) -> None:
+def _start_worker(settings: Settings, probe_key: bytes | None = None) -> None:
     """Initialiser of the decide process: load the policy once; leave signals to the parent."""
-    global _worker_policy  # one policy per worker process, set once when it starts
+    global _worker_policy, _worker_probe_key  # one of each per worker process, set at its start
     _worker_policy = load_policy(settings)
+    _worker_probe_key = probe_key
     # Ctrl-C and SIGTERM are the parent's to handle: it finishes the batch, then stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -87,7 +109,7 @@ def _ping() -> bool:
 def _decide_in_worker(mail: MailRow) -> Outcome:
     if _worker_policy is None:
         raise RuntimeError("decide worker started without a policy")
-    return decide_stored(mail, _worker_policy)
+    return decide_stored(mail, _worker_policy, _worker_probe_key)
 
 
 def decision_record(decision: Decision, decided_at: datetime) -> DecisionRecord:
@@ -111,6 +133,25 @@ def failed_record(mail: MailRow, error: BaseException) -> Outcome:
     return DecisionRecord("reject", (), None, "unknown", contract, now, "held"), ()
 
 
+def log_decision(mail: MailRow, record: DecisionRecord, planned: tuple[PlannedAction, ...]) -> None:
+    """One line per decided mail: ids, verdict, reasons and action kinds; never mail text."""
+    probe = is_probe_record(record)
+    log.info(
+        "decided mail %d: %s%s",
+        mail.id,
+        record.verdict,
+        " (probe, actions skipped)" if probe else "",
+        extra={
+            "mail_id": mail.id,
+            "message_id": mail.message_id,
+            "verdict": record.verdict,
+            "reasons": list(record.reasons),
+            "actions": [action.kind for action in planned],
+            "probe": probe,
+        },
+    )
+
+
 class Processor:
     """Decides stored mails; `run()` serves forever, `burst()` empties the backlog and returns."""
 
@@ -124,10 +165,16 @@ class Processor:
         poll_seconds: float = 30.0,
         worker_settings: Settings | None = None,
         processes: int | None = None,
+        probe_key: bytes | None = None,
+        on_decided: Callable[[], None] = lambda: None,
     ) -> None:
         """With `worker_settings`, decisions run in `processes` child processes (default: one
         per core, at most 4) that load the policy from them (the policy holds closures and
-        cannot be pickled); without, in one thread."""
+        cannot be pickled); without, in one thread. `probe_key` recognises probe mails
+        (escalator.probe); `on_decided` is called once recorded decisions left work in the
+        outbox (the service wakes the dispatcher with it)."""
+        self._probe_key = probe_key
+        self._on_decided = on_decided
         self._store = store
         self._policy = policy
         self._batch_size = batch_size
@@ -149,6 +196,8 @@ class Processor:
             try:
                 await self.burst()
             except TransientError as exc:  # the store or the decide process: both come back
+                if isinstance(exc, StoreUnavailable):
+                    metrics.STORE_ERRORS.inc()
                 log.warning("decide worker paused, retrying later: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
@@ -170,22 +219,35 @@ class Processor:
             ),
             return_exceptions=True,
         )
-        written = 0
-        for mail, result in zip(mails, results, strict=True):
+        written: list[tuple[MailRow, Outcome]] = []
+        for mail, outcome, result in zip(mails, outcomes, results, strict=True):
             if isinstance(result, asyncio.CancelledError | StoreUnavailable):
                 raise result  # the store is down or busy: pause, the mail is decided later
             if isinstance(result, BaseException):
-                result = await self._record_failure(mail, result)
-            written += bool(result)
-        self.decided += written
-        return written
+                outcome, result = await self._record_failure(mail, result)
+            if result:
+                written.append((mail, outcome))
+        self._report(written)
+        return len(written)
 
-    async def _record_failure(self, mail: MailRow, error: BaseException) -> bool:
+    async def _record_failure(self, mail: MailRow, error: BaseException) -> tuple[Outcome, bool]:
         """A decision the store refuses (RecordRejected: say, text it cannot hold) must not
         block the mails behind it: the mail is held for review with the error instead."""
         log.error("storing the decision of mail %d failed: %r; held for review", mail.id, error)
         record, planned = failed_record(mail, error)
-        return await self._store.record_decision(mail.id, record, planned)
+        return (record, planned), await self._store.record_decision(mail.id, record, planned)
+
+    def _report(self, written: list[tuple[MailRow, Outcome]]) -> None:
+        """Log and count what was recorded; wake the dispatcher if any of it is to be done."""
+        self.decided += len(written)
+        for mail, (record, planned) in written:
+            log_decision(mail, record, planned)
+            if is_probe_record(record):
+                metrics.LAST_PROBE.set_to_current_time()
+            else:
+                metrics.record_decision(record.verdict, record.reasons)
+        if any(a.state == "pending" for _, (_, planned) in written for a in planned):
+            self._on_decided()
 
     def _new_executor(self) -> Executor:
         if self._worker_settings is None:
@@ -194,7 +256,7 @@ class Processor:
             1,
             mp_context=multiprocessing.get_context("spawn"),  # never fork the threaded parent
             initializer=_start_worker,
-            initargs=(self._worker_settings,),
+            initargs=(self._worker_settings, self._probe_key),
         )
 
     async def _decide_all(self, mails: list[MailRow]) -> list[Outcome]:
@@ -236,7 +298,7 @@ class Processor:
     def _submit(self, mail: MailRow, lane: int) -> concurrent.futures.Future[Outcome]:
         if self._worker_settings is not None:
             return self._executors[lane].submit(_decide_in_worker, mail)
-        return self._executors[lane].submit(decide_stored, mail, self._policy)
+        return self._executors[lane].submit(decide_stored, mail, self._policy, self._probe_key)
 
     async def _restart_worker(self, lane: int) -> None:
         """A fresh child that must answer a ping: if it cannot even start, the fault is not the

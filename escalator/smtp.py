@@ -17,6 +17,7 @@ import email.utils
 import logging
 import re
 import ssl
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from typing import Any, AnyStr
 import aiosmtpd
 from aiosmtpd.smtp import SMTP, Envelope, Session, login_always_fail
 
+from escalator import metrics
 from escalator.errors import ConfigError, StoreUnavailable
 from escalator.settings import Settings, split_host_port
 from escalator.store import IncomingMail, Store
@@ -151,11 +153,14 @@ class MailHandler:
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
         mail = incoming_mail(session, envelope)
+        started = time.perf_counter()
         try:
             accepted = await self._store.accept(mail)
         except StoreUnavailable as exc:
+            metrics.STORE_ERRORS.inc()
             log.warning("store unavailable, answered 451: %s", exc)
             return REPLY_STORE_DOWN
+        metrics.ACCEPT_SECONDS.observe(time.perf_counter() - started)
         log.info(
             "accepted mail %d (%d bytes, %d rcpt, from %s%s)",
             accepted.mail_id,
@@ -256,6 +261,7 @@ class EscalatorSMTP(SMTP):
         self._data_timeout = data_timeout
         self._client: str | None = None
         self._refused = False
+        self._counting: str | None = None  # the command whose reply the metrics count
 
     def _fast_init(
         self,
@@ -315,6 +321,7 @@ class EscalatorSMTP(SMTP):
             client = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
             if not self._gate.admit(self, client):
                 self._refused = True
+                count_reply(REPLY_TOO_MANY_SESSIONS.decode())
                 transport.write(REPLY_TOO_MANY_SESSIONS)  # type: ignore[attr-defined]
                 transport.close()
                 return
@@ -331,9 +338,20 @@ class EscalatorSMTP(SMTP):
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):
-            await super().push(self._enhanced(status))
-        else:
-            await super().push(status)
+            status = self._enhanced(status)
+            self._count(status)
+        await super().push(status)
+
+    def _count(self, status: str) -> None:
+        """Every final reply to DATA (one mail received), and refusals at MAIL and RCPT."""
+        command, self._counting = self._counting, None
+        if command == "DATA" and status.startswith("354"):
+            self._counting = "MESSAGE"  # the final reply comes once the data is in
+        elif command == "MESSAGE":
+            metrics.MAILS_RECEIVED.inc()
+            count_reply(status)
+        elif command is not None and not status.startswith("2"):
+            count_reply(status)
 
     def _enhanced(self, status: str) -> str:
         """aiosmtpd's own size and line replies carry no RFC 3463 code: give them one."""
@@ -344,6 +362,7 @@ class EscalatorSMTP(SMTP):
         return status
 
     async def smtp_MAIL(self, arg: str) -> None:  # noqa: N802 - aiosmtpd dispatches by name
+        self._counting = "MAIL"
         if self._gate.draining:
             await self.push(REPLY_SHUTTING_DOWN)
             self.abort()
@@ -354,18 +373,28 @@ class EscalatorSMTP(SMTP):
         # aiosmtpd re-arms its timer only per command, so DATA gets a budget for the largest
         # mail at the slowest rate we still serve; commands keep the short idle timeout.
         self._reset_timeout(self._data_timeout)
+        self._counting = "DATA"
         await super().smtp_DATA(arg)
+
+    async def smtp_RCPT(self, arg: str) -> None:  # noqa: N802 - aiosmtpd dispatches by name
+        self._counting = "RCPT"
+        await super().smtp_RCPT(arg)
 
     def close_if_idle(self) -> None:
         """At shutdown: a session with no mail in flight is told so and closed at once."""
         envelope = self.envelope
         if self.transport is not None and (envelope is None or envelope.mail_from is None):
+            count_reply(REPLY_SHUTTING_DOWN)
             self.transport.write(f"{REPLY_SHUTTING_DOWN}\r\n".encode())  # type: ignore[attr-defined]
             self.transport.close()
 
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+def count_reply(status: str) -> None:
+    metrics.SMTP_REPLIES.labels(code=status[:3]).inc()
 
 
 SMTP_COMMANDS = tuple(

@@ -139,6 +139,17 @@ class Purged:
     audit: int
 
 
+@dataclass(frozen=True)
+class OutboxSummary:
+    """The outbox at one instant (metrics, /readyz): pending actions by kind (deferred pages
+    included), the due time of the oldest pending action already due, and how many pending pages
+    are due only later (deferred to on-call, or waiting for a retry)."""
+
+    pending_by_kind: dict[str, int]
+    oldest_due: datetime | None
+    deferred_pages: int
+
+
 class Store(Protocol):
     """The durable store. Every method may raise StoreUnavailable (a TransientError)."""
 
@@ -236,6 +247,10 @@ class Store(Protocol):
 
     async def alarm_thread(self, dedup_key: str) -> dict[str, Any] | None:
         """The result (Slack channel and ts) of the first sent alarm under `dedup_key`."""
+        ...
+
+    async def outbox_summary(self, now: datetime) -> OutboxSummary:
+        """Pending actions at `now` (see OutboxSummary); a read, cheap enough for every scrape."""
         ...
 
 

@@ -37,6 +37,7 @@ from escalator.store import (
     IncomingMail,
     ListedMail,
     MailRow,
+    OutboxSummary,
     Purged,
     RecordRejected,
 )
@@ -246,6 +247,9 @@ class PostgresStore:
 
     async def purge(self, raw_before: datetime, records_before: datetime, now: datetime) -> Purged:
         return await self._run(lambda conn: _purge(conn, raw_before, records_before, now))
+
+    async def outbox_summary(self, now: datetime) -> OutboxSummary:
+        return await self._run(lambda conn: _outbox_summary(conn, now))
 
     # -- dispatcher memory --------------------------------------------------------------
 
@@ -557,6 +561,23 @@ async def _recent_escalations(conn: Conn, limit: int) -> list[ListedMail]:
 async def _mail_actions(conn: Conn, mail_id: int) -> list[ActionRow]:
     rows = await _all(conn, "SELECT * FROM actions WHERE mail_id = %s ORDER BY id", (mail_id,))
     return [_action(row) for row in rows]
+
+
+_OUTBOX_SUMMARY = (
+    "SELECT kind, COUNT(*) AS pending, MIN(due_at) FILTER (WHERE due_at <= %s) AS oldest, "
+    "COUNT(*) FILTER (WHERE due_at > %s) AS later "
+    "FROM actions WHERE state = 'pending' GROUP BY kind"
+)
+
+
+async def _outbox_summary(conn: Conn, now: datetime) -> OutboxSummary:
+    rows = await _all(conn, _OUTBOX_SUMMARY, (now, now))
+    oldest = min((row["oldest"] for row in rows if row["oldest"] is not None), default=None)
+    return OutboxSummary(
+        pending_by_kind={row["kind"]: int(row["pending"]) for row in rows},
+        oldest_due=oldest,
+        deferred_pages=sum(int(row["later"]) for row in rows if row["kind"] == "page"),
+    )
 
 
 async def _purge(

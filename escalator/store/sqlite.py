@@ -37,6 +37,7 @@ from escalator.store import (
     IncomingMail,
     ListedMail,
     MailRow,
+    OutboxSummary,
     Purged,
     RecordRejected,
 )
@@ -246,6 +247,9 @@ class SQLiteStore:
 
     async def purge(self, raw_before: datetime, records_before: datetime, now: datetime) -> Purged:
         return await self._run(lambda conn: _purge(conn, raw_before, records_before, now))
+
+    async def outbox_summary(self, now: datetime) -> OutboxSummary:
+        return await self._run(lambda conn: _outbox_summary(conn, now))
 
     # -- dispatcher memory --------------------------------------------------------------
 
@@ -579,6 +583,23 @@ def _recent_escalations(conn: sqlite3.Connection, limit: int) -> list[ListedMail
 def _mail_actions(conn: sqlite3.Connection, mail_id: int) -> list[ActionRow]:
     rows = conn.execute("SELECT * FROM actions WHERE mail_id = ? ORDER BY id", (mail_id,))
     return [_action(row) for row in rows]
+
+
+_OUTBOX_SUMMARY = (
+    "SELECT kind, COUNT(*) AS pending, MIN(CASE WHEN due_at <= ? THEN due_at END) AS oldest, "
+    "SUM(CASE WHEN due_at > ? THEN 1 ELSE 0 END) AS later "
+    "FROM actions WHERE state = 'pending' GROUP BY kind"
+)
+
+
+def _outbox_summary(conn: sqlite3.Connection, now: datetime) -> OutboxSummary:
+    rows = conn.execute(_OUTBOX_SUMMARY, (_ts(now), _ts(now))).fetchall()
+    oldest = min((row["oldest"] for row in rows if row["oldest"] is not None), default=None)
+    return OutboxSummary(
+        pending_by_kind={row["kind"]: int(row["pending"]) for row in rows},
+        oldest_due=None if oldest is None else _dt(oldest),
+        deferred_pages=sum(int(row["later"]) for row in rows if row["kind"] == "page"),
+    )
 
 
 def _purge(

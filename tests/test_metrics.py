@@ -1,0 +1,230 @@
+"""Metrics and health of the running service, read over HTTP as Prometheus and Kubernetes would.
+
+A real service (SMTP, store, decide and dispatch workers, web server) on loopback: /metrics is
+scraped before and after a mail goes through and the counters must have moved by exactly what
+happened; the outbox gauges must match the store at scrape time. /readyz turns 503 when the
+store is closed, a worker is gone, or an action is stuck past the retry horizon. The store's
+outbox summary (what the gauges and /readyz read) is checked on both backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from conftest import RunningServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from escalator.core.actions import PlannedAction
+from escalator.store import DecisionRecord, IncomingMail, ListedMail, OutboxSummary, Store
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+SENDER = "ana@digital.justice.gov.uk"
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+ESCALATION = (
+    f'From: "Ana Analyst" <{SENDER}>\r\nTo: escalations@localhost\r\n'
+    "Subject: LAA apply is down\r\nMessage-ID: <metrics-1@digital.justice.gov.uk>\r\n"
+    "Date: Fri, 27 Nov 2026 11:00:00 +0000\r\n\r\n"
+    "Since 10:40 every LAA apply user gets a 502 error on submit, so nobody can apply.\r\n"
+    "Our incident channel is #laa-apply-incident.\r\n\r\nAna\r\n"
+)
+
+
+# -- HTTP helpers ---------------------------------------------------------------------------
+
+
+def get(server: RunningServer, path: str) -> tuple[int, str]:
+    """GET on the service's HTTP port; waits (up to 10 s) for the web server to listen."""
+    url = f"http://{server.settings.http_listen}{path}"
+    give_up = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return int(response.status), response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read().decode()
+        except OSError:
+            if time.monotonic() > give_up:
+                raise
+            time.sleep(0.05)
+
+
+def scrape(server: RunningServer) -> Samples:
+    status, text = get(server, "/metrics")
+    assert status == 200
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    return value(after, name, **labels) - value(before, name, **labels)
+
+
+def settled(server: RunningServer) -> ListedMail:
+    """The newest mail once decided with nothing of it due and pending."""
+    give_up = time.monotonic() + 30
+    while time.monotonic() < give_up:
+        mails = server.mails(decide=False)
+        now = datetime.now(UTC)
+        if mails and mails[-1].mail.verdict:
+            due = [a for a in mails[-1].actions if a.state == "pending" and a.due_at <= now]
+            if not due:
+                return mails[-1]
+        time.sleep(0.05)
+    raise AssertionError("the mail was not decided and dispatched")
+
+
+def stop_worker(server: RunningServer, name: str) -> None:
+    """Cancel one of the service's workers, as if it had died."""
+
+    async def cancel() -> None:
+        task = next(t for t in server.service._tasks if t.get_name() == f"escalator-{name}")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    server.call(cancel())
+
+
+def decided_with(server: RunningServer, planned: tuple[PlannedAction, ...]) -> int:
+    """A mail stored and decided with exactly `planned` as its actions (no worker involved)."""
+    store = server.service.store
+    incoming = IncomingMail(
+        ESCALATION.encode(), SENDER, ("escalations@localhost",), None, False, T0
+    )
+    mail_id = server.call(store.accept(incoming)).mail_id
+    record = DecisionRecord("escalate", (), None, "on_call", {"verdict": "escalate"}, T0)
+    assert server.call(store.record_decision(mail_id, record, planned))
+    return mail_id
+
+
+# -- /metrics -------------------------------------------------------------------------------
+
+
+def test_a_mail_through_the_service_moves_each_counter(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    """After one escalation over SMTP: one mail received, one 250, one accept timed, one
+    decision (escalate, reason none), each finished action counted by kind and outcome, and
+    the outbox gauges equal to what the store holds pending; a refused recipient adds a 550."""
+    server = start_server()
+    before = scrape(server)
+    with server.smtp() as client:
+        client.sendmail(SENDER, ["escalations@localhost"], ESCALATION)
+    listed = settled(server)
+    after = scrape(server)
+
+    assert moved(before, after, "escalator_mails_received_total") == 1
+    assert moved(before, after, "escalator_smtp_replies_total", code="250") == 1
+    assert moved(before, after, "escalator_accept_seconds_count") == 1
+    decisions = moved(before, after, "escalator_decisions_total", verdict="escalate", reason="none")
+    assert decisions == 1
+    for action in listed.actions:
+        finished = [a for a in listed.actions if (a.kind, a.state) == (action.kind, action.state)]
+        counted = moved(
+            before, after, "escalator_actions_total", kind=action.kind, outcome=action.state
+        )
+        assert counted == (0 if action.state == "pending" else len(finished))
+    for kind in ("page", "alarm", "ack", "reply"):
+        pending = [a for a in listed.actions if a.kind == kind and a.state == "pending"]
+        assert value(after, "escalator_outbox_pending", kind=kind) == len(pending)
+
+    with server.smtp() as client:
+        client.ehlo()
+        client.mail(SENDER)
+        code, _ = client.rcpt("nobody@example.org")
+    assert code == 550
+    refused = scrape(server)
+    assert moved(after, refused, "escalator_smtp_replies_total", code="550") == 1
+    assert moved(after, refused, "escalator_mails_received_total") == 0
+
+
+def test_outbox_gauges_and_readiness_follow_the_store(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    """With the dispatch worker gone, a deferred page and an alarm overdue by 5 minutes show
+    in the gauges at the next scrape, and /readyz says why it is not ready: the worker is not
+    running and an action is stuck past the retry horizon (60 s here)."""
+    server = start_server(retry_horizon_seconds=60)
+    assert get(server, "/readyz")[0] == 200
+    stop_worker(server, "dispatch")
+    now = datetime.now(UTC)
+    decided_with(
+        server,
+        (
+            PlannedAction("page", now + timedelta(hours=2), "k1"),
+            PlannedAction("alarm", now - timedelta(minutes=5), "k1"),
+        ),
+    )
+    samples = scrape(server)
+    assert value(samples, "escalator_outbox_pending", kind="page") == 1
+    assert value(samples, "escalator_outbox_pending", kind="alarm") == 1
+    assert value(samples, "escalator_outbox_pending", kind="reply") == 0
+    assert value(samples, "escalator_deferred_pages_waiting") == 1
+    assert 300 <= value(samples, "escalator_outbox_oldest_pending_seconds") < 400
+
+    status, text = get(server, "/readyz")
+    assert status == 503
+    assert "dispatch worker is not running" in text and "beyond the retry horizon" in text
+    assert get(server, "/healthz")[0] == 200
+
+
+def test_readyz_fails_when_the_store_is_closed(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    """A store that no longer answers makes /readyz 503 (naming the store); /healthz stays ok,
+    and /metrics still answers, counting a store error instead of the outbox gauges."""
+    server = start_server()
+    status, text = get(server, "/readyz")
+    assert status == 200 and "ok" in text
+    before = scrape(server)
+    server.call(server.service.store.close())
+    status, text = get(server, "/readyz")
+    assert status == 503 and "store" in text
+    assert get(server, "/healthz") == (200, "ok\n")
+    assert moved(before, scrape(server), "escalator_store_errors_total") >= 1
+
+
+# -- the store's outbox summary, both backends ------------------------------------------------
+
+
+async def test_outbox_summary_counts_pending_by_kind_oldest_due_and_deferred_pages(
+    store: Store,
+) -> None:
+    """Pending actions by kind (claimed ones and future ones included, finished ones not), the
+    due time of the oldest pending action already due, and pending pages due only later."""
+    assert await store.outbox_summary(T0) == OutboxSummary({}, None, 0)
+    mail_id = (await store.accept(_incoming())).mail_id
+    planned = (
+        PlannedAction("page", T0 - timedelta(minutes=5), "k"),
+        PlannedAction("alarm", T0 - timedelta(minutes=1), "k"),
+        PlannedAction("page", T0 + timedelta(hours=1), "k"),
+        PlannedAction("reply", T0 - timedelta(minutes=9), "k"),
+        PlannedAction("ack", T0, "k", state="skipped", note="no channel named"),
+    )
+    record = DecisionRecord("escalate", (), None, "on_call", {"verdict": "escalate"}, T0)
+    assert await store.record_decision(mail_id, record, planned)
+    reply = next(a for a in await store.mail_actions(mail_id) if a.kind == "reply")
+    await store.finish_action(reply.id, "sent")
+    await store.claim_due_actions(T0, 1, 60)  # leased, still pending
+
+    summary = await store.outbox_summary(T0)
+    assert summary == OutboxSummary({"page": 2, "alarm": 1}, T0 - timedelta(minutes=5), 1)
+    later = await store.outbox_summary(T0 + timedelta(hours=2))
+    assert later == OutboxSummary({"page": 2, "alarm": 1}, T0 - timedelta(minutes=5), 0)
+
+
+def _incoming() -> IncomingMail:
+    fields: dict[str, Any] = {"message_id": "summary@example.org", "subject": "s"}
+    return IncomingMail(b"Subject: s\r\n\r\nx\r\n", SENDER, ("e@x",), None, False, T0, **fields)
