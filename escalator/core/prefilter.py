@@ -52,7 +52,7 @@ def needles(pattern: re.Pattern[str]) -> Needles:
         exact, candidates = _scan(sre_parse.parse(pattern.pattern, pattern.flags))
     except Exception:  # noqa: BLE001 - an unknown construct means no prefilter, never an error
         return ()
-    groups = [exact] if _usable(exact) else candidates
+    groups = [exact] if exact is not None and _usable(exact) else candidates
     chosen = sorted(set(groups), key=_worth, reverse=True)[:_MAX_GROUPS]
     return tuple(tuple(sorted(group, key=len, reverse=True)) for group in chosen)
 
