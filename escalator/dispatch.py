@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from escalator import metrics
 from escalator.core import render
 from escalator.core.actions import PlannedAction
+from escalator.core.conversation import merge_follow_up
 from escalator.core.mail import ParsedMail, parse_mail
 from escalator.core.retry import Backoff, GiveUp, Refused, RetryLater, next_step
 from escalator.errors import StoreUnavailable
@@ -169,12 +170,18 @@ class Dispatcher:
 
     async def _load(self, mail_ids: set[int]) -> dict[int, Loaded]:
         """Parsing is CPU work (milliseconds a mail): done in a thread, so the loop keeps
-        answering SMTP clients meanwhile."""
+        answering SMTP clients meanwhile. A mail decided together with earlier ones of its
+        conversation is read together with them, so the facts shown are the whole story."""
+        found = await self._rows(set(mail_ids))
+        earlier = await self._rows({i for row in found for i in merged_with(row)} - mail_ids)
+        known = {row.id: row for row in [*found, *earlier]}
+        parsed = await asyncio.to_thread(lambda: [read_conversation(row, known) for row in found])
+        return {row.id: (row, mail) for row, mail in zip(found, parsed, strict=True)}
+
+    async def _rows(self, mail_ids: set[int]) -> list[MailRow]:
         ids = sorted(mail_ids)
         rows = await asyncio.gather(*(self._store.get_mail(mail_id) for mail_id in ids))
-        found = [row for row in rows if row is not None]
-        parsed = await asyncio.to_thread(lambda: [parse_mail(row.raw or b"") for row in found])
-        return {row.id: (row, mail) for row, mail in zip(found, parsed, strict=True)}
+        return [row for row in rows if row is not None]
 
     async def _run_pages(self, pages: list[ActionRow], mails: dict[int, Loaded]) -> None:
         for action in pages:
@@ -412,6 +419,22 @@ def finished(action: ActionRow, state: str) -> None:
             "state": state,
         },
     )
+
+
+def merged_with(mail: MailRow) -> list[int]:
+    """The earlier mails of the conversation this mail was decided together with (the decide
+    worker records their ids as "merged_with" in the decision)."""
+    ids = (mail.decision or {}).get("merged_with") or ()
+    return [int(i) for i in ids if isinstance(i, int) and not isinstance(i, bool)]
+
+
+def read_conversation(mail: MailRow, known: dict[int, MailRow]) -> ParsedMail:
+    """The mail as it was decided: with the earlier mails it completes, when there are any."""
+    parsed = parse_mail(mail.raw or b"")
+    earlier = [known[i] for i in merged_with(mail) if i in known and known[i].raw]
+    if not earlier:
+        return parsed
+    return merge_follow_up(parsed, [parse_mail(row.raw or b"") for row in earlier])
 
 
 def fallback_action(action: ActionRow, error: str, now: datetime) -> PlannedAction | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,9 @@ from standins.pagerduty import PagerDutyStandIn
 from standins.slack import SlackStandIn, mentions
 from standins.smtp_sink import SmtpSink
 
+from escalator.core.actions import plan_actions
+from escalator.core.conversation import decide_conversation
+from escalator.core.mail import parse_mail
 from escalator.core.retry import (
     Backoff,
     GiveUp,
@@ -32,7 +35,7 @@ from escalator.core.retry import (
 from escalator.dispatch import Adapters, Dispatcher
 from escalator.pagerduty import PagerDuty
 from escalator.policy import load_policy
-from escalator.processor import Processor
+from escalator.processor import Processor, decision_record
 from escalator.settings import Settings
 from escalator.store import ActionRow, IncomingMail, ListedMail, Store
 
@@ -281,6 +284,47 @@ async def test_alarm_of_an_unrelated_mail_starts_its_own_thread(world: World) ->
     await world.receive(mail(2), at + timedelta(minutes=1))
     await world.dispatcher().burst()
     assert [p.thread_ts for p in world.slack.posts_in("high-priority-alarms")] == [None, None]
+
+
+async def test_follow_up_decided_with_its_original_pages_with_the_original_facts(
+    world: World,
+) -> None:
+    """A one-line follow-up ("the channel is #x") decided together with its rejected original
+    (as the decide worker records it: "merged_with") pages and alarms with the original's
+    facts, and its actions share the original's conversation key."""
+    at = FRIDAY.replace(hour=9, minute=30)
+    await world.receive(mail(1, channel=None, extra="").replace(b"is down (1)", b"(1)"), at)
+    (original,) = [m.mail for m in await world.store.list_mails()]
+    assert original.verdict == "reject"
+    follow_up = (
+        b"From: ana@digital.justice.gov.uk\nTo: escalations@localhost\nSubject: Re: LAA apply\n"
+        b"Message-ID: <m2@digital.justice.gov.uk>\nIn-Reply-To: <m1@digital.justice.gov.uk>\n"
+        b"References: <m1@digital.justice.gov.uk>\n\nThe channel is #laa-apply-incident.\n"
+    )
+    sender = "ana@digital.justice.gov.uk"
+    incoming = IncomingMail(follow_up, sender, ("escalations@localhost",), None, False, at)
+    accepted = await world.store.accept(incoming)
+    await decide_as_the_worker_will(world, accepted.mail_id, original.id)
+    await world.dispatcher().burst()
+    (event,) = [r.body for r in world.pd.received]
+    assert "502 error" in event["payload"]["custom_details"]["facts"]
+    assert event["dedup_key"] == "m1@digital.justice.gov.uk"
+    (alarm,) = world.slack.posts_in("high-priority-alarms")
+    assert "502 error" in str(alarm.blocks)
+
+
+async def decide_as_the_worker_will(world: World, mail_id: int, original_id: int) -> None:
+    """What the decide worker is to do for a follow-up (see the report to the lead)."""
+    row, earlier = await world.store.get_mail(mail_id), await world.store.get_mail(original_id)
+    assert row is not None and earlier is not None
+    parsed, before = parse_mail(row.raw or b""), parse_mail(earlier.raw or b"")
+    policy = load_policy(world.settings)
+    conversation = decide_conversation(parsed, [before], row.received_at, policy, row.mail_from)
+    assert conversation.merged == (0,) and conversation.decision.verdict.value == "escalate"
+    record = decision_record(conversation.decision, row.received_at)
+    contract = {**record.contract, "merged_with": [original_id]}
+    planned = plan_actions(conversation.decision, parsed, row.mail_from, mail_id=mail_id)
+    assert await world.store.record_decision(mail_id, replace(record, contract=contract), planned)
 
 
 # -- exactly once ------------------------------------------------------------------------------
