@@ -524,6 +524,18 @@ async def test_reply_slot_is_kept_by_its_own_retry_and_freed_after_ten_minutes(
     assert await store.claim_reply_slot("ana@x.gov.uk", 2, past, past - window) is None
 
 
+async def test_two_replicas_racing_send_one_reject_reply_per_sender(world: World) -> None:
+    """Two dispatchers on two store connections, two rejects from one sender due together:
+    the slot is taken atomically, so exactly one reply goes out and the other is skipped."""
+    world.clock.now = FRIDAY.replace(hour=11)
+    for n in range(2):
+        await world.receive(mail(n, channel=None, service_down=False), world.clock.now)
+    other = world.dispatcher(store=await world.store_factory(), batch_size=1)
+    await asyncio.gather(world.dispatcher(batch_size=1).burst(), other.burst())
+    states = sorted(a.state for a in await world.actions() if a.kind == "reply")
+    assert states == ["sent", "skipped"] and len(world.sink.delivered) == 1
+
+
 @pytest.mark.parametrize(
     ("header", "mail_from"),
     [
