@@ -10,6 +10,7 @@ outbox summary (what the gauges and /readyz read) is checked on both backends.
 from __future__ import annotations
 
 import asyncio
+import smtplib
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from conftest import RunningServer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -183,8 +185,9 @@ def test_outbox_gauges_and_readiness_follow_the_store(
 def test_readyz_fails_when_the_store_is_closed(
     start_server: Callable[..., RunningServer],
 ) -> None:
-    """A store that no longer answers makes /readyz 503 (naming the store); /healthz stays ok,
-    and /metrics still answers, counting a store error instead of the outbox gauges."""
+    """A store that no longer answers makes /readyz 503 (naming the store); /healthz stays ok;
+    a mail is answered 451 and counted (received, reply 451, store error); /metrics still
+    answers, counting a store error instead of the outbox gauges."""
     server = start_server()
     status, text = get(server, "/readyz")
     assert status == 200 and "ok" in text
@@ -193,7 +196,13 @@ def test_readyz_fails_when_the_store_is_closed(
     status, text = get(server, "/readyz")
     assert status == 503 and "store" in text
     assert get(server, "/healthz") == (200, "ok\n")
-    assert moved(before, scrape(server), "escalator_store_errors_total") >= 1
+    with server.smtp() as client, pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail(SENDER, ["escalations@localhost"], ESCALATION)
+    assert refused.value.smtp_code == 451
+    after = scrape(server)
+    assert moved(before, after, "escalator_smtp_replies_total", code="451") == 1
+    assert moved(before, after, "escalator_mails_received_total") == 1
+    assert moved(before, after, "escalator_store_errors_total") >= 2  # the mail, the scrape
 
 
 # -- the store's outbox summary, both backends ------------------------------------------------
