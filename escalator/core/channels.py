@@ -11,19 +11,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_MARKUP = re.compile(r"<#(C[A-Z0-9]{6,})(?:\|([^>]{1,80}))?>")
-_ARCHIVE = re.compile(
+from escalator.core.prefilter import Prefiltered, fold
+
+_MARKUP = Prefiltered.compile(r"<#(C[A-Z0-9]{6,})(?:\|([^>]{1,80}))?>")
+_ARCHIVE = Prefiltered.compile(
     r"https?://[\w.-]*slack\.com/(?:archives|client/[A-Za-z0-9]+|messages)/([A-Za-z0-9]{8,})\b"
 )
-_HASH = re.compile(r"(?<![\w&/#@=])#([A-Za-z0-9][A-Za-z0-9_-]{0,79})")
+# One character is below what needles() offers, so the needle "#" is given here.
+_HASH = Prefiltered(re.compile(r"(?<![\w&/#@=])#([A-Za-z0-9][A-Za-z0-9_-]{0,79})"), (("#",),))
 # "Slack channel: name"; not a Microsoft Teams channel, which no Slack reader can join.
-_LABELLED = re.compile(
+_LABELLED = Prefiltered.compile(
     r"(?<!teams )(?<!teams' )\b(?:slack\s+channel|slack|channel)\s*(?:is|name)?\s*[:=\-\u2013]\s*"
     r"([A-Za-z0-9][A-Za-z0-9_-]{1,79})\b",
     re.IGNORECASE,
 )
 # "our Slack channel is name": without punctuation only a hyphenated name is taken as a channel.
-_NAMED = re.compile(
+_NAMED = Prefiltered.compile(
     r"\bslack\s+channel\s+(?:is|called|named)\s+#?([A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)+)\b",
     re.IGNORECASE,
 )
@@ -156,6 +159,7 @@ def _raw_mentions(text: str) -> list[tuple[int, int, str]]:
     """(start, end, channel) of every channel-like mention, in order, without overlaps."""
     found: list[tuple[int, int, str]] = []
     taken: list[tuple[int, int]] = []
+    folded = fold(text)
     for pattern, pick in (
         (_MARKUP, _from_markup),
         (_ARCHIVE, _from_archive),
@@ -163,7 +167,7 @@ def _raw_mentions(text: str) -> list[tuple[int, int, str]]:
         (_LABELLED, _from_label),
         (_NAMED, _from_label),
     ):
-        for match in pattern.finditer(text):
+        for match in pattern.finditer(text, folded):
             channel = pick(match)
             overlaps = any(s < match.end() and match.start() < e for s, e in taken)
             if channel and not overlaps:

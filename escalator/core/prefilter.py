@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 sre_parse: Any
@@ -30,6 +31,7 @@ except ImportError:  # pragma: no cover - other Pythons
 # trying every code point): fold them first so that `in` on the lowercased text misses nothing.
 _FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
 _MAX_EXACT = 64  # alternatives multiplied out before a sequence is summarised
+_MAX_COPIES = 16  # a repeated string's needle: this many characters of its required copies
 _MAX_GROUPS = 3  # independent needle sets checked per pattern (each must be present)
 _MIN_NEEDLE = 2  # shorter needles are in almost every text: not worth checking
 _RARE = 5  # needles this long are rare enough in prose that fewer of them beat longer ones
@@ -55,6 +57,30 @@ def needles(pattern: re.Pattern[str]) -> Needles:
     groups = [exact] if exact is not None and _usable(exact) else candidates
     chosen = sorted(set(groups), key=_worth, reverse=True)[:_MAX_GROUPS]
     return tuple(tuple(sorted(group, key=len, reverse=True)) for group in chosen)
+
+
+@dataclass(frozen=True)
+class Prefiltered:
+    """A compiled pattern with its needles: a text without them is not searched at all."""
+
+    pattern: re.Pattern[str]
+    needles: Needles
+
+    @classmethod
+    def compile(cls, pattern: str, flags: int = 0) -> Prefiltered:
+        compiled = re.compile(pattern, flags)
+        return cls(compiled, needles(compiled))
+
+    def search(self, text: str, folded: str | None = None) -> re.Match[str] | None:
+        """pattern.search(text); `folded` is fold(text) when the caller already has it."""
+        if not may_match(self.needles, fold(text) if folded is None else folded):
+            return None
+        return self.pattern.search(text)
+
+    def finditer(self, text: str, folded: str | None = None) -> Iterator[re.Match[str]]:
+        if not may_match(self.needles, fold(text) if folded is None else folded):
+            return iter(())
+        return self.pattern.finditer(text)
 
 
 def may_match(wanted: Needles, folded: str) -> bool:
@@ -150,4 +176,7 @@ def _repeat(low: int, high: int, body: tuple[_Exact, _Exact]) -> tuple[_Exact, _
             return frozenset(strings), None
     if low == 0:
         return None, None
+    if exact is not None and len(exact) == 1:  # '-{2,}', '_{10,}': at least `low` copies
+        (single,) = exact
+        return None, frozenset({(single * min(low, _MAX_COPIES))[:_MAX_COPIES]})
     return None, exact if _usable(exact) else required
