@@ -38,7 +38,8 @@ from datetime import UTC, datetime
 
 from escalator import metrics
 from escalator.core.actions import PlannedAction, plan_actions
-from escalator.core.decide import Policy, decide_parsed
+from escalator.core.conversation import decide_conversation, may_complete, thread_parents
+from escalator.core.decide import Policy
 from escalator.core.mail import parse_mail
 from escalator.core.model import Decision, Verdict
 from escalator.errors import StoreUnavailable, TransientError
@@ -54,16 +55,46 @@ DECIDE_NICENESS = 10
 PROBE_NOTE = "probe: never dispatched"
 
 
-def decide_stored(mail: MailRow, policy: Policy, probe_key: bytes | None = None) -> Outcome:
-    """The decision record and planned actions for one stored mail, at its received time;
-    with `probe_key`, a correctly marked probe mail gets its actions planned as skipped."""
+def decide_stored(
+    mail: MailRow,
+    policy: Policy,
+    probe_key: bytes | None = None,
+    earlier: tuple[MailRow, ...] = (),
+) -> Outcome:
+    """The decision record and planned actions for one stored mail, at its received time.
+
+    `earlier`: held rejects of the same sender that this mail answers; a follow-up that alone
+    would be rejected is decided together with them ("the channel is #x" completes the facts).
+    With `probe_key`, a correctly marked probe mail gets its actions planned as skipped."""
     parsed = parse_mail(mail.raw or b"")
-    decision = decide_parsed(parsed, mail.received_at, policy, mail.mail_from)
-    planned = plan_actions(decision, parsed, mail.mail_from, mail_id=mail.id)
+    conversation = decide_conversation(
+        parsed,
+        [parse_mail(row.raw or b"") for row in earlier],
+        mail.received_at,
+        policy,
+        mail.mail_from,
+    )
+    decision = conversation.decision
+    planned = plan_actions(
+        decision,
+        parsed,
+        mail.mail_from,
+        mail_id=mail.id,
+        trusted_list_ids=policy.triage.trusted_list_ids,
+    )
     record = decision_record(decision, datetime.now(UTC))
+    if conversation.merged:
+        merged_with = [earlier[index].id for index in conversation.merged]
+        record = replace(record, contract={**record.contract, "merged_with": merged_with})
     if probe_key is not None and is_probe(parsed, probe_key):
         return as_probe(record, planned)
     return record, planned
+
+
+def completes(record: DecisionRecord) -> list[int]:
+    """The held mails an escalated follow-up completed: they leave the review queue."""
+    merged = record.contract.get("merged_with") or []
+    return [int(mail_id) for mail_id in merged] if record.verdict == "escalate" else []
 
 
 def as_probe(record: DecisionRecord, planned: tuple[PlannedAction, ...]) -> Outcome:
@@ -106,10 +137,10 @@ def _ping() -> bool:
     return True
 
 
-def _decide_in_worker(mail: MailRow) -> Outcome:
+def _decide_in_worker(mail: MailRow, earlier: tuple[MailRow, ...] = ()) -> Outcome:
     if _worker_policy is None:
         raise RuntimeError("decide worker started without a policy")
-    return decide_stored(mail, _worker_policy, _worker_probe_key)
+    return decide_stored(mail, _worker_policy, _worker_probe_key, earlier)
 
 
 def decision_record(decision: Decision, decided_at: datetime) -> DecisionRecord:
@@ -210,7 +241,8 @@ class Processor:
         return done
 
     async def _decide_batch(self, mails: list[MailRow]) -> int:
-        outcomes = await self._decide_all(mails)
+        earlier = {mail.id: await self._earlier(mail) for mail in mails}
+        outcomes = await self._decide_all(mails, earlier)
         # Recorded together: the store's group commit makes the batch one transaction.
         results = await asyncio.gather(
             *(
@@ -227,8 +259,41 @@ class Processor:
                 outcome, result = await self._record_failure(mail, result)
             if result:
                 written.append((mail, outcome))
+        await self._close_completed(written)
         self._report(written)
         return len(written)
+
+    async def _earlier(self, mail: MailRow) -> tuple[MailRow, ...]:
+        """Held rejects by the same sender, within 7 days, that this mail is a reply to."""
+        found: list[MailRow] = []
+        for message_id in thread_parents(mail.raw or b""):
+            row = await self._store.find_mail(message_id)
+            if (
+                row is None
+                or row.id == mail.id
+                or not may_complete(
+                    verdict=row.verdict,
+                    review=row.review,
+                    author=row.from_addr,
+                    received_at=row.received_at,
+                    follow_up_author=mail.from_addr,
+                    follow_up_at=mail.received_at,
+                )
+            ):
+                continue
+            full = await self._store.get_mail(row.id)
+            if full is not None and full.raw:
+                found.append(full)
+        return tuple(found)
+
+    async def _close_completed(self, written: list[tuple[MailRow, Outcome]]) -> None:
+        """An escalated follow-up carries its original's facts and pages for both: the
+        original is released from review (audited), so no one reviews it a second time."""
+        for mail, (record, _) in written:
+            for original in completes(record):
+                await self._store.resolve_review(
+                    original, "released", "escalator", f"completed by follow-up mail {mail.id}"
+                )
 
     async def _record_failure(self, mail: MailRow, error: BaseException) -> tuple[Outcome, bool]:
         """A decision the store refuses (RecordRejected: say, text it cannot hold) must not
@@ -259,12 +324,14 @@ class Processor:
             initargs=(self._worker_settings, self._probe_key),
         )
 
-    async def _decide_all(self, mails: list[MailRow]) -> list[Outcome]:
+    async def _decide_all(
+        self, mails: list[MailRow], earlier: dict[int, tuple[MailRow, ...]]
+    ) -> list[Outcome]:
         """Each lane (one child) decides its share one mail at a time, so a child that dies is
         blamed on exactly the mail it was deciding."""
         lanes = len(self._executors)
         shares = await asyncio.gather(
-            *(self._decide_share(mails[lane::lanes], lane) for lane in range(lanes))
+            *(self._decide_share(mails[lane::lanes], lane, earlier) for lane in range(lanes))
         )
         by_position = {
             lane + n * lanes: outcome
@@ -273,12 +340,16 @@ class Processor:
         }
         return [by_position[position] for position in range(len(mails))]
 
-    async def _decide_share(self, mails: list[MailRow], lane: int) -> list[Outcome]:
-        return [await self._decide(mail, lane) for mail in mails]
+    async def _decide_share(
+        self, mails: list[MailRow], lane: int, earlier: dict[int, tuple[MailRow, ...]]
+    ) -> list[Outcome]:
+        return [await self._decide(mail, lane, earlier.get(mail.id, ())) for mail in mails]
 
-    async def _decide(self, mail: MailRow, lane: int, retries: int = 1) -> Outcome:
+    async def _decide(
+        self, mail: MailRow, lane: int, earlier: tuple[MailRow, ...], retries: int = 1
+    ) -> Outcome:
         try:
-            running = self._submit(mail, lane)
+            running = self._submit(mail, lane, earlier)
         except (BrokenProcessPool, RuntimeError) as exc:
             # The executor refused the work (shut down, cannot spawn): not the mail's fault.
             raise TransientError(f"the decide worker cannot take work: {exc}") from None
@@ -288,17 +359,21 @@ class Processor:
             log.error("the decide process died on mail %d; starting a new one", mail.id)
             await self._restart_worker(lane)
             if retries > 0:  # it may have died of something else: give the mail one more go
-                return await self._decide(mail, lane, retries - 1)
+                return await self._decide(mail, lane, earlier, retries - 1)
             log.error("mail %d kills the decide process; held for review", mail.id)
             return failed_record(mail, exc)
         except Exception as exc:
             log.exception("decision of mail %d failed; held for review", mail.id)
             return failed_record(mail, exc)
 
-    def _submit(self, mail: MailRow, lane: int) -> concurrent.futures.Future[Outcome]:
+    def _submit(
+        self, mail: MailRow, lane: int, earlier: tuple[MailRow, ...]
+    ) -> concurrent.futures.Future[Outcome]:
         if self._worker_settings is not None:
-            return self._executors[lane].submit(_decide_in_worker, mail)
-        return self._executors[lane].submit(decide_stored, mail, self._policy, self._probe_key)
+            return self._executors[lane].submit(_decide_in_worker, mail, earlier)
+        return self._executors[lane].submit(
+            decide_stored, mail, self._policy, self._probe_key, earlier
+        )
 
     async def _restart_worker(self, lane: int) -> None:
         """A fresh child that must answer a ping: if it cannot even start, the fault is not the

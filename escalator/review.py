@@ -71,7 +71,13 @@ async def release(
     at = now or datetime.now(UTC)
     parsed = parse_mail(mail.raw or b"")
     decision = released_decision(mail, policy, at)
-    planned = plan_actions(decision, parsed, mail.mail_from, mail_id=mail.id)
+    planned = plan_actions(
+        decision,
+        parsed,
+        mail.mail_from,
+        mail_id=mail.id,
+        trusted_list_ids=policy.triage.trusted_list_ids,
+    )
     record = released_record(mail, decision, who, _clean(note))
     changed = await store.resolve_review(mail.id, "released", who, _clean(note), record, planned)
     return await _outcome(store, mail.id, changed, tuple(action.kind for action in planned))

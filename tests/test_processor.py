@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import SettingsFactory
 
+from escalator.core.mail import parse_mail
 from escalator.policy import load_policy
 from escalator.processor import Processor, decide_stored
 from escalator.store import IncomingMail, Store
@@ -101,3 +102,77 @@ async def test_two_decide_processes_give_each_mail_its_own_decision(
         assert stored is not None and stored.decision is not None
         expected, _ = decide_stored(stored, policy)
         assert (stored.verdict, stored.reasons) == (expected.verdict, expected.reasons)
+
+
+INCOMPLETE = (
+    b"From: Alice <alice@example.org>\r\nTo: escalations@localhost\r\n"
+    b"Subject: Urgent: laa-apply\r\nMessage-ID: <first@example.org>\r\n\r\n"
+    b"Since 23:10 every user gets a 500 error on laa-apply; nobody can submit applications.\r\n"
+)
+FOLLOW_UP = (
+    b"From: Alice <alice@example.org>\r\nTo: escalations@localhost\r\n"
+    b"Subject: Re: Urgent: laa-apply\r\nMessage-ID: <second@example.org>\r\n"
+    b"In-Reply-To: <first@example.org>\r\nReferences: <first@example.org>\r\n\r\n"
+    b"Sorry - the channel is #laa-apply-incident\r\n"
+)
+
+
+async def accept_in_thread(store: Store, raw: bytes, minute: int) -> int:
+    """As the SMTP handler stores it: with the Message-ID and From address read from headers."""
+    parsed = parse_mail(raw)
+    mail = IncomingMail(
+        raw,
+        parsed.from_addr,
+        ("escalations@localhost",),
+        None,
+        False,
+        SATURDAY_NIGHT.replace(minute=minute),
+        parsed.message_id,
+        parsed.subject,
+        parsed.from_addr,
+    )
+    return (await store.accept(mail)).mail_id
+
+
+async def test_follow_up_completes_a_held_reject_and_pages_once(
+    store: Store, make_settings: SettingsFactory
+) -> None:
+    """'The channel is #x' in reply to a reject for a missing channel escalates the pair: the
+    follow-up carries the original's facts, the original leaves review, one page is planned."""
+    first = await accept_in_thread(store, INCOMPLETE, 30)
+    processor = Processor(store, load_policy(make_settings()))
+    try:
+        await processor.burst()
+        held = await store.get_mail(first)
+        assert held is not None and (held.verdict, held.review) == ("reject", "held")
+        assert held.reasons == ("missing_slack_channel",)
+        second = await accept_in_thread(store, FOLLOW_UP, 40)
+        await processor.burst()
+    finally:
+        processor.close()
+    follow_up, original = await store.get_mail(second), await store.get_mail(first)
+    assert follow_up is not None and original is not None
+    assert (follow_up.verdict, follow_up.slack_channel) == ("escalate", "laa-apply-incident")
+    assert follow_up.decision is not None and follow_up.decision["merged_with"] == [first]
+    assert original.review == "released"
+    pages = [a for m in await store.list_mails() for a in m.actions if a.kind == "page"]
+    assert len(pages) == 1 and pages[0].dedup_key == "first@example.org"
+
+
+async def test_follow_up_from_another_sender_is_decided_alone(
+    store: Store, make_settings: SettingsFactory
+) -> None:
+    """Only the original's author can complete it: a stranger's reply is its own mail."""
+    first = await accept_in_thread(store, INCOMPLETE, 30)
+    processor = Processor(store, load_policy(make_settings()))
+    try:
+        await processor.burst()
+        stranger = FOLLOW_UP.replace(b"alice@example.org", b"mallory@example.net")
+        second = await accept_in_thread(store, stranger, 40)
+        await processor.burst()
+    finally:
+        processor.close()
+    follow_up, original = await store.get_mail(second), await store.get_mail(first)
+    assert follow_up is not None and original is not None
+    assert follow_up.verdict == "reject" and original.review == "held"
+    assert "merged_with" not in (follow_up.decision or {})
