@@ -88,6 +88,34 @@ def may_match(wanted: Needles, folded: str) -> bool:
     return all(any(needle in folded for needle in group) for group in wanted)
 
 
+@dataclass(frozen=True)
+class Haystack:
+    """A text read by many patterns: folded once, and indexed by its three-letter pieces.
+
+    A needle whose first three letters are not a piece of the text is absent: one set lookup
+    (about 40 ns) instead of a scan of the text (about 500 ns per 1.5 KB).
+    """
+
+    folded: str
+    grams: frozenset[str]
+
+    @classmethod
+    def of(cls, text: str) -> Haystack:
+        folded = fold(text)
+        return cls(folded, frozenset(folded[i : i + 3] for i in range(len(folded) - 2)))
+
+    def may_match(self, wanted: Needles) -> bool:
+        """may_match(wanted, self.folded), answered mostly from the index."""
+        folded, grams = self.folded, self.grams
+        for group in wanted:
+            for needle in group:
+                if (len(needle) < 3 or needle[:3] in grams) and needle in folded:
+                    break
+            else:
+                return False
+        return True
+
+
 def _worth(strings: frozenset[str]) -> tuple[bool, int]:
     """Fewest needles among those long enough to be rare; else the longest shortest needle."""
     shortest = min(map(len, strings))

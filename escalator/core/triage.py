@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from escalator.core.channels import TextPart, find_channel
 from escalator.core.mail import ParsedMail
 from escalator.core.model import REASON_ORDER, Evidence, Reason, Triage, Verdict
-from escalator.core.prefilter import Needles, fold, may_match
+from escalator.core.prefilter import Haystack, Needles
 from escalator.core.rules import Rule, Rules
 
 _SNIPPET = 80
@@ -162,14 +162,14 @@ class _Impact:
 
 @dataclass(frozen=True)
 class _Read:
-    """A part as the rules read it, with the folded copy that literal prefilters look in."""
+    """A part as the rules read it, with the index that literal prefilters look in."""
 
     where: str
     text: str
-    folded: str
+    haystack: Haystack
 
     def may_match(self, needles: Needles) -> bool:
-        return may_match(needles, self.folded)
+        return self.haystack.may_match(needles)
 
 
 def _impact_evidence(content: list[TextPart], thread: list[TextPart], rules: Rules) -> _Impact:
@@ -179,7 +179,7 @@ def _impact_evidence(content: list[TextPart], thread: list[TextPart], rules: Rul
     everything that rejects is read only in the sender's own words.
     """
     # The thread starts with the content parts: fold each part once for every rule.
-    read = [_Read(part.where, part.text, fold(part.text)) for part in thread]
+    read = [_Read(part.where, part.text, Haystack.of(part.text)) for part in thread]
     parts = read[: len(content)]
 
     def hits(kind: str) -> list[Evidence]:
