@@ -1,0 +1,66 @@
+"""Literal prefilters only skip searches that would find nothing: decisions cannot change."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from escalator.core import channels, text
+from escalator.core.prefilter import Haystack, Prefiltered, fold, may_match, needles
+from escalator.core.rules import parse_rules
+from escalator.policy import default_rules_text
+
+RULES = parse_rules(default_rules_text(), "built-in rules.toml")
+PATTERNS = [pattern for rule in RULES.rules for pattern in rule.patterns] + [
+    value.pattern
+    for module in (text, channels)
+    for value in vars(module).values()
+    if isinstance(value, Prefiltered)
+]
+# Words the patterns are made of, so that generated texts often match; and the characters that
+# re.IGNORECASE matches to ASCII letters (dotted and dotless i, long s, Kelvin sign).
+WORDS = sorted(
+    {word for pattern in PATTERNS for word in re.findall(r"[a-z]+", pattern.pattern)}
+    | {"\u0130", "\u0131", "\u017f", "\u212a", "#", "--", "\n", "> ", "__________"}
+)
+TEXTS = st.lists(
+    st.one_of(st.sampled_from(WORDS), st.sampled_from([" ", " ", "'", "-", ". ", ": "])),
+    max_size=40,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(TEXTS, st.sampled_from(["lower", "upper", "title"]))
+def test_a_text_a_pattern_matches_passes_its_prefilter(words: str, case: str) -> None:
+    """Whatever the text and its case, a pattern that matches it is never skipped."""
+    sample = getattr(words, case)()
+    haystack = Haystack.of(sample)
+    for pattern in PATTERNS:
+        if pattern.search(sample):
+            assert may_match(needles(pattern), fold(sample)), pattern.pattern
+            assert haystack.may_match(needles(pattern)), pattern.pattern
+
+
+def test_needles_are_the_words_a_match_needs() -> None:
+    """An alternation gives every alternative; a repeat of one character gives its copies."""
+    assert set(needles(re.compile(r"\b(is|are) (down|offline)\b", re.I))[0]) == {
+        "is down",
+        "is offline",
+        "are down",
+        "are offline",
+    }
+    assert needles(re.compile(r"^-{2,}\s*original message", re.I | re.M)) == (
+        ("original message",),
+        ("--",),
+    )
+    assert needles(re.compile(r"\d+")) == ()
+
+
+def test_a_text_without_the_needles_is_not_searched() -> None:
+    """The prefiltered search answers None for a text that lacks every needle."""
+    marker = Prefiltered.compile(r"\bwrote:\s*$", re.I | re.M)
+    assert marker.search("nothing here") is None
+    match = marker.search("On Sat, Jo WROTE:\n")
+    assert match is not None and match.group(0).startswith("WROTE:")
