@@ -105,11 +105,18 @@ class Service:
         if self.dispatcher is not None:
             self.dispatcher.wake()
 
-    async def readiness(self) -> tuple[bool, str]:
+    async def readiness(self, traffic_only: bool = False) -> tuple[bool, str]:
         """/readyz: the store answers, SMTP listens, the workers run and no action is stuck
-        (pending and overdue by more than the retry horizon: nobody is dispatching)."""
+        (pending and overdue by more than the retry horizon: nobody is dispatching).
+
+        /readyz?scope=traffic (the Kubernetes readiness probe) leaves the outbox out: when
+        PagerDuty or Slack is down, taking the pod out of the SMTP Service would also stop the
+        mails that still reach Slack or PagerDuty; the stuck outbox is an alert instead."""
         problems = self._smtp_problems() + self._worker_problems()
-        problems += await self._outbox_problems(datetime.now(UTC))
+        if traffic_only:
+            problems += await self._store_problems()
+        else:
+            problems += await self._outbox_problems(datetime.now(UTC))
         return not problems, "; ".join(problems) or "store, SMTP, workers and outbox ok"
 
     def _smtp_problems(self) -> list[str]:
@@ -125,6 +132,13 @@ class Service:
             for name in expected
             if f"escalator-{name}" not in running
         ]
+
+    async def _store_problems(self) -> list[str]:
+        try:
+            await self.store.outbox_summary(datetime.now(UTC))
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", said plainly
+            return [f"store: {exc.__class__.__name__}: {exc}"]
+        return []
 
     async def _outbox_problems(self, now: datetime) -> list[str]:
         try:

@@ -52,7 +52,8 @@ from escalator.store import Store
 
 log = logging.getLogger(__name__)
 
-Readiness = Callable[[], Awaitable[tuple[bool, str]]]
+# Called with traffic_only=True for ?scope=traffic: only what accepting mail needs (see app.py).
+Readiness = Callable[[bool], Awaitable[tuple[bool, str]]]
 
 SESSION_COOKIE = "escalator_session"
 SESSION_SECONDS = 12 * 3600
@@ -268,7 +269,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready, detail = await request.app[READINESS]()
+    traffic_only = request.query.get("scope") == "traffic"
+    ready, detail = await request.app[READINESS](traffic_only)
     return web.Response(
         text=f"{'ready' if ready else 'not ready'}: {detail}\n", status=200 if ready else 503
     )
@@ -432,7 +434,7 @@ def templates(settings: Settings) -> jinja2.Environment:
 def store_readiness(store: Store) -> Readiness:
     """Ready when the store answers a read (the writer thread is alive and the file opens)."""
 
-    async def check() -> tuple[bool, str]:
+    async def check(traffic_only: bool = False) -> tuple[bool, str]:
         try:
             await store.get_mail(0)
         except PermanentError as exc:

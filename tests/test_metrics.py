@@ -180,6 +180,11 @@ def test_outbox_gauges_and_readiness_follow_the_store(
     assert status == 503
     assert "dispatch worker is not running" in text and "beyond the retry horizon" in text
     assert get(server, "/healthz")[0] == 200
+    # The Kubernetes probe's scope leaves the stuck outbox out (it is an alert, not a reason to
+    # stop accepting mail), but still sees the dead worker.
+    status, text = get(server, "/readyz?scope=traffic")
+    assert status == 503 and "beyond the retry horizon" not in text
+    assert "dispatch worker is not running" in text
 
 
 def test_readyz_fails_when_the_store_is_closed(
@@ -194,6 +199,8 @@ def test_readyz_fails_when_the_store_is_closed(
     before = scrape(server)
     server.call(server.service.store.close())
     status, text = get(server, "/readyz")
+    assert status == 503 and "store" in text
+    status, text = get(server, "/readyz?scope=traffic")
     assert status == 503 and "store" in text
     assert get(server, "/healthz") == (200, "ok\n")
     with server.smtp() as client, pytest.raises(smtplib.SMTPDataError) as refused:
