@@ -1,7 +1,8 @@
 """The `escalator` command. The only place that turns outcomes into exit codes.
 
-Each subcommand is a small function taking the parsed arguments and returning an exit code;
-`main` maps escalator's errors to a one-line message and status 2 (usage/config) or 1.
+Each subcommand lives in its own module (cli_*.py) with a `register(commands)` function that
+adds its parser and handler; a handler returns an exit code. `main` maps escalator's errors to
+a one-line message: status 2 for a usage or configuration error, 1 for any other failure.
 """
 
 from __future__ import annotations
@@ -10,61 +11,26 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from escalator import cli_check, cli_list, cli_probe, cli_replay, cli_review, cli_serve
 from escalator.errors import ConfigError, EscalatorError
 
 Command = Callable[[argparse.Namespace], int]
 
+COMMAND_MODULES = (cli_check, cli_serve, cli_list, cli_review, cli_replay, cli_probe)
+
+DESCRIPTION = (
+    "escalator: the SMTP server behind the escalation and critical-incident addresses. "
+    "It stores each mail before answering 250, decides escalate or reject, pages on-call, "
+    "alarms Slack, replies to the sender and holds rejects for review."
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="escalator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="escalator", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for register in _REGISTRARS:
-        register(commands)
+    for module in COMMAND_MODULES:
+        module.register(commands)
     return parser
-
-
-def _register_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from escalator import cli_check
-
-    cli_check.register(commands)
-
-
-_REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
-    _register_check,
-]
-
-
-def _register_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from escalator import cli_serve
-
-    cli_serve.register(commands)
-
-
-def _register_list(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from escalator import cli_list
-
-    cli_list.register(commands)
-
-
-_REGISTRARS += [_register_serve, _register_list]
-
-
-def _register_review(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from escalator import cli_review
-
-    cli_review.register(commands)
-
-
-_REGISTRARS += [_register_review]
-
-
-def _register_probe(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from escalator import cli_probe
-
-    cli_probe.register(commands)
-
-
-_REGISTRARS += [_register_probe]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -48,7 +48,7 @@ def operator() -> str:
     return f"cli:{getpass.getuser()}"
 
 
-def _with_store(work: Callable[[Store, Settings], Awaitable[T]]) -> T:
+def with_store(work: Callable[[Store, Settings], Awaitable[T]]) -> T:
     async def go() -> T:
         settings = load_settings()
         store = open_store(settings)
@@ -62,7 +62,7 @@ def _with_store(work: Callable[[Store, Settings], Awaitable[T]]) -> T:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    mails = _with_store(lambda store, _: store.mails_in_review("held", 10_000))
+    mails = with_store(lambda store, _: store.mails_in_review("held", 10_000))
     for mail in mails:
         if args.json:
             print(json.dumps(held_json(mail), ensure_ascii=False))
@@ -97,7 +97,7 @@ def held_line(mail: MailRow) -> str:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    view = _with_store(lambda store, _: review.load_view(store, args.mail_id))
+    view = with_store(lambda store, _: review.load_view(store, args.mail_id))
     print(terminal_safe(show_text(view)))
     return 0
 
@@ -148,13 +148,13 @@ def run_release(args: argparse.Namespace) -> int:
             store, load_policy(settings), args.mail_id, operator(), args.note
         )
 
-    outcome = _with_store(work)
+    outcome = with_store(work)
     print(outcome.message + (f" Planned: {', '.join(outcome.planned)}." if outcome.planned else ""))
     return 0 if outcome.changed else 1
 
 
 def run_dismiss(args: argparse.Namespace) -> int:
-    outcome = _with_store(
+    outcome = with_store(
         lambda store, _: review.dismiss(store, args.mail_id, operator(), args.note)
     )
     print(outcome.message)
@@ -162,7 +162,7 @@ def run_dismiss(args: argparse.Namespace) -> int:
 
 
 def run_purge(args: argparse.Namespace) -> int:
-    purged = _with_store(retention.purge_once)
+    purged = with_store(retention.purge_once)
     print(
         f"{purged.raw} raw bodies purged; {purged.mails} mails, {purged.audit} audit rows deleted"
     )

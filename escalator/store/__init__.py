@@ -189,6 +189,11 @@ class Store(Protocol):
 
     async def retry_action(self, action_id: int, due_at: datetime, error: str) -> None: ...
 
+    async def replay_action(self, action_id: int, who: str, now: datetime) -> ActionRow | None:
+        """A failed action back to pending, due now, with a fresh retry horizon; audited.
+        None when there is no such failed action (pending, sent or unknown)."""
+        ...
+
     async def get_mail(self, mail_id: int) -> MailRow | None: ...
 
     async def find_mail(self, message_id: str) -> MailRow | None:

@@ -202,6 +202,9 @@ class PostgresStore:
         now = _now()
         await self._run(lambda conn: _retry(conn, action_id, due_at, error, now))
 
+    async def replay_action(self, action_id: int, who: str, now: datetime) -> ActionRow | None:
+        return await self._run(lambda conn: _replay(conn, action_id, who, now))
+
     async def get_mail(self, mail_id: int) -> MailRow | None:
         return await self._run(lambda conn: _get_mail(conn, mail_id))
 
@@ -453,6 +456,21 @@ async def _retry(conn: Conn, action_id: int, due_at: datetime, error: str, now: 
         "WHERE id = %s AND state = 'pending'",
         (due_at, error, now, action_id),
     )
+
+
+async def _replay(conn: Conn, action_id: int, who: str, now: datetime) -> ActionRow | None:
+    # last_error without "failing since": the dispatcher starts a new retry horizon from now.
+    row = await _one(
+        conn,
+        "UPDATE actions SET state = 'pending', due_at = %s, last_error = %s, "
+        "claimed_until = NULL, updated_at = %s WHERE id = %s AND state = 'failed' RETURNING *",
+        (now, f"replayed by {who}", now, action_id),
+    )
+    if row is None:
+        return None
+    action = _action(row)
+    await _audit(conn, now, who, "replayed", action.mail_id, f"{action.kind} action {action_id}")
+    return action
 
 
 async def _get_mail(conn: Conn, mail_id: int) -> MailRow | None:

@@ -200,6 +200,9 @@ class SQLiteStore:
         now = _now()
         await self._run(lambda conn: _retry(conn, action_id, due_at, error, now))
 
+    async def replay_action(self, action_id: int, who: str, now: datetime) -> ActionRow | None:
+        return await self._run(lambda conn: _replay(conn, action_id, who, now))
+
     async def get_mail(self, mail_id: int) -> MailRow | None:
         return await self._run(lambda conn: _get_mail(conn, mail_id))
 
@@ -481,6 +484,23 @@ def _retry(
         "WHERE id = ? AND state = 'pending'",
         (_ts(due_at), error, _ts(now), action_id),
     )
+
+
+def _replay(conn: sqlite3.Connection, action_id: int, who: str, now: datetime) -> ActionRow | None:
+    # last_error without "failing since": the dispatcher starts a new retry horizon from now.
+    row = conn.execute(
+        "UPDATE actions SET state = 'pending', due_at = ?, last_error = ?, claimed_until = NULL, "
+        "updated_at = ? WHERE id = ? AND state = 'failed' RETURNING *",
+        (_ts(now), f"replayed by {who}", _ts(now), action_id),
+    ).fetchone()
+    if row is None:
+        return None
+    action = _action(row)
+    conn.execute(
+        "INSERT INTO audit (at, who, what, mail_id, note) VALUES (?, ?, ?, ?, ?)",
+        (_ts(now), who, "replayed", action.mail_id, f"{action.kind} action {action_id}"),
+    )
+    return action
 
 
 def _get_mail(conn: sqlite3.Connection, mail_id: int) -> MailRow | None:
