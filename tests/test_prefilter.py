@@ -45,16 +45,14 @@ def test_a_text_a_pattern_matches_passes_its_prefilter(words: str, case: str) ->
 
 def test_needles_are_the_words_a_match_needs() -> None:
     """An alternation gives every alternative; a repeat of one character gives its copies."""
-    assert set(needles(re.compile(r"\b(is|are) (down|offline)\b", re.I))[0]) == {
+    assert set(needles(re.compile(r"\b(is|are) (down|offline)\b", re.I))[0].needles) == {
         "is down",
         "is offline",
         "are down",
         "are offline",
     }
-    assert needles(re.compile(r"^-{2,}\s*original message", re.I | re.M)) == (
-        ("original message",),
-        ("--",),
-    )
+    groups = needles(re.compile(r"^-{2,}\s*original message", re.I | re.M))
+    assert [group.needles for group in groups] == [("original message",), ("--",)]
     assert needles(re.compile(r"\d+")) == ()
 
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from escalator.core.prefilter import Prefiltered, fold
+from escalator.core.prefilter import Group, Prefiltered, fold
 
 _MARKUP = Prefiltered.compile(r"<#(C[A-Z0-9]{6,})(?:\|([^>]{1,80}))?>")
 _ARCHIVE = Prefiltered.compile(
     r"https?://[\w.-]*slack\.com/(?:archives|client/[A-Za-z0-9]+|messages)/([A-Za-z0-9]{8,})\b"
 )
 # One character is below what needles() offers, so the needle "#" is given here.
-_HASH = Prefiltered(re.compile(r"(?<![\w&/#@=])#([A-Za-z0-9][A-Za-z0-9_-]{0,79})"), (("#",),))
+_HASH = Prefiltered(
+    re.compile(r"(?<![\w&/#@=])#([A-Za-z0-9][A-Za-z0-9_-]{0,79})"), (Group.of(["#"]),)
+)
 # "Slack channel: name"; not a Microsoft Teams channel, which no Slack reader can join.
 _LABELLED = Prefiltered.compile(
     r"(?<!teams )(?<!teams' )\b(?:slack\s+channel|slack|channel)\s*(?:is|name)?\s*[:=\-\u2013]\s*"
