@@ -62,3 +62,45 @@ def test_a_text_without_the_needles_is_not_searched() -> None:
     assert marker.search("nothing here") is None
     match = marker.search("On Sat, Jo WROTE:\n")
     assert match is not None and match.group(0).startswith("WROTE:")
+
+
+STARTED = [
+    value for value in vars(channels).values() if isinstance(value, Prefiltered) and value.starts
+]
+CHANNEL_TEXTS = st.lists(
+    st.sampled_from(
+        [
+            "slack",
+            "SLACK",
+            "channel",
+            "Channel",
+            "#",
+            "<#",
+            "C0ABC1234",
+            "|name>",
+            "teams ",
+            "is",
+            ":",
+            " - ",
+            "\u2013",
+            "laa-apply",
+            "inc-42",
+            " ",
+            "\n",
+            "https://x.slack.com/archives/",
+            "http",
+            "\u212a",
+            "named ",
+        ]
+    ),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(CHANNEL_TEXTS)
+def test_finditer_from_start_strings_finds_what_finditer_finds(sample: str) -> None:
+    """Trying a pattern only where its start strings occur gives finditer's matches, in order."""
+    for marker in STARTED:
+        expected = [(m.span(), m.groups()) for m in marker.pattern.finditer(sample)]
+        assert [(m.span(), m.groups()) for m in marker.finditer(sample)] == expected

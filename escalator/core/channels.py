@@ -13,24 +13,28 @@ from dataclasses import dataclass
 
 from escalator.core.prefilter import Group, Prefiltered, fold
 
-_MARKUP = Prefiltered.compile(r"<#(C[A-Z0-9]{6,})(?:\|([^>]{1,80}))?>")
+# Each pattern names the strings its matches begin with, so a 50 KB paste is not walked by all.
+_MARKUP = Prefiltered.compile(r"<#(C[A-Z0-9]{6,})(?:\|([^>]{1,80}))?>", starts=("<#",))
 _ARCHIVE = Prefiltered.compile(
-    r"https?://[\w.-]*slack\.com/(?:archives|client/[A-Za-z0-9]+|messages)/([A-Za-z0-9]{8,})\b"
+    r"https?://[\w.-]*slack\.com/(?:archives|client/[A-Za-z0-9]+|messages)/([A-Za-z0-9]{8,})\b",
+    starts=("http",),
 )
 # One character is below what needles() offers, so the needle "#" is given here.
 _HASH = Prefiltered(
-    re.compile(r"(?<![\w&/#@=])#([A-Za-z0-9][A-Za-z0-9_-]{0,79})"), (Group.of(["#"]),)
+    re.compile(r"(?<![\w&/#@=])#([A-Za-z0-9][A-Za-z0-9_-]{0,79})"), (Group.of(["#"]),), ("#",)
 )
 # "Slack channel: name"; not a Microsoft Teams channel, which no Slack reader can join.
 _LABELLED = Prefiltered.compile(
     r"(?<!teams )(?<!teams' )\b(?:slack\s+channel|slack|channel)\s*(?:is|name)?\s*[:=\-\u2013]\s*"
     r"([A-Za-z0-9][A-Za-z0-9_-]{1,79})\b",
     re.IGNORECASE,
+    starts=("slack", "channel"),
 )
 # "our Slack channel is name": without punctuation only a hyphenated name is taken as a channel.
 _NAMED = Prefiltered.compile(
     r"\bslack\s+channel\s+(?:is|called|named)\s+#?([A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)+)\b",
     re.IGNORECASE,
+    starts=("slack",),
 )
 # JIRA keys, PR numbers, "#1st", incident and change references (INC0012345, P1, CHG42).
 _TICKET_KEY = re.compile(r"^(?:[A-Z]{2,10}-\d+|[A-Za-z]{1,4}\d+|\d+[A-Za-z]{0,2})$")

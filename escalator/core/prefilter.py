@@ -88,11 +88,14 @@ class Prefiltered:
 
     pattern: re.Pattern[str]
     needles: Needles
+    # Strings every match begins with (lowercase), when the caller knows them: finditer() then
+    # tries the pattern only where one occurs instead of at every position of a long text.
+    starts: tuple[str, ...] = ()
 
     @classmethod
-    def compile(cls, pattern: str, flags: int = 0) -> Prefiltered:
+    def compile(cls, pattern: str, flags: int = 0, starts: tuple[str, ...] = ()) -> Prefiltered:
         compiled = re.compile(pattern, flags)
-        return cls(compiled, needles(compiled))
+        return cls(compiled, needles(compiled), starts)
 
     def search(self, text: str, folded: str | None = None) -> re.Match[str] | None:
         """pattern.search(text); `folded` is fold(text) when the caller already has it."""
@@ -101,9 +104,35 @@ class Prefiltered:
         return self.pattern.search(text)
 
     def finditer(self, text: str, folded: str | None = None) -> Iterator[re.Match[str]]:
-        if not may_match(self.needles, fold(text) if folded is None else folded):
+        """pattern.finditer(text): the same matches, in order."""
+        folded = fold(text) if folded is None else folded
+        if not may_match(self.needles, folded):
             return iter(())
-        return self.pattern.finditer(text)
+        if not self.starts:
+            return self.pattern.finditer(text)
+        return self._from_starts(text, folded)
+
+    def _from_starts(self, text: str, folded: str) -> Iterator[re.Match[str]]:
+        """Leftmost non-overlapping matches, tried only where a start string occurs.
+
+        match(text, pos) sees the text before pos (lookbehind, \\b) as search() does, and fold()
+        keeps every character at its index, so these are exactly finditer's matches.
+        """
+        end = 0
+        for position in _occurrences(folded, self.starts):
+            if position >= end and (match := self.pattern.match(text, position)):
+                end = max(match.end(), position + 1)
+                yield match
+
+
+def _occurrences(folded: str, starts: tuple[str, ...]) -> list[int]:
+    positions: set[int] = set()
+    for start in starts:
+        index = folded.find(start)
+        while index >= 0:
+            positions.add(index)
+            index = folded.find(start, index + 1)
+    return sorted(positions)
 
 
 def may_match(wanted: Needles, folded: str) -> bool:
