@@ -65,7 +65,10 @@ def test_a_text_without_the_needles_is_not_searched() -> None:
 
 
 STARTED = [
-    value for value in vars(channels).values() if isinstance(value, Prefiltered) and value.starts
+    value
+    for module in (text, channels)
+    for value in vars(module).values()
+    if isinstance(value, Prefiltered) and value.starts
 ]
 CHANNEL_TEXTS = st.lists(
     st.sampled_from(
@@ -98,9 +101,12 @@ CHANNEL_TEXTS = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(CHANNEL_TEXTS)
-def test_finditer_from_start_strings_finds_what_finditer_finds(sample: str) -> None:
+@given(st.one_of(CHANNEL_TEXTS, TEXTS), st.sampled_from(["lower", "upper", "title"]))
+def test_finditer_from_start_strings_finds_what_finditer_finds(words: str, case: str) -> None:
     """Trying a pattern only where its start strings occur gives finditer's matches, in order."""
+    sample = getattr(words, case)()
     for marker in STARTED:
         expected = [(m.span(), m.groups()) for m in marker.pattern.finditer(sample)]
         assert [(m.span(), m.groups()) for m in marker.finditer(sample)] == expected
+        first, found = marker.pattern.search(sample), marker.search(sample)
+        assert (found and found.span()) == (first and first.span())

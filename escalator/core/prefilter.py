@@ -99,8 +99,11 @@ class Prefiltered:
 
     def search(self, text: str, folded: str | None = None) -> re.Match[str] | None:
         """pattern.search(text); `folded` is fold(text) when the caller already has it."""
-        if not may_match(self.needles, fold(text) if folded is None else folded):
+        folded = fold(text) if folded is None else folded
+        if not may_match(self.needles, folded):
             return None
+        if self.starts:
+            return next(self._from_starts(text, folded), None)
         return self.pattern.search(text)
 
     def finditer(self, text: str, folded: str | None = None) -> Iterator[re.Match[str]]:

@@ -141,17 +141,20 @@ _REPLY_HEADER = Prefiltered.compile(
 _FORWARD_HEADER = Prefiltered.compile(
     r"^(-{2,}\s*forwarded message\s*-{2,}|begin forwarded message:|-{2,}\s*forwarded by\b)",
     re.IGNORECASE | re.MULTILINE,
+    starts=("--", "begin"),
 )
-_SIG_DELIMITER = Prefiltered.compile(r"^-- ?$", re.MULTILINE)
+_SIG_DELIMITER = Prefiltered.compile(r"^-- ?$", re.MULTILINE, starts=("--",))
 _MOBILE_FOOTER = Prefiltered.compile(
     r"^(sent from (my )?(iphone|ipad|android|samsung|mobile|outlook|blackberry)\b.*|"
     r"get outlook for (ios|android).*)$",
     re.IGNORECASE | re.MULTILINE,
+    starts=("sent from", "get outlook"),
 )
 _SIGN_OFF = Prefiltered.compile(
     r"^(thanks|thank you|many thanks|thanks (very|so) much|kind regards|best regards|warm regards|"
     r"regards|best|best wishes|cheers|br|ta|all the best)[,.!]*\s*$",
     re.IGNORECASE | re.MULTILINE,
+    starts=("thank", "many", "kind", "best", "warm", "regards", "cheers", "br", "ta", "all"),
 )
 _DISCLAIMER = Prefiltered.compile(
     r"^[^\n]*\b(this e-?mail (and any (attachments|files) )?[^\n]{0,40}(confidential|intended)|"
@@ -160,8 +163,8 @@ _DISCLAIMER = Prefiltered.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _SIGNATURE_MAX_LINES = 10
-# The markers are searched through literal prefilters: a pasted 50 KB log without "wrote:" or
-# "regards" is not walked line by line six times.
+# The markers are searched through literal prefilters, and tried only where the strings they
+# begin with occur (`starts`): a pasted 50 KB log is not walked line by line six times.
 
 
 def split_body(text: str) -> BodyParts:
