@@ -100,20 +100,16 @@ class Prefiltered:
     def search(self, text: str, folded: str | None = None) -> re.Match[str] | None:
         """pattern.search(text); `folded` is fold(text) when the caller already has it."""
         folded = fold(text) if folded is None else folded
-        if not may_match(self.needles, folded):
-            return None
-        if self.starts:
+        if self.starts:  # no start string, no match: the needles would only repeat the scan
             return next(self._from_starts(text, folded), None)
-        return self.pattern.search(text)
+        return self.pattern.search(text) if may_match(self.needles, folded) else None
 
     def finditer(self, text: str, folded: str | None = None) -> Iterator[re.Match[str]]:
         """pattern.finditer(text): the same matches, in order."""
         folded = fold(text) if folded is None else folded
-        if not may_match(self.needles, folded):
-            return iter(())
-        if not self.starts:
-            return self.pattern.finditer(text)
-        return self._from_starts(text, folded)
+        if self.starts:
+            return self._from_starts(text, folded)
+        return self.pattern.finditer(text) if may_match(self.needles, folded) else iter(())
 
     def _from_starts(self, text: str, folded: str) -> Iterator[re.Match[str]]:
         """Leftmost non-overlapping matches, tried only where a start string occurs.

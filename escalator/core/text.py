@@ -201,12 +201,24 @@ def _split_signature(text: str) -> tuple[str, str]:
         if match is not None:
             cut = min(cut, match.start())
     for match in _SIGN_OFF.finditer(text[:cut]):
-        tail = [line for line in text[match.end() : cut].split("\n") if line.strip()]
+        tail = _filled_lines(text, match.end(), cut, _SIGNATURE_MAX_LINES + 1)
         # A signature is a short block of short lines; facts after a mid-text "thanks" are not.
         if len(tail) <= _SIGNATURE_MAX_LINES and all(_signature_line(line) for line in tail):
             cut = match.start()
             break
     return text[:cut].rstrip(), text[cut:].strip()
+
+
+def _filled_lines(text: str, start: int, end: int, limit: int) -> list[str]:
+    """The first `limit` non-blank lines of text[start:end], without splitting a long paste."""
+    lines: list[str] = []
+    while start <= end and len(lines) < limit:
+        stop = text.find("\n", start, end)
+        stop = end if stop < 0 else stop
+        if text[start:stop].strip():
+            lines.append(text[start:stop])
+        start = stop + 1
+    return lines
 
 
 def _signature_line(line: str) -> bool:
