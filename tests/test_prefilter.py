@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from escalator.core import channels, text
-from escalator.core.prefilter import Haystack, Prefiltered, fold, may_match, needles
+from escalator.core.prefilter import Haystack, Prefiltered, fold, may_match, needles, starts
 from escalator.core.rules import parse_rules
 from escalator.policy import default_rules_text
 
@@ -43,6 +43,18 @@ def test_a_text_a_pattern_matches_passes_its_prefilter(words: str, case: str) ->
             assert haystack.may_match(needles(pattern)), pattern.pattern
 
 
+@settings(max_examples=200, deadline=None)
+@given(TEXTS, st.sampled_from(["lower", "upper", "title"]))
+def test_a_haystack_finds_what_finditer_finds(words: str, case: str) -> None:
+    """Rules searched through a Haystack (needles, start letters) give finditer's matches."""
+    sample = getattr(words, case)()
+    haystack = Haystack.of(sample)
+    for rule in RULES.rules:
+        for pattern, wanted, begins in zip(rule.patterns, rule.needles, rule.starts, strict=True):
+            expected = [match.span() for match in pattern.finditer(sample)]
+            assert [m.span() for m in haystack.finditer(pattern, wanted, begins)] == expected
+
+
 def test_needles_are_the_words_a_match_needs() -> None:
     """An alternation gives every alternative; a repeat of one character gives its copies."""
     assert set(needles(re.compile(r"\b(is|are) (down|offline)\b", re.I))[0].needles) == {
@@ -54,6 +66,14 @@ def test_needles_are_the_words_a_match_needs() -> None:
     groups = needles(re.compile(r"^-{2,}\s*original message", re.I | re.M))
     assert [group.needles for group in groups] == [("original message",), ("--",)]
     assert needles(re.compile(r"\d+")) == ()
+
+
+def test_starts_are_the_first_letters_of_every_match() -> None:
+    """Start strings come from the pattern's opening, through groups; none when it may be empty."""
+    assert starts(re.compile(r"\b(?<!not )(is|are) (down|offline)", re.I)) == ("are", "is ")
+    assert starts(re.compile(r"\b(crash\w*|broken)\b", re.I)) == ("bro", "cra")
+    assert starts(re.compile(r"(x)?down")) == ("dow", "xdo")
+    assert starts(re.compile(r"\w*down")) == ()
 
 
 def test_a_text_without_the_needles_is_not_searched() -> None:

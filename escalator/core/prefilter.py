@@ -33,6 +33,7 @@ _FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k
 _MAX_EXACT = 64  # alternatives multiplied out before a sequence is summarised
 _MAX_COPIES = 16  # a repeated string's needle: this many characters of its required copies
 _MAX_GROUPS = 3  # independent needle sets checked per pattern (each must be present)
+_MAX_STARTS = 24  # more start strings than this cost more to find than a search
 _GATE = 3  # letters of a needle looked up in a Haystack's index before the text is scanned
 _MIN_NEEDLE = 2  # shorter needles are in almost every text: not worth checking
 _RARE = 5  # needles this long are rare enough in prose that fewer of them beat longer ones
@@ -82,6 +83,39 @@ def needles(pattern: re.Pattern[str]) -> Needles:
     return tuple(Group.of(group) for group in chosen)
 
 
+def starts(pattern: re.Pattern[str]) -> tuple[str, ...]:
+    """Up to three first letters of every match ('is ', 'are' for '\\b(is|are) down'); or ()."""
+    if sre_parse is None or pattern.flags & re.LOCALE:
+        return ()
+    try:
+        leading = _leading(sre_parse.parse(pattern.pattern, pattern.flags))
+    except Exception:  # noqa: BLE001 - an unknown construct means no start strings, never an error
+        return ()
+    if not leading or min(map(len, leading)) < _MIN_NEEDLE or len(leading) > _MAX_STARTS:
+        return ()
+    return tuple(sorted(leading))
+
+
+def _leading(items: Iterable[tuple[Any, Any]]) -> frozenset[str]:
+    """Strings (of up to three letters) that every match of the sequence begins with."""
+    current = frozenset({""})
+    for op, arg in items:
+        exact, _ = _node(op, arg)
+        if exact is not None and len(current) * len(exact) <= _MAX_EXACT:
+            current = frozenset((a + b)[:_GATE] for a in current for b in exact)
+            continue
+        if op is sre_c.SUBPATTERN:
+            inner = _leading(arg[-1])
+        elif op is sre_c.BRANCH:
+            inner = frozenset().union(*(_leading(alternative) for alternative in arg[1]))
+        elif op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, sre_c.POSSESSIVE_REPEAT) and arg[0] >= 1:
+            inner = _leading(arg[2])
+        else:
+            inner = frozenset({""})
+        return frozenset((a + b)[:_GATE] for a in current for b in inner)
+    return current
+
+
 @dataclass(frozen=True)
 class Prefiltered:
     """A compiled pattern with its needles: a text without them is not searched at all."""
@@ -112,16 +146,22 @@ class Prefiltered:
         return self.pattern.finditer(text) if may_match(self.needles, folded) else iter(())
 
     def _from_starts(self, text: str, folded: str) -> Iterator[re.Match[str]]:
-        """Leftmost non-overlapping matches, tried only where a start string occurs.
+        return _matches_at(self.pattern, text, _occurrences(folded, self.starts))
 
-        match(text, pos) sees the text before pos (lookbehind, \\b) as search() does, and fold()
-        keeps every character at its index, so these are exactly finditer's matches.
-        """
-        end = 0
-        for position in _occurrences(folded, self.starts):
-            if position >= end and (match := self.pattern.match(text, position)):
-                end = max(match.end(), position + 1)
-                yield match
+
+def _matches_at(
+    pattern: re.Pattern[str], text: str, positions: list[int]
+) -> Iterator[re.Match[str]]:
+    """Leftmost non-overlapping matches, tried only at the positions where one may begin.
+
+    match(text, pos) sees the text before pos (lookbehind, \\b) as search() does, and fold()
+    keeps every character at its index, so these are exactly finditer's matches.
+    """
+    end = 0
+    for position in positions:
+        if position >= end and (match := pattern.match(text, position)):
+            end = max(match.end(), position + 1)
+            yield match
 
 
 def _occurrences(folded: str, starts: tuple[str, ...]) -> list[int]:
@@ -147,6 +187,7 @@ class Haystack:
     in C instead of a scan of the text per needle (about 500 ns per 1.5 KB each).
     """
 
+    text: str
     folded: str
     grams: frozenset[str]
 
@@ -154,7 +195,24 @@ class Haystack:
     def of(cls, text: str) -> Haystack:
         folded = fold(text)
         pieces = zip(folded, folded[1:], folded[2:], strict=False)  # shorter tails end it
-        return cls(folded, frozenset(map("".join, pieces)))
+        return cls(text, folded, frozenset(map("".join, pieces)))
+
+    def search(
+        self, pattern: re.Pattern[str], wanted: Needles, begins: tuple[str, ...]
+    ) -> re.Match[str] | None:
+        """pattern.search(text), skipped without the needles, tried only where `begins` occur."""
+        return next(self.finditer(pattern, wanted, begins), None)
+
+    def finditer(
+        self, pattern: re.Pattern[str], wanted: Needles, begins: tuple[str, ...]
+    ) -> Iterator[re.Match[str]]:
+        """pattern.finditer(text): the same matches, in order."""
+        if not self.may_match(wanted):
+            return iter(())
+        if not begins:
+            return pattern.finditer(self.text)
+        present = tuple(start for start in begins if len(start) < _GATE or start in self.grams)
+        return _matches_at(pattern, self.text, _occurrences(self.folded, present))
 
     def may_match(self, wanted: Needles) -> bool:
         """may_match(wanted, self.folded), answered mostly from the index."""

@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any
 
 from escalator.core.model import Reason
-from escalator.core.prefilter import Needles, needles
+from escalator.core.prefilter import Needles, needles, starts
 from escalator.errors import ConfigError
 
 RULE_KINDS = frozenset(
@@ -29,11 +29,14 @@ class Rule:
     kind: str
     reason: Reason | None
     patterns: tuple[re.Pattern[str], ...]
-    # Per pattern, words it cannot match without (see prefilter.py): derived, never configured.
+    # Per pattern, words it cannot match without and the letters its matches begin with (see
+    # prefilter.py): derived from the patterns, never configured.
     needles: tuple[Needles, ...] = field(init=False, repr=False, compare=False)
+    starts: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "needles", tuple(needles(pattern) for pattern in self.patterns))
+        object.__setattr__(self, "starts", tuple(starts(pattern) for pattern in self.patterns))
 
 
 @dataclass(frozen=True)

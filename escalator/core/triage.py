@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from escalator.core.channels import TextPart, find_channel
 from escalator.core.mail import ParsedMail
 from escalator.core.model import REASON_ORDER, Evidence, Reason, Triage, Verdict
-from escalator.core.prefilter import Haystack, Needles
+from escalator.core.prefilter import Haystack
 from escalator.core.rules import Rule, Rules
 
 _SNIPPET = 80
@@ -165,11 +165,7 @@ class _Read:
     """A part as the rules read it, with the index that literal prefilters look in."""
 
     where: str
-    text: str
     haystack: Haystack
-
-    def may_match(self, needles: Needles) -> bool:
-        return self.haystack.may_match(needles)
 
 
 def _impact_evidence(content: list[TextPart], thread: list[TextPart], rules: Rules) -> _Impact:
@@ -179,7 +175,7 @@ def _impact_evidence(content: list[TextPart], thread: list[TextPart], rules: Rul
     everything that rejects is read only in the sender's own words.
     """
     # The thread starts with the content parts: fold each part once for every rule.
-    read = [_Read(part.where, part.text, Haystack.of(part.text)) for part in thread]
+    read = [_Read(part.where, Haystack.of(part.text)) for part in thread]
     parts = read[: len(content)]
 
     def hits(kind: str) -> list[Evidence]:
@@ -201,9 +197,9 @@ def _impact_evidence(content: list[TextPart], thread: list[TextPart], rules: Rul
 def _rule_matches(rule: Rule, parts: list[_Read]) -> list[Evidence]:
     """The first match of each of the rule's patterns, at most one evidence per pattern."""
     found = []
-    for pattern, needles in zip(rule.patterns, rule.needles, strict=True):
+    for pattern, needles, starts in zip(rule.patterns, rule.needles, rule.starts, strict=True):
         for part in parts:
-            match = pattern.search(part.text) if part.may_match(needles) else None
+            match = part.haystack.search(pattern, needles, starts)
             if match:
                 item = Evidence(rule.name, match.group(0)[:_SNIPPET], part.where, rule.reason)
                 if item not in found:
@@ -232,11 +228,10 @@ def _several_symptoms(rules: tuple[Rule, ...], parts: list[_Read]) -> bool:
     """Different problem words ("failing" and "failed" are two) enough to outweigh a request."""
     seen: set[str] = set()
     for rule in rules:
-        for pattern, needles in zip(rule.patterns, rule.needles, strict=True):
+        for pattern, needles, starts in zip(rule.patterns, rule.needles, rule.starts, strict=True):
             for part in parts:
-                if not part.may_match(needles):
-                    continue
-                seen.update(match.group(0).lower() for match in pattern.finditer(part.text))
+                matches = part.haystack.finditer(pattern, needles, starts)
+                seen.update(match.group(0).lower() for match in matches)
                 if len(seen) >= _SYMPTOMS_OVER_EXCLUSION:
                     return True
     return False
