@@ -161,12 +161,14 @@ class Dispatcher:
         return ran
 
     async def _run_batch(self, batch: list[ActionRow]) -> None:
-        """Pages one by one in claim order; the other kinds side by side. Each mail is read
-        and parsed once per batch, however many of its actions the batch holds."""
+        """Pages first, one by one in claim order; then the other kinds side by side. A page is
+        what wakes someone up: it must not share the CPU with rendering replies and alarms.
+        Each mail is read and parsed once per batch, however many of its actions it holds."""
         mails = await self._load({action.mail_id for action in batch})
         pages = [action for action in batch if action.kind == "page"]
         others = [action for action in batch if action.kind != "page"]
-        await asyncio.gather(self._run_pages(pages, mails), *(self._run(a, mails) for a in others))
+        await self._run_pages(pages, mails)
+        await asyncio.gather(*(self._run(a, mails) for a in others))
 
     async def _load(self, mail_ids: set[int]) -> dict[int, Loaded]:
         """Parsing is CPU work (milliseconds a mail): done in a thread, so the loop keeps
