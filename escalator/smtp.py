@@ -122,11 +122,13 @@ class MailHandler:
         addresses: tuple[str, ...],
         max_recipients: int,
         on_accepted: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
         self._addresses = frozenset(mailbox_key(a) for a in addresses)
         self._max_recipients = max_recipients
         self._on_accepted = on_accepted
+        self._clock = clock
         # What aiosmtpd would find with dir() on every connection, found once.
         self.hooks: dict[str, Callable[..., Any]] = {
             name.removeprefix("handle_"): getattr(self, name)
@@ -152,7 +154,7 @@ class MailHandler:
     async def handle_DATA(  # noqa: N802 - aiosmtpd finds hooks by this exact name
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
-        mail = incoming_mail(session, envelope)
+        mail = incoming_mail(session, envelope, self._clock())
         started = time.perf_counter()
         try:
             accepted = await self._store.accept(mail)
@@ -184,7 +186,7 @@ class MailHandler:
         return "451 4.3.0 Internal error, try again later"
 
 
-def incoming_mail(session: Session, envelope: Envelope) -> IncomingMail:
+def incoming_mail(session: Session, envelope: Envelope, received_at: datetime) -> IncomingMail:
     raw = envelope.original_content or b""
     message_id, subject, from_addr = header_summary(raw)
     return IncomingMail(
@@ -193,7 +195,7 @@ def incoming_mail(session: Session, envelope: Envelope) -> IncomingMail:
         rcpt_tos=tuple(envelope.rcpt_tos),
         client_address=client_address(session),
         tls=session.ssl is not None,
-        received_at=datetime.now(UTC),
+        received_at=received_at,
         message_id=message_id,
         subject=subject,
         from_addr=from_addr,
@@ -445,11 +447,15 @@ def data_timeout(settings: Settings) -> float:
 
 
 async def start_smtp(
-    settings: Settings, store: Store, on_accepted: Callable[[], None] = lambda: None
+    settings: Settings,
+    store: Store,
+    on_accepted: Callable[[], None] = lambda: None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> SMTPService:
-    """Listen on ESCALATOR_SMTP_LISTEN in the running loop."""
+    """Listen on ESCALATOR_SMTP_LISTEN in the running loop. `clock` stamps received_at (the
+    instant a mail is decided at); tests pin it to a cover window."""
     host, port = split_host_port(settings.smtp_listen, "ESCALATOR_SMTP_LISTEN")
-    handler = MailHandler(store, settings.addresses, settings.max_recipients, on_accepted)
+    handler = MailHandler(store, settings.addresses, settings.max_recipients, on_accepted, clock)
     # Behind a PROXY-protocol load balancer every TCP peer is the balancer itself, so the
     # per-client cap would throttle everyone together: only the overall cap applies there.
     per_client = settings.max_connections if settings.proxy_protocol else None

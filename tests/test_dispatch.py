@@ -37,6 +37,7 @@ from escalator.pagerduty import PagerDuty
 from escalator.policy import load_policy
 from escalator.processor import Processor, decision_record
 from escalator.settings import Settings
+from escalator.smtp import start_smtp
 from escalator.store import ActionRow, IncomingMail, ListedMail, Store
 
 FRIDAY = datetime(2026, 11, 27, tzinfo=UTC)  # a working day; London is on UTC in November
@@ -164,6 +165,41 @@ async def test_each_window_runs_its_actions(
     hour, minute = map(int, hhmm.split(":"))
     world.clock.now = FRIDAY.replace(hour=hour, minute=minute)
     await world.receive(mail(1), world.clock.now)
+    await world.dispatcher().burst()
+    if hhmm == "23:00":
+        assert world.pd.triggered == []  # deferred: nothing before 07:00
+        world.clock.now = FRIDAY.replace(hour=7) + timedelta(days=1)
+        await world.dispatcher().burst()
+    assert len(world.pd.triggered) == pages
+    assert len(world.slack.posts_in("high-priority-alarms")) == alarms
+    assert len(world.slack.posts_in("laa-apply-incident")) == 1
+    (reply,) = world.sink.delivered
+    assert wording in reply.message.get_content() and reply.mail_from == "<>"
+    assert {a.state for a in await world.actions()} == {"sent"}
+
+
+@pytest.mark.parametrize(("hhmm", "pages", "alarms", "wording"), WINDOWS)
+async def test_each_window_from_an_smtp_client_to_the_stand_ins(
+    world: World, hhmm: str, pages: int, alarms: int, wording: str
+) -> None:
+    """The same table through the front door: an SMTP client sends the mail to the real
+    listener, whose clock is pinned in the window; the decide worker and the dispatcher run
+    their real loops in burst mode; PagerDuty, Slack and the relay stand-ins see the result."""
+    hour, minute = map(int, hhmm.split(":"))
+    world.clock.now = FRIDAY.replace(hour=hour, minute=minute)
+    listener = await start_smtp(world.settings, world.store, clock=world.clock)
+    try:
+        host, port = listener.address
+        await aiosmtplib.send(
+            mail(1),
+            sender="ana@x.gov.uk",
+            recipients=["escalations@localhost"],
+            hostname=host,
+            port=port,
+        )
+    finally:
+        await listener.stop(5)
+    assert await world.processor.burst() == 1
     await world.dispatcher().burst()
     if hhmm == "23:00":
         assert world.pd.triggered == []  # deferred: nothing before 07:00
