@@ -17,7 +17,7 @@ from escalator.core.prefilter import Needles, needles, starts
 from escalator.errors import ConfigError
 
 RULE_KINDS = frozenset(
-    {"symptom", "live", "no_impact", "non_production", "exclusion", "resolved", "ongoing"}
+    {"outage", "symptom", "live", "no_impact", "non_production", "exclusion", "resolved", "ongoing"}
 )
 
 

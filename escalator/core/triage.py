@@ -20,7 +20,7 @@ _SNIPPET = 80
 # outage sign or this many different problem words: one is often just the question's topic.
 _SYMPTOMS_OVER_EXCLUSION = 2
 # The symptom rule (in rules.toml) whose single match is an outage, whatever else the mail asks.
-OUTAGE_RULE = "outage"
+SIGN_KINDS = ("outage", "symptom")  # both are incident facts; "outage" also beats a request
 # Rules read the opening of each part: a person states the problem in the first page, and a
 # pasted 5 MB log must not cost seconds of regular expressions (about 3 ms per rule per 50 KB).
 _RULE_TEXT_CHARS = 6_000
@@ -181,13 +181,15 @@ def _impact_evidence(content: list[TextPart], thread: list[TextPart], rules: Rul
     def hits(kind: str) -> list[Evidence]:
         return [item for rule in rules.of_kind(kind) for item in _rule_matches(rule, parts)]
 
-    symptoms = [item for rule in rules.of_kind("symptom") for item in _rule_matches(rule, read)]
+    signs = _sign_rules(rules)
+    symptoms = [item for rule in signs for item in _rule_matches(rule, read)]
+    outage = {rule.name for rule in rules.of_kind("outage")}
     excluded = hits("no_impact")
     if not hits("live"):
-        excluded += _non_production(hits("non_production"), symptoms)
-    if not _has_outage(symptoms):
+        excluded += _non_production(hits("non_production"), symptoms, outage)
+    if not _has_outage(symptoms, outage):
         requests = hits("exclusion")
-        if requests and not _several_symptoms(rules.of_kind("symptom"), read):
+        if requests and not _several_symptoms(signs, read):
             excluded += requests
     if not hits("ongoing"):
         excluded += hits("resolved")
@@ -208,20 +210,27 @@ def _rule_matches(rule: Rule, parts: list[_Read]) -> list[Evidence]:
     return found[:3]
 
 
-def _non_production(mentions: list[Evidence], symptoms: list[Evidence]) -> list[Evidence]:
+def _sign_rules(rules: Rules) -> tuple[Rule, ...]:
+    """Outage and symptom rules, each kind in file order, outage first (as evidence lists them)."""
+    return tuple(rule for kind in SIGN_KINDS for rule in rules.of_kind(kind))
+
+
+def _non_production(
+    mentions: list[Evidence], symptoms: list[Evidence], outage_rules: set[str]
+) -> list[Evidence]:
     """Non-production mentions that say where the problem is, not where a fix was tried.
 
     "Our UAT environment is down" names UAT in the subject or more than once; "the site has been
     down since 8pm, we have a fix in dev" mentions dev once, beside an outage: that stays an outage.
     """
-    outage = _has_outage(symptoms)
+    outage = _has_outage(symptoms, outage_rules)
     in_subject = any(item.where == "subject" for item in mentions)
     return mentions if len(mentions) >= 2 or in_subject or not outage else []
 
 
-def _has_outage(symptoms: list[Evidence]) -> bool:
+def _has_outage(symptoms: list[Evidence], outage_rules: set[str]) -> bool:
     """One outage sign makes a question, a chase or a request part of an incident."""
-    return any(item.rule == OUTAGE_RULE for item in symptoms)
+    return any(item.rule in outage_rules for item in symptoms)
 
 
 def _several_symptoms(rules: tuple[Rule, ...], parts: list[_Read]) -> bool:
