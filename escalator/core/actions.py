@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from escalator.core.model import Decision, Page, Reason, Verdict, Window
 
 # One definition of "our own group" for triage and replies (triage owns it; private by name only).
-from escalator.core.triage import _trusted_list as from_trusted_list
+from escalator.core.triage import from_trusted_list
 
 if TYPE_CHECKING:
     from escalator.core.mail import ParsedMail

@@ -78,7 +78,7 @@ def automated_evidence(
 ) -> list[Evidence]:
     """Why this mail was written by a machine; empty when a person wrote it."""
     auto = policy.rules.automated
-    trusted_list = _trusted_list(mail, policy.trusted_list_ids)
+    trusted_list = from_trusted_list(mail, policy.trusted_list_ids)
     found: list[Evidence] = []
     submitted = (mail.header("auto-submitted") or "").strip().lower()
     if submitted and not submitted.startswith("no"):
@@ -118,7 +118,7 @@ def _auto_sender(
     return found
 
 
-def _trusted_list(mail: ParsedMail, trusted: tuple[str, ...]) -> bool:
+def from_trusted_list(mail: ParsedMail, trusted: tuple[str, ...]) -> bool:
     """A List-Id of the deployment's own front group makes list headers ordinary."""
     list_id = (mail.header("list-id") or "").lower()
     ids = re.findall(r"<([^<>]+)>", list_id) or [list_id.strip()]
