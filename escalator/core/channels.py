@@ -218,13 +218,15 @@ def _line_end(text: str, index: int) -> int:
 def _context_score(before: str, after: str, channel: str) -> int:
     """What the words on the same line say about this mention."""
     score = 0
-    if _FURTHER.search(before) or _FURTHER.search(after):
+    # "Team channel: #x" is a signature line: its "channel:" label does not ask for comms there.
+    team_line = _TEAM_LINE.search(before)
+    if not team_line and (_FURTHER.search(before) or _FURTHER.search(after)):
         score += 3
     if _RAISED.search(before):
         score -= 4
     if _ALERTS.search(before) or _ALERTS.search(after):
         score -= 2
-    if _TEAM_LINE.search(before):
+    if team_line:
         score -= 4
     if channel in PLATFORM_CHANNELS:
         score -= 2
