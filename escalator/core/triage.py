@@ -314,7 +314,8 @@ _NOISE = re.compile(
 
 
 # Facts are counted in words of four letters or more that are not function words or words of
-# urgency, contact and channel-joining: "P1 declared, please join the channel as soon as you can,
+# urgency, contact, coordination (who is gathered, who is asked) and channel-joining: "P1
+# declared, please join the channel as soon as you can,
 # call me" says nothing about what is wrong, however long it is.
 _FACT_WORD_MIN_LETTERS = 4
 _FILLER_WORDS = """
@@ -324,6 +325,8 @@ critical priority declared raised escalating escalate thanks thank cheers regard
 many team hello everything details have with this that there their they them then than from
 your what when were will would could should about some someone anyone anything something
 into just like also here been being does done very much more moment time able know look
+cloud platform manager managers engineer engineers owner owners involved involve gathered asked
+appreciate appreciated really already
 """
 _FILLER = frozenset(_FILLER_WORDS.split())
 
