@@ -3,13 +3,14 @@
 Every channel-like mention is a candidate with a score: where it stands (the new text beats the
 subject, which beats forwarded, quoted and signature text) and what the words around it say
 ("further comms in" raises it; "raised in", "alerts go to", "Team channel:" lower it). The best
-score wins; the earliest mention breaks a tie.
+score wins; the earliest mention breaks a tie. An archive link followed at once by a name
+("<link> (#name)") is one mention of that name.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from escalator.core.prefilter import Group, Prefiltered, fold
 
@@ -158,7 +159,32 @@ def _mentions(part: TextPart) -> list[ChannelMention]:
         before, after = part.text[before_from:start], part.text[end:after_to]
         score = _WHERE_SCORE[part.where] + _context_score(before, after, channel)
         mentions.append(ChannelMention(channel, part.where, start, score, (before + after)[:200]))
-    return mentions
+    return _fold_link_names(mentions, found, part.text)
+
+
+def _fold_link_names(
+    mentions: list[ChannelMention], found: list[tuple[int, int, str]], text: str
+) -> list[ChannelMention]:
+    """ "<link> (#name)" is one mention of the name, with the better of the two scores."""
+    folded: list[ChannelMention] = []
+    for index, mention in enumerate(mentions):
+        if index and _names_the_link(found[index - 1], mention.channel, text, found[index][0]):
+            link = folded.pop()
+            mention = replace(link, channel=mention.channel, score=max(link.score, mention.score))
+        folded.append(mention)
+    return folded
+
+
+# Same line only: a name on the next line is another mention.
+_LINK_TO_NAME_GAP = re.compile(r"[ \t(\[:\-\u2013|]*")
+
+
+def _names_the_link(previous: tuple[int, int, str], channel: str, text: str, start: int) -> bool:
+    """An archive ID (upper case) followed by a name with only brackets or spaces between."""
+    gap = text[previous[1] : start]
+    return (
+        previous[2].isupper() and not channel.isupper() and bool(_LINK_TO_NAME_GAP.fullmatch(gap))
+    )
 
 
 def _raw_mentions(text: str) -> list[tuple[int, int, str]]:
