@@ -2,7 +2,7 @@
 
 Each mail was labelled from the labelling guide (shared/corpus/samples/README.md) alone; the
 decision is the whole triage (parse, rules, channel) run as `escalator check` runs it. Mails
-001-040 were written before the rules were read; 041-110 after the first run (their notes say so).
+001-040 were written before the rules were read; 041-114 after the first run (their notes say so).
 """
 
 from __future__ import annotations
