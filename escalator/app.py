@@ -98,6 +98,7 @@ class Service:
             self.store,
             extra_routes=[metrics.route(self.store)],
             readiness=self.readiness,
+            on_released=self._wake_dispatcher,
         )
         self._spawn("web", serving)
 

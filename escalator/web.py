@@ -83,6 +83,7 @@ STORE: web.AppKey[Store] = web.AppKey("store")
 POLICY: web.AppKey[Policy] = web.AppKey("policy")
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("templates")
+ON_RELEASED: web.AppKey[Callable[[], None]] = web.AppKey("on_released")
 READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
 IDENTITY: web.RequestKey[Identity] = web.RequestKey("identity")
 CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
@@ -343,6 +344,8 @@ async def release_action(request: web.Request) -> web.StreamResponse:
         )
     except review.MailNotFound:
         raise web.HTTPNotFound(text="No such mail.") from None
+    if outcome.changed:
+        request.app[ON_RELEASED]()  # the page goes out now, not at the dispatcher's next poll
     raise web.HTTPSeeOther(
         f"/mails/{mail_id}?done={'released' if outcome.changed else 'unchanged'}"
     )
@@ -456,9 +459,11 @@ def build_app(
     extra_routes: Sequence[web.RouteDef] = (),
     public_paths: frozenset[str] = frozenset({"/metrics"}),
     clock: Callable[[], datetime] | None = None,
+    on_released: Callable[[], None] = lambda: None,
 ) -> web.Application:
     """The whole web app. `extra_routes` (e.g. /metrics) are served without sign-in when their
-    path is in `public_paths`; `readiness` replaces the default store check behind /readyz."""
+    path is in `public_paths`; `readiness` replaces the default store check behind /readyz;
+    `on_released` is called after a release planned actions (the service wakes its dispatcher)."""
     app = web.Application(
         middlewares=[security_headers, require_identity], client_max_size=64 * 1024
     )
@@ -470,6 +475,7 @@ def build_app(
     app[READINESS] = readiness or store_readiness(store)
     app[PUBLIC_EXTRA] = public_paths
     app[CLOCK] = clock or (lambda: datetime.now(UTC))  # tests pin the cover window
+    app[ON_RELEASED] = on_released
     app.add_routes(_ROUTES)
     app.add_routes(extra_routes)
     return app

@@ -70,10 +70,10 @@ async def start_site(
 ) -> AsyncIterator[Callable[..., Any]]:
     started: list[web.RunningWeb] = []
 
-    async def start(**overrides: Any) -> Site:
+    async def start(on_released: Callable[[], None] = lambda: None, **overrides: Any) -> Site:
         values = {"review_token": TOKEN, "http_listen": "127.0.0.1:0", **overrides}
         settings = make_settings(**values)
-        running = await web.start(settings, store, clock=lambda: ON_CALL)
+        running = await web.start(settings, store, clock=lambda: ON_CALL, on_released=on_released)
         started.append(running)
         return Site(running, store, settings)
 
@@ -271,8 +271,13 @@ async def test_dismiss_without_a_note_is_explained(site: Site) -> None:
             assert response.status == 400 and "Write a note" in await response.text()
 
 
-async def test_two_concurrent_http_releases_make_one_page(site: Site) -> None:
-    """Two people press Release at the same moment: one release, one page, one audit row."""
+async def test_two_concurrent_http_releases_make_one_page(
+    start_site: Callable[..., Any],
+) -> None:
+    """Two people press Release at the same moment: one release, one page, one audit row, and
+    the dispatcher is woken once (the page leaves at once, not at its next poll)."""
+    wakes: list[int] = []
+    site: Site = await start_site(on_released=lambda: wakes.append(1))
     mail_id = await site.held()
     async with site.client() as amy, site.client() as bob:
         await sign_in(amy, "amy")
@@ -290,6 +295,7 @@ async def test_two_concurrent_http_releases_make_one_page(site: Site) -> None:
     kinds = [a.kind for a in await site.store.mail_actions(mail_id)]
     assert kinds.count("page") == 1
     assert len(await site.store.audit_log(mail_id)) == 1
+    assert wakes == [1]
 
 
 async def test_hostile_mail_is_rendered_as_inert_text(site: Site) -> None:
