@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from escalator.settings import load_settings
-from escalator.store import ACTION_KINDS, ActionRow, ListedMail, open_store
+from escalator.store import ACTION_KINDS, ActionRow, ListedMail, opened_store
 
 _COLUMNS = ("id", "received", "from", "subject", "verdict", "window", "review", "actions")
 
@@ -34,12 +34,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 async def _load() -> list[ListedMail]:
-    store = open_store(load_settings())
-    await store.open()
-    try:
+    async with opened_store(load_settings()) as store:
         return await store.list_mails()
-    finally:
-        await store.close()
 
 
 def mail_json(listed: ListedMail) -> dict[str, Any]:

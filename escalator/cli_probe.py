@@ -8,7 +8,7 @@ import json
 
 from escalator.probe import ProbeResult, run_probe
 from escalator.settings import load_settings
-from escalator.store import open_store
+from escalator.store import opened_store
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,12 +28,8 @@ def run(args: argparse.Namespace) -> int:
 
 async def _probe(args: argparse.Namespace) -> ProbeResult:
     settings = load_settings()
-    store = open_store(settings)
-    await store.open()
-    try:
+    async with opened_store(settings) as store:
         return await run_probe(settings, store, via=args.via, to=args.to, seconds=args.timeout)
-    finally:
-        await store.close()
 
 
 def _summary(result: ProbeResult) -> dict[str, object]:

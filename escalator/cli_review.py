@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from escalator import retention, review
 from escalator.policy import load_policy
 from escalator.settings import Settings, load_settings
-from escalator.store import MailRow, Store, open_store
+from escalator.store import MailRow, Store, opened_store
 
 T = TypeVar("T")
 
@@ -51,12 +51,8 @@ def operator() -> str:
 def with_store(work: Callable[[Store, Settings], Awaitable[T]]) -> T:
     async def go() -> T:
         settings = load_settings()
-        store = open_store(settings)
-        await store.open()
-        try:
+        async with opened_store(settings) as store:
             return await work(store, settings)
-        finally:
-            await store.close()
 
     return asyncio.run(go())
 

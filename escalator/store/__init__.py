@@ -8,6 +8,8 @@ tests (tests/test_store.py). `open_store(settings)` picks the backend from the d
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -275,3 +277,14 @@ def open_store(settings: Settings) -> Store:
         "ESCALATOR_DATABASE_URL must start with sqlite:/// or postgresql://, "
         f"got scheme {url.partition(':')[0]!r}"
     )
+
+
+@contextlib.asynccontextmanager
+async def opened_store(settings: Settings) -> AsyncIterator[Store]:
+    """The configured store, opened for the block and closed after it (CLI commands)."""
+    store = open_store(settings)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
