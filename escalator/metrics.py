@@ -17,11 +17,15 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 
 from escalator.errors import StoreUnavailable
 from escalator.store import Store
+
+# `*_created` timestamps double the exposition and no alert or dashboard here reads them.
+disable_created_metrics()
 
 MAILS_RECEIVED = Counter(
     "escalator_mails_received", "Mails whose DATA was received (accepted or refused)"
