@@ -130,10 +130,14 @@ def by_id(driver: Any, element_id: str) -> Any:
     return driver.find_element(By.ID, element_id)
 
 
-def wait_for_url(driver: Any, ending: str) -> None:
+def wait_for_url(driver: Any, path: str) -> None:
+    """Wait until the browser is AT `path`: "/login?next=/review" ends with "/review" too, so a
+    suffix test would pass before the sign-in POST has even been answered."""
+    from urllib.parse import urlsplit
+
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, 10).until(lambda d: d.current_url.endswith(ending))
+    WebDriverWait(driver, 10).until(lambda d: urlsplit(d.current_url).path == path)
 
 
 def sign_in(driver: Any, harness: Harness, name: str = "amy") -> None:
