@@ -379,16 +379,7 @@ async def _record_decision(
         "UPDATE mails SET decision = %s, verdict = %s, reasons = %s, slack_channel = %s, "
         '"window" = %s, decided_at = %s, review = COALESCE(review, %s) '
         "WHERE id = %s AND verdict IS NULL",
-        (
-            _json(record.contract),
-            record.verdict,
-            _json(list(record.reasons)),
-            record.slack_channel,
-            record.window,
-            record.decided_at,
-            record.review,
-            mail_id,
-        ),
+        (*_decision_columns(record), record.decided_at, record.review, mail_id),
     )
     if cursor.rowcount != 1:
         return False
@@ -502,6 +493,17 @@ async def _set_review(
     await _audit(conn, now, who, review, mail_id, note)
 
 
+def _decision_columns(record: DecisionRecord) -> tuple[Any, str, Any, str | None, str]:
+    """decision, verdict, reasons, slack_channel, window: what every decision write sets."""
+    return (
+        _json(record.contract),
+        record.verdict,
+        _json(list(record.reasons)),
+        record.slack_channel,
+        record.window,
+    )
+
+
 async def _audit(
     conn: Conn, now: datetime, who: str, what: str, mail_id: int, note: str | None
 ) -> None:
@@ -542,14 +544,7 @@ async def _resolve_review(
         await conn.execute(
             "UPDATE mails SET decision = %s, verdict = %s, reasons = %s, slack_channel = %s, "
             '"window" = %s WHERE id = %s',
-            (
-                _json(record.contract),
-                record.verdict,
-                _json(list(record.reasons)),
-                record.slack_channel,
-                record.window,
-                mail_id,
-            ),
+            (*_decision_columns(record), mail_id),
         )
     await _insert_actions(conn, mail_id, planned, now)
     await _audit(conn, now, who, review, mail_id, note)

@@ -406,16 +406,7 @@ def _record_decision(
     cursor = conn.execute(
         "UPDATE mails SET decision = ?, verdict = ?, reasons = ?, slack_channel = ?, window = ?, "
         "decided_at = ?, review = COALESCE(review, ?) WHERE id = ? AND verdict IS NULL",
-        (
-            json.dumps(record.contract),
-            record.verdict,
-            json.dumps(list(record.reasons)),
-            record.slack_channel,
-            record.window,
-            _ts(record.decided_at),
-            record.review,
-            mail_id,
-        ),
+        (*_decision_columns(record), _ts(record.decided_at), record.review, mail_id),
     )
     if cursor.rowcount != 1:
         return False
@@ -496,11 +487,28 @@ def _replay(conn: sqlite3.Connection, action_id: int, who: str, now: datetime) -
     if row is None:
         return None
     action = _action(row)
+    _audit(conn, now, who, "replayed", action.mail_id, f"{action.kind} action {action_id}")
+    return action
+
+
+def _decision_columns(record: DecisionRecord) -> tuple[str, str, str, str | None, str]:
+    """decision, verdict, reasons, slack_channel, window: what every decision write sets."""
+    return (
+        json.dumps(record.contract),
+        record.verdict,
+        json.dumps(list(record.reasons)),
+        record.slack_channel,
+        record.window,
+    )
+
+
+def _audit(
+    conn: sqlite3.Connection, now: datetime, who: str, what: str, mail_id: int, note: str | None
+) -> None:
     conn.execute(
         "INSERT INTO audit (at, who, what, mail_id, note) VALUES (?, ?, ?, ?, ?)",
-        (_ts(now), who, "replayed", action.mail_id, f"{action.kind} action {action_id}"),
+        (_ts(now), who, what, mail_id, note),
     )
-    return action
 
 
 def _get_mail(conn: sqlite3.Connection, mail_id: int) -> MailRow | None:
@@ -528,10 +536,7 @@ def _set_review(
     cursor = conn.execute("UPDATE mails SET review = ? WHERE id = ?", (review, mail_id))
     if cursor.rowcount != 1:
         raise LookupError(f"no mail {mail_id}")
-    conn.execute(
-        "INSERT INTO audit (at, who, what, mail_id, note) VALUES (?, ?, ?, ?, ?)",
-        (_ts(now), who, review, mail_id, note),
-    )
+    _audit(conn, now, who, review, mail_id, note)
 
 
 def _audit_log(conn: sqlite3.Connection, mail_id: int | None) -> list[AuditRow]:
@@ -565,20 +570,10 @@ def _resolve_review(
         conn.execute(
             "UPDATE mails SET decision = ?, verdict = ?, reasons = ?, slack_channel = ?, "
             "window = ? WHERE id = ?",
-            (
-                json.dumps(record.contract),
-                record.verdict,
-                json.dumps(list(record.reasons)),
-                record.slack_channel,
-                record.window,
-                mail_id,
-            ),
+            (*_decision_columns(record), mail_id),
         )
     _insert_actions(conn, mail_id, planned, now)
-    conn.execute(
-        "INSERT INTO audit (at, who, what, mail_id, note) VALUES (?, ?, ?, ?, ?)",
-        (_ts(now), who, review, mail_id, note),
-    )
+    _audit(conn, now, who, review, mail_id, note)
     return True
 
 
