@@ -25,8 +25,10 @@ _HASH = Prefiltered(
     re.compile(r"(?<![\w&/#@=])#([A-Za-z0-9][A-Za-z0-9_-]{0,79})"), (Group.of(["#"]),), ("#",)
 )
 # "Slack channel: name"; not a Microsoft Teams channel, which no Slack reader can join.
+# After a dash ("Slack - grateful if ...") only a name shaped like a channel (with '-', '_' or a
+# digit) is taken: a dash there is as often punctuation of a sentence as a label.
 _LABELLED = Prefiltered.compile(
-    r"(?<!teams )(?<!teams' )\b(?:slack\s+channel|slack|channel)\s*(?:is|name)?\s*[:=\-\u2013]\s*"
+    r"(?<!teams )(?<!teams' )\b(?:slack\s+channel|slack|channel)\s*(?:is|name)?\s*([:=\-\u2013])\s*"
     r"([A-Za-z0-9][A-Za-z0-9_-]{1,79})\b",
     re.IGNORECASE,
     starts=("slack", "channel"),
@@ -119,6 +121,12 @@ _RAISED = re.compile(
 _ALERTS = re.compile(r"alert|alarm|notif|monitor|pager|fire[sd]?\b|webhook", re.IGNORECASE)
 _TEAM_LINE = re.compile(r"team channel|team slack|general channel|our team'?s? channel", re.I)
 
+_ARCHIVED = re.compile(
+    r"\barchived\b|\bno longer (used|in use|active|exists)\b|\b(old|previous|last) (incident )?"
+    r"channel\b|\bchannel (from|of) (last|the last|the previous|that) (time|incident)\b",
+    re.IGNORECASE,
+)
+
 _WHERE_SCORE = {"new": 2, "subject": 1, "forwarded": 0, "quoted": -3, "signature": -4}
 
 
@@ -142,6 +150,13 @@ class TextPart:
 def find_channel(parts: list[TextPart]) -> ChannelMention | None:
     """The channel meant for further communication, or None when no channel is named."""
     mentions = [mention for part in parts for mention in _mentions(part)]
+    if any(part.where == "new" and _ARCHIVED.search(part.text) for part in parts):
+        # "the old channel is archived": the quoted history's channel is not where to talk now.
+        mentions = [
+            mention
+            for mention in mentions
+            if mention.where != "quoted" and not _ARCHIVED.search(mention.context)
+        ]
     if not mentions:
         return None
     order = {part.where: index for index, part in enumerate(parts)}
@@ -169,22 +184,28 @@ def _fold_link_names(
     folded: list[ChannelMention] = []
     for index, mention in enumerate(mentions):
         if index and _names_the_link(found[index - 1], mention.channel, text, found[index][0]):
-            link = folded.pop()
-            mention = replace(link, channel=mention.channel, score=max(link.score, mention.score))
+            other = folded.pop()
+            name = mention.channel if other.channel.isupper() else other.channel
+            mention = replace(other, channel=name, score=max(other.score, mention.score))
         folded.append(mention)
     return folded
 
 
-# Same line only: a name on the next line is another mention.
-_LINK_TO_NAME_GAP = re.compile(r"[ \t(\[:\-\u2013|]*")
+# Same line only: a name on the next line is another mention. Between an archive link and the
+# name written out for people there may be brackets, a dash, or a few words saying so.
+_LINK_TO_NAME_GAP = re.compile(
+    r"[ \t(\[:,\-\u2013|]*(?:(?:i\.e\.|aka|or|that's|that is|which is)?[ \t]*(?:the )?(?:slack )?"
+    r"(?:channel)?(?: name)?(?: is| called)?)?[ \t(\[:\-\u2013|]*",
+    re.IGNORECASE,
+)
 
 
 def _names_the_link(previous: tuple[int, int, str], channel: str, text: str, start: int) -> bool:
-    """An archive ID (upper case) followed by a name with only brackets or spaces between."""
+    """An archive ID (upper case) and a name beside it, either order, on one line."""
     gap = text[previous[1] : start]
-    return (
-        previous[2].isupper() and not channel.isupper() and bool(_LINK_TO_NAME_GAP.fullmatch(gap))
-    )
+    if "\n" in gap or previous[2].isupper() == channel.isupper():
+        return False
+    return bool(_LINK_TO_NAME_GAP.fullmatch(gap))
 
 
 def _raw_mentions(text: str) -> list[tuple[int, int, str]]:
@@ -196,7 +217,7 @@ def _raw_mentions(text: str) -> list[tuple[int, int, str]]:
         (_MARKUP, _from_markup),
         (_ARCHIVE, _from_archive),
         (_HASH, _from_hash),
-        (_LABELLED, _from_label),
+        (_LABELLED, _from_labelled),
         (_NAMED, _from_label),
     ):
         for match in pattern.finditer(text, folded):
@@ -224,8 +245,18 @@ def _from_hash(match: re.Match[str]) -> str | None:
     return _normalise(name)
 
 
+def _from_labelled(match: re.Match[str]) -> str | None:
+    name = match.group(2).rstrip("-_")
+    if match.group(1) in "-\u2013" and not re.search(r"[-_\d]", name):
+        return None
+    return _from_name(name)
+
+
 def _from_label(match: re.Match[str]) -> str | None:
-    name = match.group(1).rstrip("-_")
+    return _from_name(match.group(1).rstrip("-_"))
+
+
+def _from_name(name: str) -> str | None:
     if name.lower() in _LABEL_STOPWORDS or _TICKET_KEY.match(name):
         return None
     return _normalise(name)

@@ -90,7 +90,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
     parsed, message = _parse(raw)
     fields = _header_fields(parsed, message)
     plain, html, forwarded, attachments = _walk_body(message)
-    body = split_body(plain if plain.strip() else html_to_text(html))
+    body = split_body(readable_text(plain, html))
     if forwarded:
         body = BodyParts(
             new=body.new,
@@ -108,6 +108,34 @@ def parse_mail(raw: bytes) -> ParsedMail:
         defects=tuple(type(defect).__name__ for defect in message.defects),
         **fields,
     )
+
+
+# A text/plain part that only points at the HTML ("view this message in your browser") or holds a
+# few words while the HTML part says much more: the HTML is what the sender's readers saw.
+_STUB = re.compile(
+    r"(view|read|open|display|see) (this|the) (message|email|e-mail|mail)\b|"
+    r"(in|with) (your|a|an) (web )?browser|html (version|viewer|email|mail)|"
+    r"does not support html|requires html|enable html",
+    re.IGNORECASE,
+)
+_STUB_MAX_WORDS = 25  # a plain part this short is a stub when the HTML holds far more words
+_RICHER = 3  # how many times more words the HTML must hold to replace a short plain part
+
+
+def readable_text(plain: str, html: str) -> str:
+    """The richer of the two renderings: the plain part, unless it is a stub beside real HTML."""
+    if not html.strip():
+        return plain
+    if not plain.strip():
+        return html_to_text(html)
+    plain_words = len(plain.split())
+    if plain_words > 4 * _STUB_MAX_WORDS:
+        return plain
+    rendered = html_to_text(html)
+    html_words = len(rendered.split())
+    short = plain_words <= _STUB_MAX_WORDS and html_words >= _RICHER * max(plain_words, 4)
+    pointer = _STUB.search(plain) is not None and html_words > plain_words * 2
+    return rendered if short or pointer else plain
 
 
 def _parse(raw: bytes) -> tuple[Any, Message]:
@@ -199,7 +227,7 @@ def _forwarded_text(part: Message) -> list[str]:
         return []
     subject = _header_text(inner.get("subject", ""))
     plain, html, _, _ = _walk_body(inner)
-    return [f"Subject: {subject}\n{plain if plain.strip() else html_to_text(html)}"]
+    return [f"Subject: {subject}\n{readable_text(plain, html)}"]
 
 
 def _decode(part: Message) -> str:

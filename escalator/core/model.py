@@ -26,6 +26,14 @@ class Reason(StrEnum):
 REASON_ORDER: tuple[Reason, ...] = tuple(Reason)
 
 
+class Confidence(StrEnum):
+    """How sure the verdict is. A low-confidence reject is still a reject, but it must not be
+    held silently: the outbox raises a notice for it (decision contract, `confidence`)."""
+
+    HIGH = "high"
+    LOW = "low"
+
+
 class Window(StrEnum):
     SUPPORT = "support"
     SUPPORT_AND_ON_CALL = "support_and_on_call"
@@ -47,14 +55,16 @@ class Evidence:
     matched: str
     where: str
     reason: Reason | None = None
+    clause: str = ""  # the sentence or clause the words were read in, when the reader split it
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        shown = {
             "rule": self.rule,
             "matched": self.matched,
             "where": self.where,
             "reason": None if self.reason is None else self.reason.value,
         }
+        return {**shown, "clause": self.clause} if self.clause else shown
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,13 @@ class Triage:
     reasons: tuple[Reason, ...]
     slack_channel: str | None
     evidence: tuple[Evidence, ...]
+    confidence: Confidence = Confidence.HIGH
+    doubts: tuple[Evidence, ...] = ()  # what made the confidence low; empty when high
+
+    @property
+    def low_confidence_reject(self) -> bool:
+        """A reject that may be an incident: the outbox raises a notice instead of holding it."""
+        return self.verdict is Verdict.REJECT and self.confidence is Confidence.LOW
 
     @property
     def primary_reason(self) -> Reason | None:
@@ -93,6 +110,10 @@ class Decision:
     def verdict(self) -> Verdict:
         return self.triage.verdict
 
+    @property
+    def confidence(self) -> Confidence:
+        return self.triage.confidence
+
     def to_contract(self) -> dict[str, Any]:
         """The JSON object of shared/spec/decision-contract.md, plus explanatory extras."""
         routing = self.routing
@@ -104,6 +125,8 @@ class Decision:
             "page": routing.page.value,
             "page_at": None if routing.page_at is None else routing.page_at.isoformat(),
             "alarm": routing.alarm,
+            "confidence": self.triage.confidence.value,
+            "doubts": [item.to_json() for item in self.triage.doubts],
             "at": self.at.isoformat(),
             "evidence": [item.to_json() for item in self.triage.evidence],
         }
