@@ -1,4 +1,6 @@
-"""Loading the decision policy from settings: the rules file and the extra-holidays file.
+"""Loading the decision policy from settings: the rules file, the extra-holidays file, and
+how far the From header is believed (the sender policy, the border MTA's authserv-id, and the
+Public Suffix List that tells two domains of one organisation from two organisations).
 
 This is the shell side of the core: it reads files and hands their text to pure parsers.
 """
@@ -9,8 +11,12 @@ from datetime import date
 from importlib import resources
 from pathlib import Path
 
+from publicsuffixlist import PublicSuffixList
+
+from escalator.core.authenticity import TrustPolicy
 from escalator.core.cover import build_calendar, parse_extra_days
 from escalator.core.decide import Policy
+from escalator.core.model import SenderPolicy
 from escalator.core.rules import parse_rules
 from escalator.core.triage import TriagePolicy
 from escalator.errors import ConfigError
@@ -38,7 +44,27 @@ def load_policy(settings: Settings) -> Policy:
     return Policy(
         triage=TriagePolicy(rules, settings.allowed_senders, settings.trusted_list_ids),
         calendar=build_calendar(settings.timezone, extra_days),
+        trust=load_trust(settings),
     )
+
+
+def load_trust(settings: Settings) -> TrustPolicy:
+    """The sender policy; "enforce" with no border MTA to believe would hold every mail."""
+    authserv_id = (settings.authserv_id or "").strip()
+    if settings.sender_policy is SenderPolicy.ENFORCE and not authserv_id:
+        raise ConfigError(
+            "ESCALATOR_SENDER_POLICY=enforce needs ESCALATOR_AUTHSERV_ID (the authserv-id of the "
+            "border MTA whose Authentication-Results are believed): without it no mail is verified"
+        )
+    return TrustPolicy(settings.sender_policy, authserv_id, organisational_domain)
+
+
+_PSL = PublicSuffixList()  # the list bundled with the package (about 60 ms to load, once)
+
+
+def organisational_domain(domain: str) -> str:
+    """RFC 7489 §3.2: the registered domain under its public suffix; '' for a public suffix."""
+    return str(_PSL.privatesuffix(domain.rstrip(".").lower()) or "")
 
 
 def _read(path: Path, setting: str) -> str:

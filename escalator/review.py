@@ -147,6 +147,7 @@ class MailView:
     released: dict[str, Any] | None
     actions: tuple[ActionRow, ...] = ()
     audit: tuple[AuditRow, ...] = ()
+    sender_check: str | None = None  # "verified: …" / "unverified sender: …"; None when unchecked
 
     @property
     def sender(self) -> str:
@@ -176,7 +177,16 @@ def mail_view(
         released=released,
         actions=actions,
         audit=audit,
+        sender_check=sender_line(original.get("sender")),
     )
+
+
+def sender_line(check: Any) -> str | None:
+    """What the sender check found (issue 16), as the page and the CLI show it."""
+    if not isinstance(check, dict):
+        return None
+    label = "verified" if check.get("verified") is True else "unverified sender"
+    return f"{label}: {check.get('how') or 'no detail'}"
 
 
 def evidence_line(item: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from escalator.core.model import SenderPolicy
 from escalator.errors import ConfigError
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
@@ -74,6 +75,8 @@ class Settings(BaseSettings):
     rules_file: Path | None = None
     allowed_senders: CommaList = ()
     trusted_list_ids: CommaList = ()
+    authserv_id: str | None = None
+    sender_policy: SenderPolicy = SenderPolicy.ANNOTATE
 
     review_token: SecretStr | None = None
     trusted_proxies: CommaList = ()

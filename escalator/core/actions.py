@@ -10,6 +10,12 @@ support hours a reject also gets a "review" post in the support review channel (
 Behind the deployment's own mail group (a trusted List-Id, as triage treats it), list headers
 and Precedence list/bulk are the group's, not a robot's: the person is answered, at their
 Reply-To or From address, since the envelope sender is the group's bounce address.
+
+When the sender is checked (ESCALATOR_SENDER_POLICY not off, issue 16): replies go to the verified
+From address; the group's Reply-To is believed only when the group's mail is verified (a forged
+List-Id names no one); an unverified sender refused as sender_not_allowed gets its one notice at
+the From address it claims, never at the envelope sender; and every outside payload of an
+unverified sender's mail carries the note "unverified sender".
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from datetime import datetime
 from email.utils import getaddresses
 from typing import TYPE_CHECKING, Any
 
-from escalator.core.model import Decision, Page, Reason, Verdict, Window
+from escalator.core.model import Decision, Page, Reason, SenderCheck, Verdict, Window
 
 # One definition of "our own group" for triage and replies (triage owns it; private by name only).
 from escalator.core.triage import from_trusted_list
@@ -34,6 +40,7 @@ _BULK_PRECEDENCE = frozenset({"bulk", "list", "junk"})
 _GROUP_PRECEDENCE = frozenset({"bulk", "list"})  # what a trusted group itself adds
 _MAILTO = re.compile(r"mailto:([^\s<>?,]+)", re.IGNORECASE)
 _REVIEW_WINDOWS = frozenset({Window.SUPPORT, Window.SUPPORT_AND_ON_CALL})
+UNVERIFIED_NOTE = "unverified sender"
 
 
 @dataclass(frozen=True)
@@ -65,13 +72,25 @@ def plan_actions(
     the List-Ids of the deployment's own front group (settings.trusted_list_ids)."""
     root = thread_root(mail, mail_id)
     common = _common_payload(decision, mail, mail_id, root)
-    trusted = from_trusted_list(mail, trusted_list_ids)
-    to = _group_sender(mail) if trusted else _bare(mail_from)
+    check = decision.sender
+    trusted = from_trusted_list(mail, trusted_list_ids) and (check is None or check.verified)
+    to = _group_sender(mail) if trusted else _recipient(decision, check, mail_from)
     refusal = reply_refusal(decision, mail, mail_from, trusted=trusted, to=to)
     reply = _reply_action(decision.at, root, common, to, refusal)
     if decision.verdict is Verdict.ESCALATE:
         return (*_escalation(decision, root, common), reply)
     return (reply, *_review_post(decision, common, mail_id))
+
+
+def _recipient(decision: Decision, check: SenderCheck | None, mail_from: str) -> str:
+    """Unchecked: the envelope sender, as before. Checked: the verified From address, or, for a
+    sender refused as not allowed, the From it claims (its one notice); an unverified sender
+    under "annotate" is answered where it was before, at the envelope sender."""
+    if check is None or not check.address:
+        return _bare(mail_from)
+    if check.verified or Reason.SENDER_NOT_ALLOWED in decision.triage.reasons:
+        return check.address
+    return _bare(mail_from)
 
 
 def _review_post(
@@ -87,7 +106,9 @@ def _review_post(
 def _common_payload(
     decision: Decision, mail: ParsedMail, mail_id: int | None, root: str
 ) -> dict[str, Any]:
+    unverified = decision.sender is not None and not decision.sender.verified
     return {
+        **({"notes": [UNVERIFIED_NOTE]} if unverified else {}),
         "mail_id": mail_id,
         "thread": root,
         "message_id": mail.message_id,

@@ -1,13 +1,28 @@
-"""From mail bytes and an instant to a Decision: parse, triage, route. Never raises."""
+"""From mail bytes and an instant to a Decision: parse, triage, check the sender, route.
+
+Never raises. The sender check (core/authenticity.py) runs unless ESCALATOR_SENDER_POLICY is off;
+then the allowlist judges the verified identity instead of the header From as written.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from escalator.core.authenticity import MethodResult, TrustPolicy, apply_sender, check_sender
 from escalator.core.cover import CoverCalendar
 from escalator.core.mail import ParsedMail, parse_mail
-from escalator.core.model import Decision, Evidence, Page, Reason, Routing, Triage, Verdict, Window
+from escalator.core.model import (
+    Decision,
+    Evidence,
+    Page,
+    Reason,
+    Routing,
+    SenderPolicy,
+    Triage,
+    Verdict,
+    Window,
+)
 from escalator.core.triage import TriagePolicy, triage
 
 
@@ -17,6 +32,7 @@ class Policy:
 
     triage: TriagePolicy
     calendar: CoverCalendar
+    trust: TrustPolicy = field(default_factory=TrustPolicy)
 
 
 _ROUTES: dict[Window, tuple[Page, bool]] = {
@@ -38,9 +54,19 @@ def route(verdict: Verdict, calendar: CoverCalendar, at: datetime) -> Routing:
 
 
 def decide_parsed(
-    mail: ParsedMail, at: datetime, policy: Policy, envelope_from: str | None = None
+    mail: ParsedMail,
+    at: datetime,
+    policy: Policy,
+    envelope_from: str | None = None,
+    extra_auth: tuple[MethodResult, ...] = (),
 ) -> Decision:
-    result = triage(mail, policy.triage, envelope_from)
+    """`extra_auth`: results of the shell's own checks (direct DKIM), beside the border's."""
+    checking = policy.trust.mode is not SenderPolicy.OFF
+    sender = check_sender(mail, policy.trust, extra_auth) if checking else None
+    unlisted = replace(policy.triage, allowed_senders=()) if checking else policy.triage
+    result = triage(mail, unlisted, envelope_from)
+    if sender is not None:
+        result = apply_sender(result, sender, policy.trust.mode, policy.triage.allowed_senders)
     if not mail.is_mail:
         # Not recognisably a mail: still recorded and held for a person, never silently dropped.
         result = Triage(
@@ -52,7 +78,7 @@ def decide_parsed(
                 *result.evidence,
             ),
         )
-    return Decision(result, route(result.verdict, policy.calendar, at), at)
+    return Decision(result, route(result.verdict, policy.calendar, at), at, sender)
 
 
 def decide(raw: bytes, at: datetime, policy: Policy, envelope_from: str | None = None) -> Decision:

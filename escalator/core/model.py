@@ -47,6 +47,26 @@ class Page(StrEnum):
     NONE = "none"
 
 
+class SenderPolicy(StrEnum):
+    """ESCALATOR_SENDER_POLICY: how much an unverified From header counts."""
+
+    OFF = "off"  # not checked; the allowlist reads the header From as it stands
+    ANNOTATE = "annotate"  # checked; an unverified sender is marked on every payload
+    ENFORCE = "enforce"  # checked; an unverified sender is held for review, never paged
+
+
+@dataclass(frozen=True)
+class SenderCheck:
+    """Whether the From address is vouched for by the border MTA, and the words that say so."""
+
+    verified: bool
+    address: str
+    how: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verified": self.verified, "address": self.address, "how": self.how}
+
+
 @dataclass(frozen=True)
 class Evidence:
     """One observation behind a decision: which rule, on which words, in which part."""
@@ -105,6 +125,7 @@ class Decision:
     triage: Triage
     routing: Routing
     at: datetime
+    sender: SenderCheck | None = None  # None: ESCALATOR_SENDER_POLICY is off
 
     @property
     def verdict(self) -> Verdict:
@@ -117,6 +138,7 @@ class Decision:
     def to_contract(self) -> dict[str, Any]:
         """The JSON object of shared/spec/decision-contract.md, plus explanatory extras."""
         routing = self.routing
+        sender = {} if self.sender is None else {"sender": self.sender.to_json()}
         return {
             "verdict": self.triage.verdict.value,
             "reasons": [reason.value for reason in self.triage.reasons],
@@ -129,4 +151,5 @@ class Decision:
             "doubts": [item.to_json() for item in self.triage.doubts],
             "at": self.at.isoformat(),
             "evidence": [item.to_json() for item in self.triage.evidence],
+            **sender,
         }
