@@ -21,7 +21,7 @@ ESCALATOR = Path(sys.executable).with_name("escalator")
 def check(directory: Path, labels: list[dict[str, Any]], at: str) -> dict[str, dict[str, Any]]:
     """The CLI's contract for every labelled file of one set, by file name."""
     files = [str(directory / label["file"]) for label in labels]
-    run = subprocess.run(  # noqa: S603 - our own CLI with paths we listed
+    run = subprocess.run(
         [str(ESCALATOR), "check", "--json", "--at", at, *files],
         capture_output=True,
         text=True,
@@ -53,7 +53,7 @@ def figures(labels: list[dict[str, Any]], got: dict[str, dict[str, Any]]) -> str
     right = sum(
         (got.get(x["file"], {}).get("reasons") or [None])[0] == x["reason"] for x in rejects
     )
-    channels = sum(s.get("slack_channel") == x["slack_channel"] for s, x in zip(seen, labels))
+    channels = sum(s.get("slack_channel") == x["slack_channel"] for s, x in zip(seen, labels, strict=True))
     low = sum(s.get("confidence") == "low" for s in seen)
     return (
         f"genuine escalated {escalated}/{len(genuine)} ({pct(escalated, len(genuine))}); "
