@@ -53,7 +53,8 @@ def figures(labels: list[dict[str, Any]], got: dict[str, dict[str, Any]]) -> str
     right = sum(
         (got.get(x["file"], {}).get("reasons") or [None])[0] == x["reason"] for x in rejects
     )
-    channels = sum(s.get("slack_channel") == x["slack_channel"] for s, x in zip(seen, labels, strict=True))
+    pairs = zip(seen, labels, strict=True)
+    channels = sum(s.get("slack_channel") == x["slack_channel"] for s, x in pairs)
     low = sum(s.get("confidence") == "low" for s in seen)
     return (
         f"genuine escalated {escalated}/{len(genuine)} ({pct(escalated, len(genuine))}); "
