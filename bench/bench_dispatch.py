@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from standins.pagerduty import PagerDutyStandIn
 
-from escalator.dispatch import Dispatcher
+from escalator.decider.processor import Processor
+from escalator.ingress.smtp import start_smtp
+from escalator.outbox.dispatch import Dispatcher
 from escalator.policy import load_policy
-from escalator.processor import Processor
 from escalator.settings import Settings
-from escalator.smtp import start_smtp
 from escalator.store import IncomingMail, Store, open_store
 
 BODY = (

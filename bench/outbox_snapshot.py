@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from escalator.core.decide import Policy
-from escalator.dispatch import Adapters, Dispatcher
+from escalator.decider.processor import Processor
+from escalator.ingress.smtp import header_summary
+from escalator.outbox.dispatch import Adapters, Dispatcher
 from escalator.policy import load_policy
 from escalator.probe import build_probe, probe_mark
-from escalator.processor import Processor
-from escalator.review import release
+from escalator.review.deeds import release
 from escalator.settings import Settings
-from escalator.smtp import header_summary
 from escalator.store import IncomingMail, Store
 from escalator.store.sqlite import SQLiteStore
 

@@ -17,15 +17,16 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from escalator import metrics, probe, web
+from escalator import metrics, probe
 from escalator.core.decide import Policy
-from escalator.dispatch import Dispatcher
+from escalator.decider.processor import Processor
 from escalator.errors import EscalatorError, StoreUnavailable
+from escalator.ingress.smtp import SMTPService, start_smtp
+from escalator.outbox.dispatch import Dispatcher
 from escalator.policy import load_policy
-from escalator.processor import Processor
+from escalator.review import web
 from escalator.settings import Settings
-from escalator.smtp import SMTPService, start_smtp
-from escalator.store import Store, open_store
+from escalator.store import Store, open_store, retention
 
 log = logging.getLogger(__name__)
 
@@ -90,17 +91,20 @@ class Service:
         )
 
     def _start_optional_workers(self) -> None:
-        """The dispatch worker and the web server (which also runs the retention pass)."""
+        """The dispatch worker, the web server and the hourly retention pass."""
         self.dispatcher = Dispatcher(self.store, self.settings)
         self._spawn("dispatch", self.dispatcher.run())
         serving = web.serve(
             self.settings,
             self.store,
             extra_routes=[metrics.route(self.store)],
+            policy=self.policy,
             readiness=self.readiness,
             on_released=self._wake_dispatcher,
         )
         self._spawn("web", serving)
+        # Not a watched worker: a retention pass that stops must not stop the service.
+        self._tasks.append(asyncio.ensure_future(retention.run(self.store, self.settings)))
 
     def _wake_dispatcher(self) -> None:
         if self.dispatcher is not None:

@@ -11,8 +11,8 @@ from email.message import EmailMessage
 from email.policy import SMTP
 
 from escalator.core.decide import Policy
-from escalator.processor import Processor
-from escalator.smtp import header_summary
+from escalator.decider.processor import Processor
+from escalator.ingress.smtp import header_summary
 from escalator.store import IncomingMail, Store
 
 # Saturday 21 Nov 2026 12:00 London: "on_call", so a released mail pages at once.

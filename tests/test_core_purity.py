@@ -35,7 +35,12 @@ FORBIDDEN = {
     "logging.handlers",
     "escalator.store",
     "escalator.settings",
-    "escalator.smtp",
+    "escalator.ingress",
+    "escalator.decider",
+    "escalator.outbox",
+    "escalator.review",
+    "escalator.cli",
+    "escalator.app",
 }
 
 

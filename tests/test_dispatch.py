@@ -32,12 +32,12 @@ from escalator.core.retry import (
     next_step,
     parse_retry_after,
 )
-from escalator.dispatch import Adapters, Dispatcher
-from escalator.pagerduty import PagerDuty
+from escalator.decider.processor import Processor, decision_record
+from escalator.ingress.smtp import start_smtp
+from escalator.outbox.dispatch import Adapters, Dispatcher
+from escalator.outbox.pagerduty import PagerDuty
 from escalator.policy import load_policy
-from escalator.processor import Processor, decision_record
 from escalator.settings import Settings
-from escalator.smtp import start_smtp
 from escalator.store import ActionRow, IncomingMail, ListedMail, Store
 
 FRIDAY = datetime(2026, 11, 27, tzinfo=UTC)  # a working day; London is on UTC in November

@@ -1,4 +1,4 @@
-"""escalator.pagerduty against the HTTPS Events API stand-in: one attempt per call."""
+"""escalator.outbox.pagerduty against the HTTPS Events API stand-in: one attempt per call."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from standins.pagerduty import PagerDutyStandIn
 from escalator.core import render
 from escalator.core.retry import Refused, RetryLater
 from escalator.errors import ConfigError, TransientError
-from escalator.pagerduty import PagerDuty
+from escalator.outbox.pagerduty import PagerDuty
 
 
 @pytest.fixture

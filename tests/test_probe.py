@@ -31,8 +31,8 @@ from standins.pagerduty import PagerDutyStandIn
 from standins.slack import SlackStandIn
 from standins.smtp_sink import SmtpSink
 
+from escalator.decider.processor import PROBE_NOTE
 from escalator.probe import PROBE_HEADER, build_probe, probe_mark
-from escalator.processor import PROBE_NOTE
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE_KEY = "probe-key-5d1c0f0b7e2a4c9e"

@@ -10,8 +10,8 @@ import pytest
 from conftest import SettingsFactory
 
 from escalator.core.mail import parse_mail
+from escalator.decider.processor import Processor, decide_stored
 from escalator.policy import load_policy
-from escalator.processor import Processor, decide_stored
 from escalator.store import IncomingMail, Store
 
 SATURDAY_NIGHT = datetime(2026, 11, 28, 23, 30, tzinfo=UTC)  # no cover: pages wait for 07:00

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from standins.incidents import envelope, incident
 
 from escalator.core import render
-from escalator.replies import load_template
+from escalator.outbox.relay import load_template
 
 HOSTILE = "Users see <!channel> and <@U123> — <https://evil|click> @here & <!subteam^S1>"
 

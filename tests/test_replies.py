@@ -1,4 +1,4 @@
-"""escalator.replies against a real aiosmtpd sink: null sender, threading, TLS modes, faults."""
+"""escalator.outbox.relay against a real aiosmtpd sink: null sender, threading, TLS, faults."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from standins.smtp_sink import SmtpSink
 from escalator.core import render
 from escalator.core.retry import Refused, RetryLater
 from escalator.errors import ConfigError
-from escalator.replies import Relay, load_template, parse_relay_url
+from escalator.outbox.relay import Relay, load_template, parse_relay_url
 
 
 def reply() -> tuple[EmailMessage, str]:

@@ -1,4 +1,4 @@
-"""The review deeds (escalator/review.py), the store methods behind them, retention and the CLI."""
+"""The review deeds (escalator/review/deeds.py), the store methods behind them, retention, CLI."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ from reviewkit import ON_CALL, SUPPORT, mail_bytes, seed
 from standins.pagerduty import PagerDutyStandIn
 from standins.slack import SlackStandIn, mentions
 
-from escalator import cli, retention, review
-from escalator.cli_list import mail_json
+from escalator import cli
+from escalator.cli.list import mail_json
 from escalator.core.decide import Policy
-from escalator.dispatch import Dispatcher
+from escalator.outbox.dispatch import Dispatcher
 from escalator.policy import load_policy
+from escalator.review import deeds
 from escalator.settings import Settings
-from escalator.store import Store
+from escalator.store import Store, retention
 from escalator.store.sqlite import SQLiteStore
 
 
@@ -34,7 +35,7 @@ async def test_held_mail_explains_its_reject(store: Store, policy: Policy) -> No
     mail_id = await seed(store, policy, mail_bytes())
     held = await store.mails_in_review("held", 10)
     assert [mail.id for mail in held] == [mail_id]
-    view = review.mail_view(held[0])
+    view = deeds.mail_view(held[0])
     assert view.reasons[0] == "not_service_impacting"
     assert "rule pr_chaser matched 'any update on my PR' in subject" in view.evidence[0]
     assert view.sender == "Dev Person <dev@justice.gov.uk>"
@@ -56,12 +57,10 @@ async def test_held_list_is_newest_first(store: Store, policy: Policy) -> None:
 async def test_release_on_call_pages_now_and_tells_the_sender(store: Store, policy: Policy) -> None:
     """Release routes by the window at release time: on call, a page now and a reply."""
     mail_id = await seed(store, policy, mail_bytes(), received_at=SUPPORT)
-    outcome = await review.release(
-        store, policy, mail_id, "proxy:amy@x", "real outage", now=ON_CALL
-    )
+    outcome = await deeds.release(store, policy, mail_id, "proxy:amy@x", "real outage", now=ON_CALL)
     assert outcome.changed and outcome.review == "released"
     assert outcome.planned == ("page", "reply")
-    view = await review.load_view(store, mail_id)
+    view = await deeds.load_view(store, mail_id)
     assert (view.mail.verdict, view.mail.window, view.mail.review) == (
         "escalate",
         "on_call",
@@ -79,7 +78,7 @@ async def test_release_on_call_pages_now_and_tells_the_sender(store: Store, poli
 async def test_release_in_support_hours_alarms_without_paging(store: Store, policy: Policy) -> None:
     """In support hours a release alarms support in Slack and pages nobody (contract routing)."""
     mail_id = await seed(store, policy, mail_bytes())
-    outcome = await review.release(store, policy, mail_id, "cli:op", now=SUPPORT)
+    outcome = await deeds.release(store, policy, mail_id, "cli:op", now=SUPPORT)
     assert outcome.planned == ("alarm", "reply")
     mail = await store.get_mail(mail_id)
     assert mail is not None and mail.window == "support"
@@ -93,8 +92,8 @@ async def test_two_concurrent_releases_produce_one_page(
     second: Store = await store_factory()  # type: ignore[operator]
     mail_id = await seed(first, policy, mail_bytes())
     outcomes = await asyncio.gather(
-        review.release(first, policy, mail_id, "token:a", now=ON_CALL),
-        review.release(second, policy, mail_id, "token:b", now=ON_CALL),
+        deeds.release(first, policy, mail_id, "token:a", now=ON_CALL),
+        deeds.release(second, policy, mail_id, "token:b", now=ON_CALL),
     )
     assert sorted(o.changed for o in outcomes) == [False, True]
     actions = await first.mail_actions(mail_id)
@@ -117,10 +116,10 @@ async def test_two_concurrent_releases_produce_one_page(
 async def test_dismiss_needs_a_note_and_records_it(store: Store, policy: Policy) -> None:
     """Dismiss without a note is refused; with one it is audited and nothing is planned."""
     mail_id = await seed(store, policy, mail_bytes())
-    with pytest.raises(review.NoteRequired):
-        await review.dismiss(store, mail_id, "token:amy", "   ")
+    with pytest.raises(deeds.NoteRequired):
+        await deeds.dismiss(store, mail_id, "token:amy", "   ")
     before = await store.mail_actions(mail_id)
-    outcome = await review.dismiss(store, mail_id, "token:amy", "PR chaser, answered in Slack")
+    outcome = await deeds.dismiss(store, mail_id, "token:amy", "PR chaser, answered in Slack")
     assert outcome.changed and outcome.review == "dismissed"
     assert await store.mail_actions(mail_id) == before
     audit = await store.audit_log(mail_id)
@@ -132,16 +131,16 @@ async def test_dismiss_needs_a_note_and_records_it(store: Store, policy: Policy)
 async def test_a_reviewed_mail_cannot_be_reviewed_again(store: Store, policy: Policy) -> None:
     """After a dismissal, Release changes nothing and plans nothing (no late page)."""
     mail_id = await seed(store, policy, mail_bytes())
-    await review.dismiss(store, mail_id, "token:amy", "noise")
-    again = await review.release(store, policy, mail_id, "token:bob", now=ON_CALL)
+    await deeds.dismiss(store, mail_id, "token:amy", "noise")
+    again = await deeds.release(store, policy, mail_id, "token:bob", now=ON_CALL)
     assert not again.changed and again.review == "dismissed"
     assert "page" not in [a.kind for a in await store.mail_actions(mail_id)]
 
 
 async def test_unknown_mail_is_not_found(store: Store, policy: Policy) -> None:
     """Reviewing a mail that does not exist is a clear error, not a crash."""
-    with pytest.raises(review.MailNotFound):
-        await review.release(store, policy, 404, "token:a")
+    with pytest.raises(deeds.MailNotFound):
+        await deeds.release(store, policy, 404, "token:a")
 
 
 async def test_escalations_view_lists_released_mails_with_actions(
@@ -160,7 +159,7 @@ async def test_escalations_view_lists_released_mails_with_actions(
         received_at=ON_CALL - timedelta(hours=2),
     )
     released = await seed(store, policy, mail_bytes(), received_at=ON_CALL)
-    await review.release(store, policy, released, "token:a", now=ON_CALL)
+    await deeds.release(store, policy, released, "token:a", now=ON_CALL)
     listed = await store.recent_escalations(10)
     assert [item.mail.id for item in listed] == [released, escalated]
     assert {a.kind for a in listed[1].actions} >= {"page", "ack", "reply"}
@@ -172,7 +171,7 @@ async def test_retention_purges_raw_then_records(
     """Raw bodies go after raw_retention_days (the view says when); whole records after a year."""
     now = ON_CALL + timedelta(days=400)
     ancient = await seed(store, policy, mail_bytes(message_id="<old@x>"), received_at=ON_CALL)
-    await review.dismiss(store, ancient, "token:a", "noise")
+    await deeds.dismiss(store, ancient, "token:a", "noise")
     month_old = await seed(
         store, policy, mail_bytes(message_id="<mid@x>"), received_at=now - timedelta(days=31)
     )
@@ -182,7 +181,7 @@ async def test_retention_purges_raw_then_records(
     purged = await retention.purge_once(store, settings, now)
     assert (purged.raw, purged.mails, purged.audit) == (2, 1, 1)
     assert await store.get_mail(ancient) is None and await store.audit_log(ancient) == []
-    view = await review.load_view(store, month_old)
+    view = await deeds.load_view(store, month_old)
     assert view.parsed is None and view.mail.raw_purged_at == now
     assert view.reasons  # the decision outlives the body
     fresh_mail = await store.get_mail(fresh)
@@ -193,7 +192,9 @@ async def test_retention_purges_raw_then_records(
 async def test_schema_upgrade_keeps_actions_and_allows_review_kind(tmp_path: Path) -> None:
     """A version-1 store (before review) opens, keeps its outbox, and accepts "review" actions."""
     path = tmp_path / "old.db"
-    script = Path(review.__file__).parent.joinpath("store", "sqlite-0001-initial.sql").read_text()
+    script = (
+        Path(deeds.__file__).parents[1].joinpath("store", "sqlite-0001-initial.sql").read_text()
+    )
     with sqlite3.connect(path) as conn:
         conn.executescript(script + "\nPRAGMA user_version = 1;")
         conn.execute(

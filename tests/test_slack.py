@@ -1,4 +1,4 @@
-"""escalator.slack against the Web API stand-in: posting, joining, channel lookup, faults."""
+"""escalator.outbox.slack against the Web API stand-in: posting, joining, channel lookup, faults."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from standins.slack import SlackStandIn, mentions
 
 from escalator.core import render
 from escalator.core.retry import Refused, RetryLater
-from escalator.slack import Slack, is_channel_id
+from escalator.outbox.slack import Slack, is_channel_id
 
 HOSTILE = "Help <!channel> <!here> <!everyone> <@U123> <#C999> <https://evil|click> @here"
 

@@ -23,8 +23,8 @@ from aiosmtpd.smtp import SMTP
 from conftest import POSTGRES_URL, RunningServer
 from psycopg import sql
 
+from escalator.ingress.smtp import NO_AUTH, EscalatorSMTP, MailHandler, SessionGate
 from escalator.settings import Settings
-from escalator.smtp import NO_AUTH, EscalatorSMTP, MailHandler, SessionGate
 from escalator.store.sqlite import SQLiteStore
 
 StartServer = Callable[..., RunningServer]

@@ -17,10 +17,10 @@ import aiohttp
 import pytest
 from reviewkit import ON_CALL, mail_bytes, seed
 
-from escalator import retention, web
 from escalator.policy import load_policy
+from escalator.review import auth, web
 from escalator.settings import Settings
-from escalator.store import Store
+from escalator.store import Store, retention
 
 TOKEN = "correct-horse-battery-staple"
 HTML = {"Accept": "text/html,application/xhtml+xml"}
@@ -168,7 +168,7 @@ async def test_login_sets_a_strict_httponly_cookie_and_refuses_a_wrong_token(sit
 async def test_guessing_the_token_is_slowed(site: Site) -> None:
     """After many wrong tokens in a minute the form answers 429, even to the right token."""
     async with site.client() as client:
-        for _ in range(web.LOGIN_FAILURES_PER_MINUTE):
+        for _ in range(auth.LOGIN_FAILURES_PER_MINUTE):
             async with client.post("/login", data={"token": "guess"}) as response:
                 assert response.status == 401
         async with client.post("/login", data={"token": TOKEN}) as response:
@@ -190,7 +190,7 @@ async def test_forged_cookie_is_ignored(site: Site) -> None:
     """A session cookie not signed with the server's key is no session."""
     async with site.client() as client:
         client.cookie_jar.update_cookies(
-            {web.SESSION_COOKIE: "eyJ3aG8iOiJ4IiwiZXhwIjo5OTk5OTk5OTk5fQ.AAAA"}
+            {auth.SESSION_COOKIE: "eyJ3aG8iOiJ4IiwiZXhwIjo5OTk5OTk5OTk5fQ.AAAA"}
         )
         async with client.get("/review") as response:
             assert response.status == 401
@@ -344,7 +344,7 @@ async def test_serve_logs_a_generated_token_once(
 ) -> None:
     """Without ESCALATOR_REVIEW_TOKEN, serve() makes one and logs it once beside the address."""
     settings = make_settings()
-    caplog.set_level(logging.INFO, logger="escalator.web")
+    caplog.set_level(logging.INFO, logger="escalator.review.web")
     task = asyncio.ensure_future(web.serve(settings, store))
     try:
         host, port = settings.http_listen.rsplit(":", 1)

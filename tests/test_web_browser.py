@@ -21,9 +21,9 @@ from reviewkit import ON_CALL, mail_bytes, seed
 from standins.pagerduty import PagerDutyStandIn
 from test_web import HOSTILE, hostile_mail
 
-from escalator import web
-from escalator.dispatch import Dispatcher
+from escalator.outbox.dispatch import Dispatcher
 from escalator.policy import load_policy
+from escalator.review import web
 from escalator.settings import Settings
 from escalator.store.sqlite import SQLiteStore
 

@@ -210,7 +210,7 @@ class Store(Protocol):
 
     async def audit_log(self, mail_id: int | None = None) -> list[AuditRow]: ...
 
-    # -- support review (escalator/review.py, web.py, retention.py) --
+    # -- support review (escalator/review/, store/retention.py) --
 
     async def resolve_review(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
-from escalator.cli_review import operator, with_store
+from escalator.cli.review import operator, with_store
 from escalator.errors import PermanentError
 
 

@@ -1,6 +1,6 @@
 """The `escalator` command. The only place that turns outcomes into exit codes.
 
-Each subcommand lives in its own module (cli_*.py) with a `register(commands)` function that
+Each subcommand lives in its own module (cli/*.py) with a `register(commands)` function that
 adds its parser and handler; a handler returns an exit code. `main` maps escalator's errors to
 a one-line message: status 2 for a usage or configuration error, 1 for any other failure.
 """
@@ -11,12 +11,13 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from escalator import cli_check, cli_list, cli_probe, cli_replay, cli_review, cli_serve
+from escalator.cli import check, probe, replay, review, serve
+from escalator.cli import list as list_command
 from escalator.errors import ConfigError, EscalatorError
 
 Command = Callable[[argparse.Namespace], int]
 
-COMMAND_MODULES = (cli_check, cli_serve, cli_list, cli_review, cli_replay, cli_probe)
+COMMAND_MODULES = (check, serve, list_command, review, replay, probe)
 
 DESCRIPTION = (
     "escalator: the SMTP server behind the escalation and critical-incident addresses. "

@@ -21,17 +21,9 @@ mail's HTML is never rendered, links are never made clickable, and the CSP forbi
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
-import hashlib
-import hmac
-import ipaddress
-import json
 import logging
 import re
-import secrets
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,11 +34,12 @@ from zoneinfo import ZoneInfo
 import jinja2
 from aiohttp import web
 
-from escalator import retention, review
 from escalator.core.decide import Policy, route
 from escalator.core.model import Page, Verdict
 from escalator.errors import PermanentError
 from escalator.policy import load_policy
+from escalator.review import deeds
+from escalator.review.auth import SESSION_COOKIE, SESSION_SECONDS, Guard, Identity
 from escalator.settings import Settings, split_host_port
 from escalator.store import Store
 
@@ -55,9 +48,6 @@ log = logging.getLogger(__name__)
 # Called with traffic_only=True for ?scope=traffic: only what accepting mail needs (see app.py).
 Readiness = Callable[[bool], Awaitable[tuple[bool, str]]]
 
-SESSION_COOKIE = "escalator_session"
-SESSION_SECONDS = 12 * 3600
-LOGIN_FAILURES_PER_MINUTE = 20  # beyond this the form rests for a minute (bearer/proxy unaffected)
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/login", "/static/review.css"})
 QUEUE_LIMIT = 100
 ESCALATIONS_LIMIT = 100
@@ -88,115 +78,6 @@ READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
 IDENTITY: web.RequestKey[Identity] = web.RequestKey("identity")
 CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 PUBLIC_EXTRA: web.AppKey[frozenset[str]] = web.AppKey("public_extra")
-
-
-# -- identities -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Who is asking; `binding` ties the CSRF token to a browser session (None: no CSRF needed)."""
-
-    who: str
-    binding: str | None
-
-
-class Guard:
-    """Checks credentials, issues session cookies and CSRF tokens; never logs the token."""
-
-    def __init__(self, settings: Settings) -> None:
-        configured = settings.review_token
-        self.generated = configured is None
-        self._token = (
-            secrets.token_urlsafe(24) if configured is None else configured.get_secret_value()
-        )
-        # The signing key follows the token: changing the token signs everyone out.
-        self._key = hashlib.sha256(b"escalator review session\0" + self._token.encode()).digest()
-        self._proxies = tuple(
-            ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies
-        )
-        self._header = settings.identity_header
-        self.secure_cookie = settings.public_url.startswith("https://")
-        self._failures: deque[float] = deque()
-
-    def login_allowed(self, now: float) -> bool:
-        """Guessing the token through the form is slowed to a few tries a minute, all clients."""
-        while self._failures and self._failures[0] < now - 60:
-            self._failures.popleft()
-        return len(self._failures) < LOGIN_FAILURES_PER_MINUTE
-
-    def login_failed(self, now: float) -> None:
-        self._failures.append(now)
-
-    @property
-    def token(self) -> str:
-        return self._token
-
-    def token_matches(self, offered: str) -> bool:
-        return hmac.compare_digest(offered.encode(), self._token.encode())
-
-    def identify(self, request: web.Request) -> Identity | None:
-        """Trusted proxy header first, then the session cookie, then a bearer token."""
-        person = self._proxy_identity(request)
-        if person is not None:
-            return Identity(f"proxy:{person}", f"proxy|{person}")
-        cookie = request.cookies.get(SESSION_COOKIE)
-        who = self._session_who(cookie) if cookie else None
-        if who is not None and cookie is not None:
-            return Identity(who, f"session|{cookie}")
-        scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and offered and self.token_matches(offered.strip()):
-            return Identity("token:bearer", None)
-        return None
-
-    def _proxy_identity(self, request: web.Request) -> str | None:
-        value = request.headers.get(self._header, "").strip()
-        if not value or not self._proxies or not self._peer_trusted(request):
-            return None
-        return value[:200]
-
-    def _peer_trusted(self, request: web.Request) -> bool:
-        """The TCP peer itself, never X-Forwarded-For, which anyone can write."""
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        if not peer:
-            return False
-        try:
-            address = ipaddress.ip_address(peer[0])
-        except ValueError:
-            return False
-        return any(address in network for network in self._proxies)
-
-    def session_cookie(self, who: str, now: float | None = None) -> str:
-        expires = int((now or time.time()) + SESSION_SECONDS)
-        body = _b64(json.dumps({"who": who, "exp": expires}).encode())
-        return f"{body}.{self._sign('session', body)}"
-
-    def _session_who(self, cookie: str) -> str | None:
-        body, _, signature = cookie.partition(".")
-        if not hmac.compare_digest(signature, self._sign("session", body)):
-            return None
-        try:
-            data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        except ValueError:
-            return None
-        if not isinstance(data, dict) or int(data.get("exp", 0)) < time.time():
-            return None
-        return str(data.get("who") or "") or None
-
-    def csrf_token(self, identity: Identity) -> str:
-        return self._sign("csrf", identity.binding or "")
-
-    def csrf_ok(self, identity: Identity, offered: str) -> bool:
-        if identity.binding is None:
-            return True  # a bearer token is never sent by a browser on its own
-        return hmac.compare_digest(offered.encode(), self.csrf_token(identity).encode())
-
-    def _sign(self, purpose: str, text: str) -> str:
-        return _b64(hmac.new(self._key, f"{purpose}|{text}".encode(), hashlib.sha256).digest())
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
 # -- middlewares ------------------------------------------------------------------------------
@@ -283,7 +164,7 @@ async def home(request: web.Request) -> web.StreamResponse:
 
 async def queue_page(request: web.Request) -> web.Response:
     mails = await request.app[STORE].mails_in_review("held", QUEUE_LIMIT)
-    views = await asyncio.to_thread(lambda: [review.mail_view(mail) for mail in mails])
+    views = await asyncio.to_thread(lambda: [deeds.mail_view(mail) for mail in mails])
     return _page(request, "queue.html", views=views, limit=QUEUE_LIMIT)
 
 
@@ -298,10 +179,10 @@ async def mail_page(request: web.Request) -> web.Response:
     return _page(request, "mail.html", view=view, done=done, **_release_preview(request))
 
 
-async def _view(request: web.Request) -> review.MailView:
+async def _view(request: web.Request) -> deeds.MailView:
     try:
-        return await review.load_view(request.app[STORE], _mail_id(request))
-    except review.MailNotFound:
+        return await deeds.load_view(request.app[STORE], _mail_id(request))
+    except deeds.MailNotFound:
         raise web.HTTPNotFound(
             text="No such mail (never stored, or removed by retention)."
         ) from None
@@ -334,7 +215,7 @@ async def release_action(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     mail_id = _mail_id(request)
     try:
-        outcome = await review.release(
+        outcome = await deeds.release(
             request.app[STORE],
             request.app[POLICY],
             mail_id,
@@ -342,7 +223,7 @@ async def release_action(request: web.Request) -> web.StreamResponse:
             _note(form),
             now=request.app[CLOCK](),
         )
-    except review.MailNotFound:
+    except deeds.MailNotFound:
         raise web.HTTPNotFound(text="No such mail.") from None
     if outcome.changed:
         request.app[ON_RELEASED]()  # the page goes out now, not at the dispatcher's next poll
@@ -355,12 +236,12 @@ async def dismiss_action(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     mail_id = _mail_id(request)
     try:
-        outcome = await review.dismiss(
+        outcome = await deeds.dismiss(
             request.app[STORE], mail_id, request[IDENTITY].who, _note(form)
         )
-    except review.MailNotFound:
+    except deeds.MailNotFound:
         raise web.HTTPNotFound(text="No such mail.") from None
-    except review.NoteRequired:
+    except deeds.NoteRequired:
         view = await _view(request)
         error = "Write a note saying why this mail is dismissed."
         preview = _release_preview(request)
@@ -429,7 +310,7 @@ def templates(settings: Settings) -> jinja2.Environment:
     env.filters["when"] = lambda moment: (
         "" if moment is None else moment.astimezone(zone).strftime("%a %d %b %Y %H:%M %Z")
     )
-    env.filters["action_label"] = review.action_label
+    env.filters["action_label"] = deeds.action_label
     env.globals["raw_days"] = settings.raw_retention_days
     return env
 
@@ -528,7 +409,7 @@ async def start(settings: Settings, store: Store, **options: Any) -> RunningWeb:
 
 
 async def serve(settings: Settings, store: Store, **options: Any) -> None:
-    """Run the web server (and the retention pass) until cancelled; app.py starts this."""
+    """Run the web server until cancelled; app.py starts this (and the retention pass)."""
     running = await start(settings, store, **options)
     page = settings.public_url.rstrip("/") + "/review"
     if running.guard.generated:
@@ -542,11 +423,7 @@ async def serve(settings: Settings, store: Store, **options: Any) -> None:
         )
     else:
         log.info("review page at %s (listening on %s)", page, running.url)
-    purger = asyncio.ensure_future(retention.run(store, settings))
     try:
         await asyncio.Event().wait()
     finally:
-        purger.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await purger
         await running.stop()

@@ -24,8 +24,8 @@ from escalator.core.actions import plan_actions
 from escalator.core.decide import Policy, route
 from escalator.core.mail import ParsedMail, parse_mail
 from escalator.core.model import Decision, Triage, Verdict
+from escalator.decider.processor import decision_record
 from escalator.errors import PermanentError
-from escalator.processor import decision_record
 from escalator.store import ActionRow, AuditRow, DecisionRecord, MailRow, Store
 
 MAX_NOTE_CHARS = 2000

@@ -32,10 +32,10 @@ from escalator.core.conversation import merge_follow_up
 from escalator.core.mail import ParsedMail, parse_mail
 from escalator.core.retry import Backoff, GiveUp, Refused, RetryLater, next_step
 from escalator.errors import StoreUnavailable
-from escalator.pagerduty import PagerDuty
-from escalator.replies import Relay, load_template, parse_relay_url
+from escalator.outbox.pagerduty import PagerDuty
+from escalator.outbox.relay import Relay, load_template, parse_relay_url
+from escalator.outbox.slack import CHANNEL_GONE, Slack
 from escalator.settings import Settings
-from escalator.slack import CHANNEL_GONE, Slack
 from escalator.store import ActionRow, MailRow, Store
 
 log = logging.getLogger(__name__)

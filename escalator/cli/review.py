@@ -14,10 +14,10 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from escalator import retention, review
 from escalator.policy import load_policy
+from escalator.review import deeds
 from escalator.settings import Settings, load_settings
-from escalator.store import MailRow, Store, opened_store
+from escalator.store import MailRow, Store, opened_store, retention
 
 T = TypeVar("T")
 
@@ -70,7 +70,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def held_json(mail: MailRow) -> dict[str, Any]:
-    view = review.mail_view(mail)
+    view = deeds.mail_view(mail)
     return {
         "id": mail.id,
         "received_at": mail.received_at.isoformat(),
@@ -94,7 +94,7 @@ def held_line(mail: MailRow) -> str:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    view = with_store(lambda store, _: review.load_view(store, args.mail_id))
+    view = with_store(lambda store, _: deeds.load_view(store, args.mail_id))
     print(terminal_safe(show_text(view)))
     return 0
 
@@ -107,7 +107,7 @@ def terminal_safe(text: str) -> str:
     return _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text)
 
 
-def show_text(view: review.MailView) -> str:
+def show_text(view: deeds.MailView) -> str:
     """The mail page as plain text (mail text printed as is: a terminal renders no HTML)."""
     mail = view.mail
     lines = [
@@ -123,14 +123,14 @@ def show_text(view: review.MailView) -> str:
         *_text_lines(view),
         "",
         "Actions:",
-        *(f"  {a.kind}: {review.action_label(a)}" for a in view.actions),
+        *(f"  {a.kind}: {deeds.action_label(a)}" for a in view.actions),
         "Audit:",
         *(f"  {r.at.isoformat()} {r.who} {r.what} {r.note or ''}".rstrip() for r in view.audit),
     ]
     return "\n".join(lines)
 
 
-def _text_lines(view: review.MailView) -> list[str]:
+def _text_lines(view: deeds.MailView) -> list[str]:
     if view.parsed is None:
         purged = view.mail.raw_purged_at.isoformat() if view.mail.raw_purged_at else "unknown"
         return [f"(text purged on {purged} by retention)"]
@@ -141,8 +141,8 @@ def _text_lines(view: review.MailView) -> list[str]:
 
 
 def run_release(args: argparse.Namespace) -> int:
-    async def work(store: Store, settings: Settings) -> review.Reviewed:
-        return await review.release(
+    async def work(store: Store, settings: Settings) -> deeds.Reviewed:
+        return await deeds.release(
             store, load_policy(settings), args.mail_id, operator(), args.note
         )
 
@@ -152,9 +152,7 @@ def run_release(args: argparse.Namespace) -> int:
 
 
 def run_dismiss(args: argparse.Namespace) -> int:
-    outcome = with_store(
-        lambda store, _: review.dismiss(store, args.mail_id, operator(), args.note)
-    )
+    outcome = with_store(lambda store, _: deeds.dismiss(store, args.mail_id, operator(), args.note))
     print(outcome.message)
     return 0 if outcome.changed else 1
 
