@@ -25,13 +25,13 @@ from escalator.core.authenticity import TrustPolicy, check_sender, trusted_resul
 from escalator.core.decide import Policy, decide
 from escalator.core.mail import parse_mail
 from escalator.core.model import SenderPolicy
-from escalator.dispatch import Dispatcher
+from escalator.decider.processor import Processor
 from escalator.errors import ConfigError
+from escalator.ingress.smtp import start_smtp
+from escalator.outbox.dispatch import Dispatcher
 from escalator.policy import load_policy, organisational_domain
-from escalator.processor import Processor
-from escalator.review import mail_view
+from escalator.review.deeds import mail_view
 from escalator.settings import Settings
-from escalator.smtp import start_smtp
 from escalator.store import Store
 
 BORDER = "mx.border.example"
