@@ -195,14 +195,31 @@ def test_closed_store_gets_451(server: RunningServer) -> None:
 
 
 def test_duplicate_delivery_is_stored_and_decided_once(server: RunningServer) -> None:
-    """An MTA retrying after a lost 250 gets 250 again, but the mail exists once."""
-    for _ in range(3):
+    """An MTA retrying after a lost 250 gets 250 again, but the mail exists once, even when
+    the retry carries another trace header and comes from another envelope sender."""
+    retry = b"Received: from relay2.example by mx.example; Tue, 1 Dec 2026\r\n" + message(9)
+    for sender, raw in [("alice@example.org", message(9))] * 2 + [("srs@relay.example", retry)]:
         with server.smtp() as client:
-            client.sendmail("alice@example.org", ["escalations@localhost"], message(9))
+            assert client.sendmail(sender, ["escalations@localhost"], raw) == {}
     (listed,) = server.mails()
     assert listed.mail.verdict is not None
     kinds = [a.kind for a in listed.actions]
     assert len(kinds) == len(set(kinds)), "one decision, so each action kind at most once"
+
+
+def test_two_mails_sharing_a_message_id_are_both_stored_and_decided(server: RunningServer) -> None:
+    """A templated sender reusing one Message-ID: two different mails, two 250s, both kept."""
+    first = message(20)
+    second = first.replace(b"Production down 20", b"Payments down").replace(b"log in", b"pay")
+    with server.smtp() as client:
+        for raw in (first, second):
+            assert client.sendmail("alice@example.org", ["escalations@localhost"], raw) == {}
+    mails = server.mails()
+    assert [m.mail.message_id for m in mails] == ["msg-20@example.org"] * 2
+    assert [m.mail.subject for m in mails] == ["Production down 20", "Payments down"]
+    assert all(m.mail.verdict is not None for m in mails), "both decided"
+    stored = [server.call(server.service.store.get_mail(m.mail.id)) for m in mails]
+    assert [m.raw for m in stored if m is not None] == [first, second]
 
 
 def test_overlong_line_gets_500_with_enhanced_code(server: RunningServer) -> None:

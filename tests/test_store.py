@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from escalator.core.actions import PlannedAction
 from escalator.errors import ConfigError, StoreUnavailable
 from escalator.store import DecisionRecord, IncomingMail, Store
+from escalator.store.digest import content_digest
 from escalator.store.sqlite import MIGRATIONS, SQLiteStore
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -30,6 +32,7 @@ def incoming(n: int = 1, **changes: object) -> IncomingMail:
         "from_addr": "alice@example.org",
     }
     fields.update(changes)
+    fields.setdefault("content_digest", content_digest(fields["raw"]))  # type: ignore[arg-type]
     return IncomingMail(**fields)  # type: ignore[arg-type]
 
 
@@ -56,15 +59,27 @@ async def test_accept_keeps_raw_bytes_and_envelope(store: Store) -> None:
 
 
 async def test_duplicate_within_seven_days_is_stored_once(store: Store) -> None:
-    """Same Message-ID and sender within 7 days is the same mail; otherwise it is a new one."""
+    """Same content (digest) within 7 days is the same mail, whoever the envelope sender;
+    a later one, or a mail without a digest, is a new one."""
     first = await store.accept(incoming(1))
     again = await store.accept(incoming(1, received_at=T0 + timedelta(days=6)))
     other_sender = await store.accept(incoming(1, mail_from="bob@example.org"))
     later = await store.accept(incoming(1, received_at=T0 + timedelta(days=8)))
     assert again.duplicate and again.mail_id == first.mail_id
-    assert not other_sender.duplicate and not later.duplicate
-    no_id = [await store.accept(incoming(2, message_id=None)) for _ in range(2)]
-    assert not any(a.duplicate for a in no_id) and no_id[0].mail_id != no_id[1].mail_id
+    assert other_sender.duplicate and other_sender.mail_id == first.mail_id
+    assert not later.duplicate
+    no_digest = [await store.accept(incoming(2, content_digest=None)) for _ in range(2)]
+    assert not any(a.duplicate for a in no_digest)
+    assert no_digest[0].mail_id != no_digest[1].mail_id
+
+
+async def test_same_message_id_with_other_content_is_a_new_mail(store: Store) -> None:
+    """Two different mails sharing one Message-ID (a templated sender) are both kept."""
+    one = incoming(3, raw=b"Message-ID: <same@x>\r\nSubject: db down\r\n\r\nthe db\r\n")
+    two = incoming(3, raw=b"Message-ID: <same@x>\r\nSubject: api down\r\n\r\nthe api\r\n")
+    first, second = await store.accept(one), await store.accept(two)
+    assert not first.duplicate and not second.duplicate and first.mail_id != second.mail_id
+    assert [m.mail.message_id for m in await store.list_mails()] == ["m3@example.org"] * 2
 
 
 async def test_concurrent_accepts_all_commit(store: Store) -> None:
@@ -202,7 +217,7 @@ async def test_sqlite_reopen_keeps_data_and_schema_version(tmp_path: Path) -> No
     for _ in range(2):
         store = SQLiteStore(tmp_path / "s.db")
         await store.open()
-        await store.accept(incoming(message_id=None))
+        await store.accept(incoming(message_id=None, content_digest=None))
         await store.close()
     with sqlite3.connect(tmp_path / "s.db") as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
@@ -231,3 +246,64 @@ async def test_find_mail_by_message_id_returns_the_newest(store: Store) -> None:
     found = await store.find_mail("m1@example.org")
     assert found is not None and found.id == newest.mail_id and found.raw is None
     assert await store.find_mail("nobody@example.org") is None
+
+
+OLD_ROW = (
+    "INSERT INTO mails (received_at, mail_from, rcpt_tos, client_address, tls, message_id, "
+    "subject, from_addr, size, raw) VALUES ({})"
+)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_content_digest_migration_is_additive(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store of the schema before the digest column upgrades in place: old rows stay readable
+    (and are never a duplicate's match), new mails are deduplicated by content."""
+    import psycopg
+    from conftest import POSTGRES_URL, _require_postgres
+    from psycopg import sql
+
+    import escalator.store.postgres as pg_module
+    import escalator.store.sqlite as sqlite_module
+
+    schema = f"t_up_{uuid.uuid4().hex[:12]}"
+    module = sqlite_module if backend == "sqlite" else pg_module
+    if backend == "postgresql":
+        await _require_postgres()
+    make = (
+        (lambda: SQLiteStore(tmp_path / "up.db"))
+        if backend == "sqlite"
+        else (lambda: pg_module.PostgresStore(POSTGRES_URL, schema=schema))
+    )
+    monkeypatch.setattr(module, "MIGRATIONS", module.MIGRATIONS[:-1])
+    old = make()
+    await old.open()
+    await old.close()
+    mail = incoming(5)
+    rcpts = '["escalations@localhost"]'
+    values = (mail.received_at.isoformat(), mail.mail_from, rcpts, None, 0, mail.message_id,
+              mail.subject, mail.from_addr, len(mail.raw), mail.raw)  # fmt: skip
+    try:
+        if backend == "sqlite":
+            with sqlite3.connect(tmp_path / "up.db") as conn:
+                conn.execute(OLD_ROW.format(", ".join("?" * 10)), values)
+        else:
+            async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as c:
+                await c.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+                pg_values = (mail.received_at, *values[1:4], False, *values[5:])
+                await c.execute(OLD_ROW.format(", ".join(["%s"] * 10)).encode(), pg_values)
+        monkeypatch.undo()
+        store = make()
+        await store.open()
+        first, second = await store.accept(mail), await store.accept(mail)
+        assert not first.duplicate and second.duplicate and second.mail_id == first.mail_id
+        listed = await store.list_mails()
+        assert [m.mail.message_id for m in listed] == [mail.message_id] * 2
+        old_row = await store.get_mail(listed[0].mail.id)
+        assert old_row is not None and old_row.raw == mail.raw
+        await store.close()
+    finally:
+        if backend == "postgresql":
+            async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as c:
+                await c.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))

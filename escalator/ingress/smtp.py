@@ -31,6 +31,7 @@ from escalator import metrics
 from escalator.errors import ConfigError, StoreUnavailable
 from escalator.settings import Settings, split_host_port
 from escalator.store import IncomingMail, Store
+from escalator.store.digest import content_digest
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,7 @@ def incoming_mail(session: Session, envelope: Envelope, received_at: datetime) -
         message_id=message_id,
         subject=subject,
         from_addr=from_addr,
+        content_digest=content_digest(raw),
     )
 
 

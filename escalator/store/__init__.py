@@ -45,6 +45,7 @@ class IncomingMail:
     message_id: str | None = None
     subject: str = ""
     from_addr: str = ""
+    content_digest: str | None = None  # store/digest.py; the duplicate key, None = always new
 
 
 @dataclass(frozen=True)

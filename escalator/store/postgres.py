@@ -48,7 +48,11 @@ T = TypeVar("T")
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 Job = Callable[[Conn], Awaitable[Any]]
 
-MIGRATIONS = ("postgres-0001-initial.sql", "postgres-0002-conversations.sql")
+MIGRATIONS = (
+    "postgres-0001-initial.sql",
+    "postgres-0002-conversations.sql",
+    "postgres-0003-content-digest.sql",
+)
 _SELECT_MAILS = (
     "SELECT id, received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject, "
     'from_addr, size, decision, verdict, reasons, slack_channel, "window", decided_at, review, '
@@ -319,23 +323,25 @@ async def _all(conn: Conn, query: str, params: tuple[Any, ...] = ()) -> list[dic
 
 
 async def _accept(conn: Conn, mail: IncomingMail) -> Accepted:
-    if mail.message_id:
-        key = f"{mail.message_id} {mail.mail_from}"
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+    if mail.content_digest:
+        # Two replicas taking the same retry at once: the second waits here, then finds the first.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (mail.content_digest,)
+        )
         since = mail.received_at - timedelta(days=DUPLICATE_WINDOW_DAYS)
         found = await _one(
             conn,
-            "SELECT id FROM mails WHERE message_id = %s AND mail_from = %s AND received_at >= %s "
+            "SELECT id FROM mails WHERE content_digest = %s AND received_at >= %s "
             "ORDER BY id LIMIT 1",
-            (_text(mail.message_id), _text(mail.mail_from), since),
+            (mail.content_digest, since),
         )
         if found is not None:
             return Accepted(int(found["id"]), duplicate=True)
     row = await _one(
         conn,
         "INSERT INTO mails (received_at, mail_from, rcpt_tos, client_address, tls, message_id, "
-        "subject, from_addr, size, raw) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-        "RETURNING id",
+        "subject, from_addr, size, raw, content_digest) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
         (
             mail.received_at,
             _text(mail.mail_from),
@@ -347,6 +353,7 @@ async def _accept(conn: Conn, mail: IncomingMail) -> Accepted:
             _text(mail.from_addr),
             len(mail.raw),
             mail.raw,
+            mail.content_digest,
         ),
     )
     assert row is not None

@@ -51,6 +51,7 @@ MIGRATIONS = (
     "sqlite-0001-initial.sql",
     "sqlite-0002-review.sql",
     "sqlite-0003-conversations.sql",
+    "sqlite-0004-content-digest.sql",
 )
 _LIST_MAILS = (
     "SELECT id, received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject, "
@@ -353,18 +354,18 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 def _accept(conn: sqlite3.Connection, mail: IncomingMail) -> Accepted:
-    if mail.message_id:
+    if mail.content_digest:
         since = _ts(mail.received_at - timedelta(days=DUPLICATE_WINDOW_DAYS))
         row = conn.execute(
-            "SELECT id FROM mails WHERE message_id = ? AND mail_from = ? AND received_at >= ? "
+            "SELECT id FROM mails WHERE content_digest = ? AND received_at >= ? "
             "ORDER BY id LIMIT 1",
-            (mail.message_id, mail.mail_from, since),
+            (mail.content_digest, since),
         ).fetchone()
         if row is not None:
             return Accepted(int(row["id"]), duplicate=True)
     cursor = conn.execute(
         "INSERT INTO mails (received_at, mail_from, rcpt_tos, client_address, tls, message_id, "
-        "subject, from_addr, size, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "subject, from_addr, size, raw, content_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             _ts(mail.received_at),
             mail.mail_from,
@@ -376,6 +377,7 @@ def _accept(conn: sqlite3.Connection, mail: IncomingMail) -> Accepted:
             mail.from_addr,
             len(mail.raw),
             mail.raw,
+            mail.content_digest,
         ),
     )
     return Accepted(_rowid(cursor), duplicate=False)

@@ -1,0 +1,7 @@
+-- PostgreSQL schema version 3 (content digest), as SQLite's version 4: a duplicate is the same
+-- content, not the same Message-ID (escalator/store/digest.py). Additive: older rows keep NULL.
+
+ALTER TABLE mails ADD COLUMN content_digest TEXT;
+
+CREATE INDEX mails_by_digest ON mails (content_digest, received_at)
+    WHERE content_digest IS NOT NULL;
