@@ -14,6 +14,7 @@ import email.header
 import email.parser
 import email.policy
 import email.utils
+import enum
 import logging
 import re
 import ssl
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, AnyStr
 
 import aiosmtpd
-from aiosmtpd.smtp import SMTP, Envelope, Session, login_always_fail
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, login_always_fail
 
 from escalator import metrics
 from escalator.errors import ConfigError, StoreUnavailable
@@ -246,6 +247,83 @@ def _printable(text: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()
 
 
+# -- DATA ---------------------------------------------------------------------------------
+
+
+class CommandReader(asyncio.StreamReader):
+    """aiosmtpd's reader, remembering whether the last line it gave ended in CRLF: a session
+    whose DATA command ended in a bare LF is a bare-LF session (see `MessageReader`)."""
+
+    crlf = True
+
+    async def readuntil(self, separator: Any = b"\n") -> bytes:  # Any: typeshed's private alias
+        line = await super().readuntil(separator)
+        self.crlf = line.endswith(b"\r\n")
+        return line
+
+
+class DataState(enum.Enum):
+    NOMINAL = "nominal"
+    TOO_LONG = "too long"
+    TOO_MUCH = "too much"
+
+
+@dataclass
+class MessageReader:
+    """The DATA phase, line by line, as Postfix's smtpd_forbid_bare_newline = normalize reads it.
+
+    A bare LF ends a line like CRLF does and is stored as CRLF, so bare-LF clients are served.
+    The end of data stays <CR><LF>.<CR><LF>: in a CRLF session a dot line ends the message only
+    when it and the line before it end in CRLF, so `<LF>.<LF>`, `<LF>.<CR><LF>` and
+    `<CR><LF>.<LF>` are content (SMTP smuggling: a relay in front reads them as content too, so
+    we must never see a second message where it saw one). Only a client that sent its DATA
+    command with a bare LF (a bare-LF session; no relay writes its commands that way) may end
+    with any dot line. Dot-stuffing is undone; size and line limits apply to the stored form.
+    """
+
+    size_limit: int | None
+    line_limit: int
+    bare_lf_session: bool
+    state: DataState = DataState.NOMINAL
+    size: int = 0
+    content: bytearray = field(default_factory=bytearray)
+    _previous_crlf: bool = True
+    _continued: bool = False  # the next chunk continues an overlong line
+
+    def feed(self, line: bytes) -> bool:
+        """Take one line (or a chunk of an overlong one); True once it was the end of data."""
+        if self._continued:
+            self._continued = not line.endswith(b"\n")
+            return False
+        crlf = line.endswith(b"\r\n")
+        text = line[: -2 if crlf else -1] if line.endswith(b"\n") else line
+        if text == b"." and (self.bare_lf_session or (crlf and self._previous_crlf)):
+            return True
+        self._previous_crlf = crlf
+        self._keep(text[1:] if text.startswith(b".") else text)
+        return False
+
+    def overlong(self, chunk: bytes) -> None:
+        """A chunk of a line longer than the reader's limit: refuse the mail, skip the line."""
+        self._fail(DataState.TOO_LONG)
+        self._continued = not chunk.endswith(b"\n")
+
+    def _keep(self, text: bytes) -> None:
+        self.size += len(text) + 2
+        if len(text) + 2 > self.line_limit:
+            self._fail(DataState.TOO_LONG)
+        elif self.size_limit and self.size > self.size_limit:
+            self._fail(DataState.TOO_MUCH)
+        if self.state is DataState.NOMINAL:
+            self.content += text
+            self.content += b"\r\n"
+
+    def _fail(self, state: DataState) -> None:
+        if self.state is DataState.NOMINAL:
+            self.state = state
+            self.content = bytearray()
+
+
 # -- the protocol -------------------------------------------------------------------------
 
 
@@ -285,7 +363,7 @@ class EscalatorSMTP(SMTP):
         introspection (inspect.getmembers and dir() of protocol and handler: about a fifth of
         the loop's CPU at 20 sessions, one connection per mail). No AUTH is offered: an inbound
         MX has no users. test_smtp checks this leaves the same state as aiosmtpd's own."""
-        reader = asyncio.StreamReader(loop=loop, limit=self.line_length_limit)
+        reader = CommandReader(loop=loop, limit=self.line_length_limit)
         asyncio.StreamReaderProtocol.__init__(
             self, reader, client_connected_cb=self._cb_client_connected, loop=loop
         )
@@ -374,11 +452,60 @@ class EscalatorSMTP(SMTP):
         await super().smtp_MAIL(arg)
 
     async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd dispatches by name
+        """aiosmtpd's DATA with `MessageReader` reading the message (bare LF, smuggling)."""
         # aiosmtpd re-arms its timer only per command, so DATA gets a budget for the largest
         # mail at the slowest rate we still serve; commands keep the short idle timeout.
         self._reset_timeout(self._data_timeout)
         self._counting = "DATA"
-        await super().smtp_DATA(arg)
+        if await self._data_refused(arg):
+            return
+        assert self.envelope is not None
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        reader = MessageReader(
+            self.data_size_limit, self.line_length_limit, not getattr(self._reader, "crlf", True)
+        )
+        if not await self._read_message(reader):
+            return
+        if reader.state is not DataState.NOMINAL:
+            self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd, unannotated
+            await self.push(self._refusal(reader.state))
+            return
+        self.envelope.original_content = self.envelope.content = bytes(reader.content)
+        reader.content = bytearray()
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd, unannotated
+        await self.push("250 OK" if status is MISSING else status)
+
+    async def _data_refused(self, arg: str) -> bool:
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return True
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return True
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return True
+        return False
+
+    async def _read_message(self, reader: MessageReader) -> bool:
+        """Feed `reader` until the end of data: True; False when the client went away."""
+        while True:
+            try:
+                line = await self._reader.readuntil(b"\n")
+            except asyncio.LimitOverrunError as overrun:
+                reader.overlong(await self._reader.read(overrun.consumed))
+                continue
+            except asyncio.IncompleteReadError:
+                self.abort()
+                return False
+            if reader.feed(line):
+                return True
+
+    def _refusal(self, state: DataState) -> str:
+        if state is DataState.TOO_LONG:
+            return REPLY_LINE_TOO_LONG.format(limit=self.line_length_limit)
+        return REPLY_TOO_BIG.format(limit=self.data_size_limit)
 
     async def smtp_RCPT(self, arg: str) -> None:  # noqa: N802 - aiosmtpd dispatches by name
         self._counting = "RCPT"
