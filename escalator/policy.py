@@ -14,7 +14,7 @@ from pathlib import Path
 from publicsuffixlist import PublicSuffixList
 
 from escalator.core.authenticity import TrustPolicy
-from escalator.core.cover import build_calendar, parse_extra_days
+from escalator.core.cover import CoverCalendar, build_calendar, parse_extra_days
 from escalator.core.decide import Policy
 from escalator.core.model import SenderPolicy
 from escalator.core.rules import parse_rules
@@ -35,17 +35,22 @@ def load_policy(settings: Settings) -> Policy:
         rules = parse_rules(
             _read(settings.rules_file, "ESCALATOR_RULES_FILE"), str(settings.rules_file)
         )
+    return Policy(
+        triage=TriagePolicy(rules, settings.allowed_senders, settings.trusted_list_ids),
+        calendar=load_calendar(settings),
+        trust=load_trust(settings),
+    )
+
+
+def load_calendar(settings: Settings) -> CoverCalendar:
+    """The cover calendar alone (the dispatcher says when support will look at a held mail)."""
     extra_days: frozenset[date] = frozenset()
     if settings.extra_holidays_file is not None:
         extra_days = parse_extra_days(
             _read(settings.extra_holidays_file, "ESCALATOR_EXTRA_HOLIDAYS_FILE"),
             str(settings.extra_holidays_file),
         )
-    return Policy(
-        triage=TriagePolicy(rules, settings.allowed_senders, settings.trusted_list_ids),
-        calendar=build_calendar(settings.timezone, extra_days),
-        trust=load_trust(settings),
-    )
+    return build_calendar(settings.timezone, extra_days)
 
 
 def load_trust(settings: Settings) -> TrustPolicy:

@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     relay_url: SecretStr | None = None
     reply_from: str = "escalations@localhost"
     public_url: str = "http://127.0.0.1:8025"
+    status_page_url: str | None = None
     retry_horizon_seconds: float = Field(default=600.0, gt=0)
 
     timezone: str = "Europe/London"

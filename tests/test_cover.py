@@ -214,3 +214,22 @@ def test_every_instant_has_one_window_and_page_at_is_the_next_0700(instant: date
     previous = datetime.combine(local.date() - timedelta(days=1), time(7), tzinfo=LONDON)
     assert previous <= instant
     assert calendar.window_at(page_at) is ONC
+
+
+@pytest.mark.parametrize(
+    ("instant", "expected"),
+    [
+        ("2026-11-27T11:00:00+00:00", "2026-11-27T11:00:00+00:00"),  # Friday, support hours: now
+        ("2026-11-27T08:00:00+00:00", "2026-11-27T10:00:00+00:00"),  # Friday morning: 10:00
+        ("2026-11-27T18:00:00+00:00", "2026-11-30T10:00:00+00:00"),  # Friday evening: Monday
+        ("2026-12-24T17:30:00+00:00", "2026-12-29T10:00:00+00:00"),  # Christmas, Boxing Day (obs.)
+        ("2026-07-03T18:00:00+00:00", "2026-07-06T10:00:00+01:00"),  # summer: 10:00 BST
+    ],
+)
+def test_next_support_start_is_when_support_looks_at_a_held_mail(
+    instant: str, expected: str
+) -> None:
+    """Support reads held mail 10:00-17:00 on working days (bank holidays skipped)."""
+    calendar = build_calendar("Europe/London")
+    start = calendar.next_support_start(datetime.fromisoformat(instant))
+    assert start == datetime.fromisoformat(expected)

@@ -18,7 +18,7 @@ import aiosmtplib
 import pytest
 from prometheus_client import REGISTRY
 from standins.pagerduty import PagerDutyStandIn
-from standins.slack import SlackStandIn, mentions
+from standins.slack import SLACK_CHANNEL_LINKS, SlackStandIn, mentions
 from standins.smtp_sink import SmtpSink
 
 from escalator.core.actions import plan_actions
@@ -225,8 +225,9 @@ async def test_hostile_mail_text_mentions_nobody_in_slack(world: World) -> None:
     await world.receive(raw, FRIDAY.replace(hour=9, minute=30))
     await world.dispatcher().burst()
     assert len(world.slack.posts) == 2  # the alarm and the ack
+    ours = (f"{world.settings.public_url}/mails/", *SLACK_CHANNEL_LINKS)
     for post in world.slack.posts:
-        assert mentions(post) == []
+        assert mentions(post, ours) == []
     assert world.pd.received[0].status == 202
 
 
@@ -340,7 +341,7 @@ async def test_follow_up_decided_with_its_original_pages_with_the_original_facts
     await decide_as_the_worker_will(world, accepted.mail_id, original.id)
     await world.dispatcher().burst()
     (event,) = [r.body for r in world.pd.received]
-    assert "502 error" in event["payload"]["custom_details"]["facts"]
+    assert "502 error" in event["payload"]["custom_details"]["what they wrote"]
     assert event["dedup_key"] == "m1@digital.justice.gov.uk"
     (alarm,) = world.slack.posts_in("high-priority-alarms")
     assert "502 error" in str(alarm.blocks)

@@ -10,10 +10,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 from standins.incidents import envelope, incident
 
-from escalator.core import render
+from escalator.core import render, words
 from escalator.outbox.relay import load_template
 
 HOSTILE = "Users see <!channel> and <@U123> — <https://evil|click> @here & <!subteam^S1>"
+PAGE = "http://x/mails/7"
+OUR_LINKS = {
+    "https://slack.com/app_redirect?channel=laa-apply-incident|#laa-apply-incident",
+    f"{PAGE}|Escalation #7",
+}
+
+
+def controls(text: str) -> set[str]:
+    """Every <…> sequence Slack would act on (mention, link, channel reference)."""
+    return set(re.findall(r"<([^<>]*)>", text))
 
 
 def test_slack_escape_replaces_ampersand_first_and_nothing_else() -> None:
@@ -39,16 +49,17 @@ def test_truncation_happens_after_escaping() -> None:
 def test_alarm_escapes_every_mail_derived_field() -> None:
     """Subject, sender, channel and facts reach the Slack blocks with no control sequence."""
     hostile = incident(subject=HOSTILE, sender_name=HOSTILE, facts=HOSTILE, notes=(HOSTILE,))
-    text, blocks = render.slack_alarm(hostile)
+    text, blocks = render.slack_alarm(hostile, PAGE)
     everything = text + repr(blocks)
-    assert "<!" not in everything and "<@" not in everything and "<http" not in everything
+    assert "<!" not in everything and "<@" not in everything and "<https://evil" not in everything
+    assert controls(everything) <= OUR_LINKS  # only the links escalator builds itself
     assert "&lt;!channel&gt;" in text
 
 
 def test_alarm_blocks_fit_slack_limits_for_huge_input() -> None:
     """A 1 MB mail still yields sections <= 3 000 chars and fallback text <= 40 000."""
     huge = incident(facts="<&>" * 350_000, subject="s" * 5000)
-    text, blocks = render.slack_alarm(huge)
+    text, blocks = render.slack_alarm(huge, PAGE)
     assert len(text) <= render.SLACK_TEXT_MAX and len(blocks) <= 50
     for block in blocks:
         if block["type"] == "section":
@@ -57,11 +68,13 @@ def test_alarm_blocks_fit_slack_limits_for_huge_input() -> None:
 
 def test_alarm_states_whether_on_call_was_paged_or_when_it_will_be() -> None:
     """The alarm says 'paged' for a page now, and the 07:00 time for a deferred page."""
-    now_text, _ = render.slack_alarm(incident(page="now", alarm=True))
+    _, now_blocks = render.slack_alarm(incident(page="now", alarm=True), PAGE)
     at = datetime(2026, 11, 29, 7, 0, tzinfo=timezone(timedelta(0)))
-    later_text, _ = render.slack_alarm(incident(page="deferred", page_at=at, window="no_cover"))
-    assert "has been paged" in now_text
-    assert "07:00 on Sun 29 Nov" in later_text
+    later = incident(page="deferred", page_at=at, window="no_cover")
+    later_text, later_blocks = render.slack_alarm(later, PAGE)
+    assert now_blocks[0]["text"]["text"] == "Email escalation — on-call paged"
+    assert later_blocks[0]["text"]["text"] == "Email escalation — will page at 07:00 GMT"
+    assert "07:00 GMT, Sun 29 Nov" in later_text + repr(later_blocks)
 
 
 def test_pagerduty_event_is_bounded_and_critical() -> None:
@@ -69,9 +82,9 @@ def test_pagerduty_event_is_bounded_and_critical() -> None:
     event = render.pagerduty_event(incident(subject="x\r\ny" * 2000), "http://x/mails/7")
     payload = event["payload"]
     assert len(payload["summary"]) <= 1024 and "\n" not in payload["summary"]
-    assert payload["severity"] == "critical" and payload["source"] == "escalator"
+    assert payload["severity"] == "critical" and payload["class"] == "email escalation"
     assert event["links"][0]["href"].endswith("channel=laa-apply-incident")
-    assert payload["custom_details"]["sender"] == "Ana Analyst <ana@example.gov.uk>"
+    assert payload["custom_details"]["raised by"] == "Ana Analyst <ana@example.gov.uk>"
 
 
 def test_channel_given_as_an_id_links_to_its_archive() -> None:
@@ -151,3 +164,158 @@ def test_template_cannot_reach_python_internals() -> None:
         render.render_template(
             "{{ subject.__class__.__mro__[1].__subclasses__() }}", {"subject": ""}
         )
+
+
+# -- what people see (issue 13) ---------------------------------------------------------------
+
+CRIME = incident(
+    subject="URGENT: Crime apply — submissions failing (500) since 06:50",
+    sender_name="Bartholomew Fitzwilliam-Harrington (LAA Digital, Crime Apply team)",
+    sender="bartholomew.fitzwilliam-harrington@digital.justice.gov.uk",
+    slack_channel="laa-crime-apply-incident",
+    facts="Hi all,\n\nCrime apply (namespace laa-crime-apply-production) returns 500 on submit.",
+)
+
+
+def test_summary_leads_with_service_and_symptom_within_80_characters() -> None:
+    """The lock screen shows ~80 characters: service and symptom there, the channel by name,
+    the sender (in the details) nowhere in the line."""
+    summary = render.pagerduty_summary(CRIME)
+    assert summary.startswith("[Email escalation] Crime apply — submissions failing (500)")
+    assert "Crime apply" in summary[:80] and "submissions failing (500)" in summary[:80]
+    assert "join #laa-crime-apply-incident" in summary and "bartholomew" not in summary.lower()
+
+
+def test_vague_subject_gives_way_to_the_first_sentence_the_sender_wrote() -> None:
+    """'P1' says nothing: the first sentence of the mail (not the greeting) leads instead."""
+    vague = incident(
+        subject="Re: URGENT - P1", facts="Hello team,\n\nPrison visits booking is down. 503s."
+    )
+    summary = render.pagerduty_summary(vague)
+    assert summary.startswith("[Email escalation] Prison visits booking is down — join #")
+
+
+def test_channel_given_as_an_id_is_never_shown_as_the_id_in_the_summary() -> None:
+    summary = render.pagerduty_summary(incident(slack_channel="C08K3D9XW2P"))
+    assert "C08K3D9XW2P" not in summary and "Slack channel linked" in summary
+
+
+def test_pagerduty_fields_as_pagerduty_defines_them_and_details_in_plain_words() -> None:
+    """source = the service, component = its namespace, never the Slack channel; custom
+    details in plain words with the London time; links to the channel and the mail's page."""
+    event = render.pagerduty_event(CRIME, PAGE)
+    payload, details = event["payload"], event["payload"]["custom_details"]
+    assert payload["source"] == "Crime apply"
+    assert payload["component"] == "laa-crime-apply-production"
+    assert "laa-crime-apply-incident" not in payload["source"] + payload["component"]
+    assert details["received"] == "21:00 GMT, Sat 28 Nov" and details["since"] == "06:50"
+    assert details["talk in"] == "#laa-crime-apply-incident"
+    assert "up to an hour" in details["the sender was told"]
+    assert [link["href"] for link in event["links"]] == [
+        "https://slack.com/app_redirect?channel=laa-crime-apply-incident",
+        PAGE,
+    ]
+
+
+def test_alarm_links_the_channel_and_the_mails_page_and_stands_apart_from_firing() -> None:
+    """A header unlike '[FIRING]', the channel as a real link (<#C…> for an ID), buttons to the
+    mail's page and the channel: links escalator builds, in verbatim text."""
+    text, blocks = render.slack_alarm(incident(), PAGE)
+    everything = text + repr(blocks)
+    assert blocks[0]["type"] == "header" and "FIRING" not in everything
+    assert (
+        "<https://slack.com/app_redirect?channel=laa-apply-incident|#laa-apply-incident>"
+        in (blocks[2]["text"]["text"])
+    )
+    (actions,) = [block for block in blocks if block["type"] == "actions"]
+    urls = [button["url"] for button in actions["elements"]]
+    assert urls == [PAGE, "https://slack.com/app_redirect?channel=laa-apply-incident"]
+    _, by_id = render.slack_alarm(incident(slack_channel="C0LAA00001"), PAGE)
+    assert "*Talk in:* <#C0LAA00001>" in by_id[2]["text"]["text"]
+
+
+def reply_text(template: str, **changes: object) -> str:
+    message = render.reply_message(incident(**changes), load_template(template), envelope())
+    return str(message.get_content())
+
+
+def test_escalated_reply_says_what_happens_next_on_the_process_terms() -> None:
+    text = reply_text("reply_escalated.txt.j2")
+    assert "has been paged and will join #laa-apply-incident" in text
+    assert "best-endeavours" in text and "up to an hour" in text and "working hours" in text
+    assert "within 30 minutes" in text and "21:00 GMT, Sat 28 Nov" in text
+
+
+def test_out_of_cover_reply_names_0700_and_promises_nothing_first_thing() -> None:
+    """Support starts at 09:00: the reply says on-call is paged at 07:00, nothing else."""
+    at = datetime(2026, 11, 29, 7, 0, tzinfo=timezone(timedelta(0)))
+    text = reply_text(
+        "reply_escalated.txt.j2", page="deferred", page_at=at, window="no_cover", alarm=True
+    )
+    assert "will be paged at 07:00 GMT, Sun 29 Nov" in text and "first thing" not in text
+
+
+def test_reject_reply_names_the_specific_reason_and_where_to_go() -> None:
+    """'it is about a non-production environment (you wrote "staging database")', the
+    #ask-cloud-platform hours, when support looks; no 'reply with' when nothing is missing."""
+    evidence = (
+        {
+            "rule": "non_production",
+            "matched": "staging database",
+            "where": "new",
+            "reason": "not_service_impacting",
+        },
+    )
+    monday = datetime(2026, 11, 30, 10, 0, tzinfo=timezone(timedelta(0)))
+    text = reply_text(
+        "reply_rejected.txt.j2",
+        verdict="reject",
+        page="none",
+        reasons=("not_service_impacting",),
+        evidence=evidence,
+        support_from=monday,
+    )
+    assert 'it is about a non-production environment (you wrote "staging database")' in text
+    assert "#ask-cloud-platform" in text and "10:00-17:00" in text
+    assert "reply to this mail with" not in text
+    assert "will look at your mail from 10:00 GMT, Mon 30 Nov" in text
+    assert words.codes_free(text)
+
+
+def test_reject_reply_asks_only_for_what_is_missing() -> None:
+    text = reply_text(
+        "reply_rejected.txt.j2",
+        verdict="reject",
+        page="none",
+        reasons=("missing_slack_channel",),
+        slack_channel=None,
+    )
+    assert "reply to this mail with the Slack channel where the incident" in text
+    assert "what its users see" not in text
+
+
+def test_status_page_is_linked_everywhere_only_when_configured() -> None:
+    status = "https://status.example.org"
+    linked = incident(status_page_url=status)
+    assert status in reply_text("reply_escalated.txt.j2", status_page_url=status)
+    assert (
+        status in repr(render.slack_alarm(linked, PAGE)) and status in render.slack_ack(linked)[0]
+    )
+    assert status in [link["href"] for link in render.pagerduty_event(linked, PAGE)["links"]]
+    assert status not in reply_text("reply_escalated.txt.j2") + repr(
+        render.slack_alarm(incident(), PAGE)
+    )
+
+
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        (datetime(2026, 12, 3, 21, 0, tzinfo=timezone(timedelta(0))), "21:00 GMT, Thu 3 Dec"),
+        (datetime(2026, 7, 1, 20, 0, tzinfo=timezone(timedelta(0))), "21:00 BST, Wed 1 Jul"),
+    ],
+)
+def test_one_time_convention_london_wall_clock_with_its_zone(
+    moment: datetime, expected: str
+) -> None:
+    assert words.when(moment) == expected
+    assert words.when(moment, year=True) == f"{expected} {moment.year}"

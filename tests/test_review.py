@@ -297,7 +297,7 @@ async def test_support_hours_reject_is_posted_mention_safe_to_the_review_channel
     (post,) = slack.posts_in("support-review")
     link = f"https://escalator.example/mails/{in_hours}|Review mail #{in_hours}"
     assert set(mentions(post)) == {link}  # our own link, in the text and its block; nothing else
-    assert "any update on my PR?" in post.text and "not_service_impacting" in post.text
+    assert "any update on my PR?" in post.text and "not describe a live service" in post.text
     assert "review" not in [a.kind for a in await store.mail_actions(night)]
     listed = {item.mail.id: mail_json(item) for item in await store.list_mails()}
     assert [a["kind"] for a in listed[in_hours]["actions"]] == ["reply"]

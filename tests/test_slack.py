@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from standins.incidents import incident
-from standins.slack import SlackStandIn, mentions
+from standins.slack import SLACK_CHANNEL_LINKS, SlackStandIn, mentions
 
 from escalator.core import render
 from escalator.core.retry import Refused, RetryLater
@@ -45,10 +45,11 @@ def hostile_incident() -> render.Incident:
 
 async def test_alarm_from_hostile_mail_produces_no_mention_or_link(slack: SlackStandIn) -> None:
     """<!channel>, <!here>, <@U123>, disguised links and @here in a mail mention nobody."""
-    text, blocks = render.slack_alarm(hostile_incident())
+    text, blocks = render.slack_alarm(hostile_incident(), "http://x/mails/1")
     await client(slack).post("high-priority-alarms", text, blocks)
     (post,) = slack.posts
-    assert mentions(post) == []
+    assert mentions(post, ("http://x/mails/1|", *SLACK_CHANNEL_LINKS)) == []
+    assert len(mentions(post)) >= 2  # the channel and the mail's page, built by escalator
     assert "link_names" not in post.args and "parse" not in post.args
     assert post.args["unfurl_links"] is False and post.args["unfurl_media"] is False
 
@@ -56,7 +57,7 @@ async def test_alarm_from_hostile_mail_produces_no_mention_or_link(slack: SlackS
 async def test_alarm_goes_to_the_channel_by_name(slack: SlackStandIn) -> None:
     """A channel name is resolved through conversations.list (paged) and posted by ID."""
     result = await client(slack).post(
-        "#high-priority-alarms", "t", render.slack_alarm(hostile_incident())[1]
+        "#high-priority-alarms", "t", render.slack_alarm(hostile_incident(), "http://x/m/1")[1]
     )
     assert result["channel"] == "C0ALARMS01" and result["ts"]
     assert slack.posts[0].channel == "C0ALARMS01"

@@ -86,6 +86,20 @@ class CoverCalendar:
             day += timedelta(days=1)
         return datetime.combine(day, self.hours.on_call_start, tzinfo=self.timezone)
 
+    def next_support_start(self, instant: datetime) -> datetime:
+        """When support next looks at the queue: the instant itself within support hours,
+        else the next support start (10:00 local on a working day)."""
+        local = _local(instant, self.timezone)
+        day, hours = local.date(), self.hours
+        if self.is_working_day(day) and local.time() < hours.support_end:
+            if local.time() >= hours.support_start:
+                return local
+            return datetime.combine(day, hours.support_start, tzinfo=self.timezone)
+        day += timedelta(days=1)
+        while not self.is_working_day(day):
+            day += timedelta(days=1)
+        return datetime.combine(day, hours.support_start, tzinfo=self.timezone)
+
     def day_segments(self, day: date) -> list[tuple[time, time, Window]]:
         """The windows of one local day, as (start, end, window) with 00:00 and 24:00 ends."""
         edges = [time(0), *self.hours.boundaries()]

@@ -12,14 +12,18 @@ import functools
 import hashlib
 import re
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
+
+from escalator.core import words
 
 PD_SUMMARY_MAX = 1024
 PD_DEDUP_MAX = 255
@@ -57,6 +61,10 @@ class Incident:
     alarm: bool
     dedup_key: str
     notes: tuple[str, ...] = field(default=())
+    evidence: tuple[Mapping[str, Any], ...] = field(default=())
+    support_from: datetime | None = None
+    status_page_url: str | None = None
+    zone: ZoneInfo = words.LONDON
 
 
 # --- text hygiene ---------------------------------------------------------------------------
@@ -114,19 +122,33 @@ def bounded_dedup_key(key: str) -> str:
 
 # --- wording shared by every channel ----------------------------------------------------------
 
+ON_CALL_MINUTES = 30  # how long the sender waits for on-call in their channel before chasing
+
 
 def page_status(incident: Incident) -> str:
     """What was done about on-call, in one line a human reads."""
     if incident.page == "now":
         return "On-call has been paged."
     if incident.page == "deferred" and incident.page_at is not None:
-        when = incident.page_at.strftime("%H:%M on %a %d %b")
-        return f"No on-call cover now: on-call will be paged at {when}; support sees it first."
+        return (
+            f"Nobody is on call from 22:00 to 07:00: on-call will be paged at "
+            f"{words.when(incident.page_at, incident.zone)}."
+        )
     return "On-call not paged (support hours): support has been alerted."
 
 
 def channel_label(channel: str | None) -> str:
     return f"#{channel}" if channel else "(no channel given)"
+
+
+def channel_words(channel: str | None) -> str:
+    """The channel as a person names it: #name; an ID means nothing to a reader, so it is
+    'the Slack channel linked below' (the link opens it)."""
+    if not channel:
+        return "no Slack channel given"
+    if is_channel_id(channel):
+        return "the Slack channel linked in the details"
+    return f"#{channel}"
 
 
 def is_channel_id(channel: str) -> bool:
@@ -157,51 +179,154 @@ def _percent_encode(text: str) -> str:
     )
 
 
+# --- what the mail is about: service, symptom, since -----------------------------------------
+
+HEADLINE_MAX = 110
+_SUBJECT_NOISE = re.compile(
+    r"^\s*(?:(?:re|fw|fwd|aw|sv)\s*:|\[[^\]]{0,40}\]|(?:urgent|critical incident|critical|"
+    r"escalation|incident|p[1-4]|help|important|live issue)\b\s*[:\-\u2013\u2014!]*)\s*",
+    re.IGNORECASE,
+)
+_GREETING = re.compile(
+    r"^(?:hi|hello|hey|dear|morning|good \w+|all|team)\b[^.!?]{0,40}[,!]?$", re.I
+)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_SERVICE_SPLIT = re.compile(r"\s+[-\u2013\u2014|]\s+|:\s+")
+_NAMESPACE = re.compile(r"\bnamespace[:\s]+\(?`?([a-z0-9][a-z0-9-]{2,62})", re.IGNORECASE)
+_SINCE = re.compile(
+    r"\bsince\s+((?:about |around |approx\.? )?(?:\d{1,2}[:.]\d{2}|\d{1,2}\s*[ap]m|midnight|"
+    r"this morning|last night|yesterday|lunchtime|the (?:last|latest) (?:deploy\w*|release))"
+    r"(?:\s*(?:am|pm))?(?: (?:today|yesterday|this morning|last night))?)",
+    re.IGNORECASE,
+)
+
+
+def headline(incident: Incident) -> str:
+    """Service and symptom in one line: the subject without 'Re:', 'URGENT', '[tag]'; when
+    that says nothing ('P1', 'Urgent'), the first sentence the sender wrote."""
+    subject = " ".join(_strip_noise(one_line(incident.subject, 1000)).split())
+    if len(subject.split()) >= 3:
+        return one_line(subject, HEADLINE_MAX)
+    first = " ".join(_first_sentence(incident.facts).split())
+    return one_line(first or subject or "(no subject)", HEADLINE_MAX)
+
+
+def _strip_noise(subject: str) -> str:
+    previous = None
+    while previous != subject:
+        previous, subject = subject, _SUBJECT_NOISE.sub("", subject, count=1)
+    return subject.strip(" -:\u2013\u2014!")
+
+
+def _first_sentence(facts: str) -> str:
+    for line in facts.splitlines():
+        line = line.strip()
+        if len(line.split()) >= 3 and not _GREETING.match(line):
+            return _SENTENCE.split(line, maxsplit=1)[0].rstrip(".")
+    return ""
+
+
+def service_name(incident: Incident) -> str | None:
+    """The service, when the subject names it before a separator ('Crime apply - ...')."""
+    subject = _strip_noise(one_line(incident.subject, 1000))
+    parts = _SERVICE_SPLIT.split(subject, maxsplit=1)
+    if len(parts) == 2 and 1 <= len(parts[0].split()) <= 6:
+        return one_line(parts[0], 100)
+    return None
+
+
+def namespace(incident: Incident) -> str | None:
+    match = _NAMESPACE.search(incident.facts)
+    return match.group(1).lower() if match else None
+
+
+def since(incident: Incident) -> str | None:
+    """'since 06:50' as the sender wrote it, from the subject or their words."""
+    match = _SINCE.search(f"{incident.subject}\n{incident.facts}")
+    return one_line(match.group(1), 60) if match else None
+
+
+def told(incident: Incident) -> str:
+    """What the sender's reply says happens next, in one line (for on-call's details)."""
+    channel = channel_words(incident.slack_channel)
+    if incident.page == "deferred" and incident.page_at is not None:
+        at = words.clock(incident.page_at, incident.zone)
+        return f"on-call will be paged at {at} and join {channel}"
+    if incident.page == "now":
+        return f"on-call will join {channel}; best endeavours, up to an hour out of hours"
+    return f"the support team will join {channel}"
+
+
 # --- PagerDuty --------------------------------------------------------------------------------
 
 
 def pagerduty_summary(incident: Incident) -> str:
-    """Which service, where to talk: the one line on the on-call's phone."""
+    """The one line on the on-call's lock screen: service and symptom first, where to talk;
+    the sender is in the details."""
     notes = "".join(f" [{note}]" for note in incident.notes)
-    text = (
-        f"Escalation: {incident.subject or '(no subject)'} — talk in "
-        f"{channel_label(incident.slack_channel)} — from {incident.sender}{notes}"
-    )
+    channel = incident.slack_channel
+    where = f"join #{channel}" if channel and not is_channel_id(channel) else channel_words(channel)
+    what, started = headline(incident), since(incident)
+    if started and "since" not in what.lower():
+        what = f"{what} (since {started})"
+    text = f"[Email escalation] {what} — {where}{notes}"
     return one_line(text, PD_SUMMARY_MAX)
 
 
-def pagerduty_event(incident: Incident, review_url: str) -> dict[str, Any]:
-    """The Events API v2 trigger body (routing_key is added by the client)."""
-    details = {
-        "subject": one_line(incident.subject, SUBJECT_MAX * 5),
-        "sender": one_line(f"{incident.sender_name} <{incident.sender}>", 600),
-        "slack_channel": channel_label(incident.slack_channel),
-        "facts": incident.facts[:PD_DETAIL_MAX],
-        "window": incident.window,
-        "received_at": incident.received_at.isoformat(),
-        "reference": incident.mail_id,
-        "message_id": incident.message_id,
-        "notes": list(incident.notes),
+def pagerduty_details(incident: Incident, review_url: str) -> dict[str, Any]:
+    """Custom details in plain words, in the order on-call reads them."""
+    details: dict[str, Any] = {
+        "what is wrong": headline(incident),
+        "service": service_name(incident) or namespace(incident) or "not named in the mail",
+        "since": since(incident) or "not stated",
+        "talk in": channel_words(incident.slack_channel),
+        "what they wrote": incident.facts[:PD_DETAIL_MAX],
+        "raised by": one_line(f"{incident.sender_name} <{incident.sender}>".strip(), 600),
+        "received": words.when(incident.received_at, incident.zone),
+        "cover": words.window(incident.window),
+        "the sender was told": told(incident),
+        "mail page": review_url,
+        "reference": f"escalation #{incident.mail_id}",
     }
-    links = [{"href": review_url, "text": f"Escalation #{incident.mail_id} in escalator"}]
+    if incident.status_page_url:
+        details["status page"] = incident.status_page_url
+    if incident.notes:
+        details["notes"] = list(incident.notes)
+    return details
+
+
+def pagerduty_links(incident: Incident, review_url: str) -> list[dict[str, str]]:
+    links = [{"href": review_url, "text": f"Escalation #{incident.mail_id}: the mail's page"}]
     link = channel_link(incident.slack_channel)
     if link:
-        links.insert(
-            0, {"href": link, "text": f"Reporter's channel {channel_label(incident.slack_channel)}"}
-        )
+        label = channel_words(incident.slack_channel)
+        text = f"Reporter's channel {label}" if label.startswith("#") else "Reporter's channel"
+        links.insert(0, {"href": link, "text": text})
+    if incident.status_page_url:
+        links.append({"href": incident.status_page_url, "text": "Platform status page"})
+    return links
+
+
+def pagerduty_event(incident: Incident, review_url: str) -> dict[str, Any]:
+    """The Events API v2 trigger body (routing_key is added by the client). PD-CEF fields as
+    PagerDuty defines them: source = the affected system (the service, else its namespace),
+    component = the namespace when the mail names one, class = the kind of event."""
+    service = service_name(incident) or namespace(incident)
+    payload: dict[str, Any] = {
+        "summary": pagerduty_summary(incident),
+        "source": one_line(service or "service not named (email escalation)", 255),
+        "severity": "critical",
+        "timestamp": incident.received_at.isoformat(),
+        "class": "email escalation",
+        "custom_details": pagerduty_details(incident, review_url),
+    }
+    if namespace(incident):
+        payload["component"] = namespace(incident)
     return {
         "event_action": "trigger",
         "dedup_key": incident.dedup_key,
-        "payload": {
-            "summary": pagerduty_summary(incident),
-            "source": "escalator",
-            "severity": "critical",
-            "timestamp": incident.received_at.isoformat(),
-            "component": one_line(incident.slack_channel or "unknown", 255),
-            "class": "customer-escalation",
-            "custom_details": details,
-        },
-        "links": links,
+        "payload": payload,
+        "links": pagerduty_links(incident, review_url),
         "client": "escalator",
         "client_url": review_url,
     }
@@ -211,7 +336,8 @@ def pagerduty_event(incident: Incident, review_url: str) -> dict[str, Any]:
 
 
 def _mrkdwn(text: str) -> dict[str, Any]:
-    """A mrkdwn text object that Slack will not reinterpret (verbatim)."""
+    """A mrkdwn text object that Slack will not reinterpret (verbatim): only the explicit
+    <…> links escalator builds itself are links; mail-derived text is escaped."""
     return {"type": "mrkdwn", "text": text, "verbatim": True}
 
 
@@ -219,22 +345,69 @@ def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": _mrkdwn(text)}
 
 
-def slack_alarm(incident: Incident) -> tuple[str, list[dict[str, Any]]]:
+def slack_link(url: str, label: str) -> str:
+    """An explicit Slack link built by escalator: URL and label escaped, no '|' in the label."""
+    return f"<{slack_escape(url)}|{slack_escape(label.replace('|', '/'))}>"
+
+
+def slack_channel_ref(channel: str | None) -> str:
+    """The reporter's channel as a real link: <#C…> for an ID, else a redirect link."""
+    if not channel:
+        return "no channel given"
+    if is_channel_id(channel):
+        return f"<#{channel}>"
+    return slack_link(channel_link(channel) or "", f"#{channel}")
+
+
+def alarm_header(incident: Incident) -> str:
+    """Unlike Alertmanager's '[FIRING]' posts: what this is and what was done about on-call."""
+    if incident.page == "now":
+        return "Email escalation — on-call paged"
+    if incident.page == "deferred" and incident.page_at is not None:
+        return f"Email escalation — will page at {words.clock(incident.page_at, incident.zone)}"
+    return "Email escalation — support hours, on-call not paged"
+
+
+def _button(text: str, url: str, action_id: str) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text},
+        "url": url,
+        "action_id": action_id,
+    }
+
+
+def _alarm_buttons(incident: Incident, review_url: str) -> dict[str, Any]:
+    buttons = [_button("Open the mail's page", review_url, "open-mail")]
+    link = channel_link(incident.slack_channel)
+    if link:
+        buttons.append(_button("Open the reporter's channel", link, "open-channel"))
+    if incident.status_page_url:
+        buttons.append(_button("Status page", incident.status_page_url, "open-status"))
+    return {"type": "actions", "elements": buttons}
+
+
+def slack_alarm(incident: Incident, review_url: str) -> tuple[str, list[dict[str, Any]]]:
     """Block Kit alarm for #high-priority-alarms and its plain-text fallback."""
     who = slack_text(f"{incident.sender_name} <{incident.sender}>".strip(), 500)
-    subject = slack_text(one_line(incident.subject, SUBJECT_MAX * 5) or "(no subject)", 1000)
-    channel = slack_text(channel_label(incident.slack_channel), 200)
-    status = slack_text(page_status(incident), 500)
+    what = slack_text(headline(incident), 500)
+    channel = slack_channel_ref(incident.slack_channel)
     notes = "".join(f"\n:warning: {slack_text(note, 500)}" for note in incident.notes)
-    head = f"*Subject:* {subject}\n*From:* {who}\n*Reporter's channel:* {channel}"
+    facts = (
+        f"*Talk in:* {channel}\n*Raised by:* {who}\n"
+        f"*Received:* {words.when(incident.received_at, incident.zone)} "
+        f"({words.window(incident.window)})\n*On-call:* {slack_escape(page_status(incident))}"
+    )
+    mail_page = slack_link(review_url, f"Escalation #{incident.mail_id}")
     blocks = [
-        {"type": "header", "text": {"type": "plain_text", "text": "Customer escalation"}},
-        _section(truncate_escaped(head, SLACK_BLOCK_TEXT_MAX)),
-        _section(f"*Window:* {incident.window}\n*On-call:* {status}{notes}"),
+        {"type": "header", "text": {"type": "plain_text", "text": alarm_header(incident)}},
+        _section(f"*{what}*"),
+        _section(truncate_escaped(facts, SLACK_BLOCK_TEXT_MAX - 500) + notes),
         _section(_facts_text(incident.facts)),
-        {"type": "context", "elements": [_mrkdwn(f"Reference #{incident.mail_id}")]},
+        _alarm_buttons(incident, review_url),
+        {"type": "context", "elements": [_mrkdwn(f"{mail_page} · reply to the sender from there")]},
     ]
-    fallback = f"Customer escalation: {subject} from {who}, talk in {channel}. {status}{notes}"
+    fallback = f"{alarm_header(incident)}: {what}. Talk in {channel}. Raised by {who}.{notes}"
     return truncate_escaped(fallback, SLACK_TEXT_MAX), blocks
 
 
@@ -242,8 +415,8 @@ def slack_review(incident: Incident, review_url: str) -> tuple[str, list[dict[st
     """A held reject for the support review channel (mention-safe), linking to its review page."""
     who = slack_text(f"{incident.sender_name} <{incident.sender}>".strip(), 500)
     subject = slack_text(one_line(incident.subject, SUBJECT_MAX) or "(no subject)", 400)
-    reasons = slack_escape(", ".join(incident.reasons) or "none recorded")
-    link = f"<{slack_escape(review_url)}|Review mail #{incident.mail_id}>"
+    reasons = slack_escape("; ".join(words.reason(code) for code in incident.reasons) or "none")
+    link = slack_link(review_url, f"Review mail #{incident.mail_id}")
     text = f"Rejected, held for review: {subject} from {who} ({reasons}). {link}"
     return truncate_escaped(text, SLACK_TEXT_MAX), [
         _section(truncate_escaped(text, SLACK_BLOCK_TEXT_MAX)),
@@ -257,13 +430,25 @@ def _facts_text(facts: str) -> str:
     return label + body
 
 
+def ack_next(incident: Incident) -> str:
+    """What happens next, for the reporter's channel."""
+    if incident.page == "now":
+        return "The on-call engineer has been paged and will join this channel."
+    if incident.page == "deferred" and incident.page_at is not None:
+        at = words.when(incident.page_at, incident.zone)
+        return f"Nobody is on call from 22:00 to 07:00: on-call will be paged at {at}."
+    return "The support team has been alerted and will join this channel."
+
+
 def slack_ack(incident: Incident) -> tuple[str, list[dict[str, Any]]]:
     """The acknowledgement posted in the reporter's own channel, with its fallback."""
     subject = slack_text(one_line(incident.subject, SUBJECT_MAX) or "(no subject)", 400)
-    received = incident.received_at.strftime("%H:%M %Z").strip()
+    received = words.when(incident.received_at, incident.zone)
+    status = incident.status_page_url
+    status_link = f" {slack_link(status, 'Platform status page')}." if status else ""
     text = (
         f"Your escalation “{subject}” reached the cloud platform team at {received}. "
-        f"{slack_escape(page_status(incident))} Reference #{incident.mail_id}."
+        f"{slack_escape(ack_next(incident))} Reference #{incident.mail_id}.{status_link}"
     )
     return text, [_section(truncate_escaped(text, SLACK_BLOCK_TEXT_MAX))]
 
@@ -282,22 +467,59 @@ class Envelope:
 
 
 def reply_context(incident: Incident, review_url: str) -> dict[str, Any]:
-    """Plain values a support-editable template may use."""
+    """Plain values a support-editable template may use (times in the one convention)."""
+    page_at = incident.page_at
     return {
         "sender_name": incident.sender_name or incident.sender,
         "subject": one_line(incident.subject, SUBJECT_MAX) or "(no subject)",
-        "received_at": incident.received_at.strftime("%H:%M %Z on %A %d %B %Y"),
+        "received_at": words.when(incident.received_at, incident.zone),
         "verdict": incident.verdict,
         "reasons": list(incident.reasons),
+        "reasons_in_words": list(words.specific_reasons(incident.reasons, incident.evidence)),
+        "missing": missing_details(incident.reasons),
+        "support_when": support_when(incident),
         "window": incident.window,
+        "out_of_hours": incident.window != "support",
         "page": incident.page,
-        "page_at": incident.page_at.strftime("%H:%M on %A %d %B") if incident.page_at else None,
+        "page_at": words.when(page_at, incident.zone) if page_at else None,
         "page_status": page_status(incident),
         "slack_channel": incident.slack_channel,
+        "channel": reply_channel(incident.slack_channel),
         "alarm": incident.alarm,
         "reference": incident.mail_id,
         "review_url": review_url,
+        "status_page_url": incident.status_page_url,
+        "on_call_minutes": ON_CALL_MINUTES,
     }
+
+
+def reply_channel(channel: str | None) -> str:
+    """The sender's channel as the sender names it (they gave us an ID: 'your incident channel')."""
+    if channel and not is_channel_id(channel):
+        return f"#{channel}"
+    return "your incident channel" if channel else "your team's Slack channel"
+
+
+_MISSING = {
+    "missing_slack_channel": "the Slack channel where the incident is being discussed "
+    '(for example "the channel is #my-service-incident")',
+    "missing_incident_facts": "what is wrong: which service, what its users see, and since when",
+}
+
+
+def missing_details(reasons: tuple[str, ...]) -> list[str]:
+    """What the sender can add by replying; empty when nothing is actually missing."""
+    return [_MISSING[code] for code in reasons if code in _MISSING]
+
+
+def support_when(incident: Incident) -> str:
+    """When a person in support will look at a held mail, in words."""
+    start = incident.support_from
+    if start is None:
+        return "during support hours (10:00-17:00 on working days)"
+    if start <= incident.received_at:
+        return "today, before 17:00"
+    return f"from {words.when(start, incident.zone)}"
 
 
 def render_template(template_text: str, context: dict[str, Any]) -> str:

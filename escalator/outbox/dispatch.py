@@ -35,6 +35,7 @@ from escalator.errors import StoreUnavailable
 from escalator.outbox.pagerduty import PagerDuty
 from escalator.outbox.relay import Relay, load_template, parse_relay_url
 from escalator.outbox.slack import CHANNEL_GONE, Slack
+from escalator.policy import load_calendar
 from escalator.settings import Settings
 from escalator.store import ActionRow, MailRow, Store
 
@@ -116,6 +117,7 @@ class Dispatcher:
         self._poll = poll_seconds
         self._policy = Backoff(horizon=settings.retry_horizon_seconds)
         self._zone = ZoneInfo(settings.timezone)
+        self._calendar = load_calendar(settings)
         self._templates = {verdict: load_template(name) for verdict, name in TEMPLATES.items()}
         self._gate = _PageGate()
         self._wake = asyncio.Event()
@@ -271,7 +273,7 @@ class Dispatcher:
         return Done("sent", {**sent, "summary": event["payload"]["summary"]})
 
     async def _alarm(self, action: ActionRow, incident: render.Incident) -> Done:
-        text, blocks = render.slack_alarm(incident)
+        text, blocks = render.slack_alarm(incident, self._review_url(incident))
         channel = self._settings.slack_alarm_channel
         # a fallback ("page manually") stands alone where it is seen, not inside a thread
         thread = None if action.payload.get("fallback") else await self._thread_ts(action)
@@ -381,6 +383,10 @@ class Dispatcher:
             alarm=bool(decision.get("alarm")),
             dedup_key=render.bounded_dedup_key(action.dedup_key),
             notes=tuple(str(note) for note in action.payload.get("notes", ())),
+            evidence=evidence_of(decision),
+            support_from=self._calendar.next_support_start(mail.received_at),
+            status_page_url=self._settings.status_page_url,
+            zone=self._zone,
         )
 
     def _template(self, incident: render.Incident) -> str:
@@ -421,6 +427,12 @@ def finished(action: ActionRow, state: str) -> None:
             "state": state,
         },
     )
+
+
+def evidence_of(decision: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """The decision's evidence items (the reply names the specific reason from them)."""
+    items = decision.get("evidence") or ()
+    return tuple(item for item in items if isinstance(item, dict))
 
 
 def merged_with(mail: MailRow) -> list[int]:

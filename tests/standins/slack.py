@@ -68,12 +68,31 @@ def _collect_text(node: Any, found: list[str]) -> None:
             _collect_text(item, found)
 
 
-def mentions(post: Post) -> list[str]:
-    """Control sequences Slack would turn into mentions, links or channel references."""
-    found = [match for text in post.all_text() for match in _CONTROL.findall(text)]
+SLACK_CHANNEL_LINKS = ("https://slack.com/app_redirect?channel=", "https://slack.com/archives/")
+_OUR_LABEL = re.compile(r"(?:\|[#\w .'-]{1,100})?")
+
+
+def mentions(post: Post, ours: tuple[str, ...] = ()) -> list[str]:
+    """Control sequences Slack would turn into mentions, links or channel references, except
+    the links escalator builds itself: those starting with one of `ours` (its own pages, Slack's
+    channel links, `#C…` channel references) with a plain label."""
+    found = [
+        match
+        for text in post.all_text()
+        for match in _CONTROL.findall(text)
+        if not _built(match, ours)
+    ]
     if post.args.get("link_names") in (True, 1, "1", "true"):
         found += [t for t in post.all_text() for t in re.findall(r"@(here|channel|everyone)", t)]
     return found
+
+
+def _built(control: str, ours: tuple[str, ...]) -> bool:
+    prefix = next((p for p in ours if control.startswith(p)), None)
+    if prefix is None:
+        return False
+    target, _, label = control.partition("|")
+    return _OUR_LABEL.fullmatch(f"|{label}" if label else "") is not None and "<" not in target
 
 
 class SlackStandIn:
