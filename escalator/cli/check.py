@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from escalator.core.decide import Policy, decide
-from escalator.core.model import Decision, Page, Verdict
+from escalator.core.model import Decision, Evidence, Page, Verdict
 from escalator.policy import load_policy
 from escalator.settings import load_settings
 
@@ -93,11 +93,20 @@ def explain(name: str, decision: Decision) -> str:
     ]
     for item in triage.evidence:
         label = f"{item.reason.value}: " if item.reason else ""
-        lines.append(f"  - {label}rule {item.rule} matched {item.matched!r} in {item.where}")
+        lines.append(f"  - {label}rule {item.rule} matched {item.matched!r} in {_place(item)}")
+    lines.append(f"  confidence: {triage.confidence.value}")
+    lines.extend(
+        f"    doubt: {item.rule} {item.matched!r} in {_place(item)}" for item in triage.doubts
+    )
     lines.append(f"  channel: {('#' + triage.slack_channel) if triage.slack_channel else 'none'}")
     lines.append(f"  window at {decision.at.isoformat()}: {routing.window.value}")
     lines.append(f"  next: {_next_step(decision)}")
     return "\n".join(lines)
+
+
+def _place(item: Evidence) -> str:
+    """Where the words were read: the part, and the clause when the reader split one."""
+    return f"{item.where} (clause: {item.clause!r})" if item.clause else item.where
 
 
 def _next_step(decision: Decision) -> str:

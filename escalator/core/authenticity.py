@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import getaddresses
 
 import authres
@@ -195,7 +195,12 @@ def apply_sender(
     reasons.update(result.reasons)
     merged = tuple(reason for reason in REASON_ORDER if reason in reasons)
     verdict = Verdict.REJECT if merged else result.verdict
-    return Triage(verdict, merged, result.slack_channel, _ordered(result.evidence, added))
+    evidence = _ordered(result.evidence, added)
+    if merged[:1] == result.reasons[:1]:  # the same primary reason: the content's doubt holds
+        return replace(result, verdict=verdict, reasons=merged, evidence=evidence)
+    # A reject for who sent it is as sure as the sender check; the content's doubt was about
+    # a different verdict.
+    return Triage(verdict, merged, result.slack_channel, evidence)
 
 
 def _ordered(evidence: tuple[Evidence, ...], added: list[Evidence]) -> tuple[Evidence, ...]:

@@ -14,10 +14,24 @@ from typing import Any
 
 from escalator.core.model import Reason
 from escalator.core.prefilter import Needles, needles, starts
+from escalator.core.reading import Cues, parse_cues
 from escalator.errors import ConfigError
 
 RULE_KINDS = frozenset(
-    {"outage", "symptom", "live", "no_impact", "non_production", "exclusion", "resolved", "ongoing"}
+    {
+        "outage",
+        "symptom",
+        "live",
+        "no_impact",
+        "non_production",
+        "exclusion",
+        "resolved",
+        "ongoing",
+        "lasting_impact",
+        "present_impact",
+        "priority_label",
+        "exposure",
+    }
 )
 
 
@@ -54,6 +68,7 @@ class Rules:
     automated: AutomatedRules
     rules: tuple[Rule, ...]
     min_words: int
+    cues: Cues
 
     def of_kind(self, kind: str) -> tuple[Rule, ...]:
         return self._by_kind.get(kind, ())
@@ -72,6 +87,7 @@ def parse_rules(text: str, source: str = "rules") -> Rules:
             automated=_automated(data.get("automated", {})),
             rules=tuple(_rule(item) for item in data.get("rule", [])),
             min_words=int(data.get("facts", {}).get("min_words", 12)),
+            cues=parse_cues(data.get("reading", {})),
         )
     except (tomllib.TOMLDecodeError, re.error, KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {type(exc).__name__}: {exc}") from None

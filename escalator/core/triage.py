@@ -7,12 +7,13 @@ the evidence (rule, words, part of the mail) that produced it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from escalator.core.channels import TextPart, find_channel
 from escalator.core.mail import ParsedMail
-from escalator.core.model import REASON_ORDER, Evidence, Reason, Triage, Verdict
+from escalator.core.model import REASON_ORDER, Confidence, Evidence, Reason, Triage, Verdict
 from escalator.core.prefilter import Haystack
+from escalator.core.reading import Clause, Cues, State, clause_at, clauses, state_of
 from escalator.core.rules import Rule, Rules
 
 _SNIPPET = 80
@@ -52,7 +53,8 @@ def triage(mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = N
         findings[Reason.MISSING_SLACK_CHANNEL] = [
             Evidence("channel", "no Slack channel named", "mail", Reason.MISSING_SLACK_CHANNEL)
         ]
-    if not impact.symptoms and _word_count(content) < policy.rules.min_words:
+    words = _word_count(content)
+    if not (impact.symptoms or impact.strong) and words < policy.rules.min_words:
         findings[Reason.MISSING_INCIDENT_FACTS] = [
             Evidence(
                 "facts",
@@ -65,9 +67,49 @@ def triage(mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = N
     evidence = [item for reason in reasons for item in findings[reason]]
     if channel is not None:
         evidence.append(Evidence("channel", channel.channel, channel.where))
+    evidence.extend(impact.strong[:3])
     evidence.extend(impact.symptoms[:3])
     verdict = Verdict.REJECT if reasons else Verdict.ESCALATE
-    return Triage(verdict, reasons, channel.channel if channel else None, tuple(evidence))
+    doubts = _doubts(reasons, impact, words, policy.rules.min_words)
+    if not doubts and reasons and reasons[0] is Reason.MISSING_SLACK_CHANNEL:
+        doubts = _strong_without_channel(content, policy.rules)
+    confidence = Confidence.LOW if doubts else Confidence.HIGH
+    channel_name = channel.channel if channel else None
+    return Triage(verdict, reasons, channel_name, tuple(evidence), confidence, tuple(doubts))
+
+
+# --- confidence: a wrong reject must never be silent ------------------------------------------
+
+_THIN_MARGIN = 3  # facts within this many words of the minimum: a thin "missing facts"
+
+
+def _doubts(
+    reasons: tuple[Reason, ...], impact: _Impact, words: int, minimum: int
+) -> list[Evidence]:
+    """What makes the verdict uncertain (rules.toml, policy point 5); empty when it is sure."""
+    primary = reasons[0] if reasons else None
+    if primary is None:
+        return [_overruled(item) for item in impact.overruled[:3]]
+    if primary is Reason.NOT_SERVICE_IMPACTING:
+        thin = all(item.where == "subject" for item in impact.excluded)
+        if thin and impact.excluded:
+            return [Evidence("thin", "the only exclusion is in the subject", "subject")]
+        return impact.doubts
+    if primary is Reason.MISSING_INCIDENT_FACTS and words >= minimum - _THIN_MARGIN:
+        return [Evidence("thin", f"{words} words of facts, {minimum} needed", "mail")]
+    return []
+
+
+def _overruled(item: Evidence) -> Evidence:
+    """An exclusion that lost to a stated impact, shown without its reject reason."""
+    return Evidence(f"overruled {item.rule}", item.matched, item.where, None, item.clause)
+
+
+def _strong_without_channel(content: list[TextPart], rules: Rules) -> list[Evidence]:
+    """A strong impact in a mail rejected only for its channel: a real incident held."""
+    parts = [_Read(part.where, Haystack.of(part.text)) for part in content]
+    lasting, located, _ = _Reading(parts, rules).strong()
+    return [*lasting, *located][:2]
 
 
 # --- automated mail (RFC 3834 and friends) --------------------------------------------------
@@ -156,8 +198,11 @@ def sender_allowed(address: str, allowed: tuple[str, ...]) -> bool:
 
 @dataclass(frozen=True)
 class _Impact:
-    symptoms: list[Evidence]
-    excluded: list[Evidence]
+    symptoms: list[Evidence]  # incident facts, read in the whole thread
+    excluded: list[Evidence]  # what makes the mail not service-impacting
+    strong: list[Evidence] = field(default_factory=list)  # present impact, sender's words
+    overruled: list[Evidence] = field(default_factory=list)  # exclusions the impact beat
+    doubts: list[Evidence] = field(default_factory=list)  # why a reject may be an incident
 
 
 @dataclass(frozen=True)
@@ -172,7 +217,8 @@ def _impact_evidence(content: list[TextPart], thread: list[TextPart], rules: Rul
     """Symptoms found, and the exclusions that make the mail not service-impacting.
 
     Symptoms are read in the whole thread (a reply "any news?" is about the outage it quotes);
-    everything that rejects is read only in the sender's own words.
+    everything that rejects, and every impact that overrules a reject, is read only in the
+    sender's own words. The policy is the one written at the top of rules.toml.
     """
     # The thread starts with the content parts: fold each part once for every rule.
     read = [_Read(part.where, Haystack.of(part.text)) for part in thread]
@@ -181,19 +227,140 @@ def _impact_evidence(content: list[TextPart], thread: list[TextPart], rules: Rul
     def hits(kind: str) -> list[Evidence]:
         return [item for rule in rules.of_kind(kind) for item in _rule_matches(rule, parts)]
 
-    signs = _sign_rules(rules)
-    symptoms = [item for rule in signs for item in _rule_matches(rule, read)]
+    symptoms = [item for rule in _sign_rules(rules) for item in _rule_matches(rule, read)]
+    no_impact = hits("no_impact")
+    labels = hits("priority_label")
+    non_production = [] if hits("live") else hits("non_production")
+    requests = hits("exclusion")
+    resolved = [] if hits("ongoing") else hits("resolved")
+    if not (no_impact or labels or non_production or requests or resolved):
+        return _Impact(symptoms, [])  # nothing to overrule: the common mail reads no clauses
+    reading = _Reading(parts, rules)
+    # The mail itself says the problem is in a test environment: only impacts placed in
+    # production (or exposures, which are incidents anywhere) overrule that.
+    # The same holds when the sender says production or its users are unaffected.
+    elsewhere = bool(no_impact) or len(non_production) >= 2
+    elsewhere = elsewhere or any(item.where == "subject" for item in non_production)
+    lasting, located, unlocated = reading.strong(elsewhere)
+    if lasting or located:
+        # Strong impact beats an exclusion; only a lasting one (data, credentials, a breach)
+        # also beats "resolved": an outage the sender says is over is over.
+        beaten = [*no_impact, *labels, *non_production, *requests]
+        if lasting or not resolved:
+            return _Impact(symptoms, [], [*lasting, *located], [*beaten, *resolved])
+        return _Impact(symptoms, resolved, [*located], [])
+    # An outage sign not placed in production beats a request and a priority label, and a
+    # passing mention of a test environment; not the sender's "live is fine".
+    weak_env = len(non_production) < 2 and all(item.where != "subject" for item in non_production)
+    beaten = [*labels, *requests, *(non_production if weak_env else [])] if unlocated else []
+    if not unlocated and _chases_quoted_outage(requests, resolved, symptoms, rules):
+        beaten = list(requests)  # "any news?" on a thread about a live outage: that outage
+    excluded = [
+        item for item in [*no_impact, *labels, *non_production, *resolved] if item not in beaten
+    ]
+    if requests and not beaten and not reading.several_symptoms():
+        excluded += requests
+    doubts = reading.doubts() if excluded else []
+    return _Impact(symptoms, excluded, unlocated[:3], beaten if not excluded else [], doubts)
+
+
+def _chases_quoted_outage(
+    requests: list[Evidence], resolved: list[Evidence], symptoms: list[Evidence], rules: Rules
+) -> bool:
+    """Only a request for news, on a thread whose quoted history reports an outage."""
     outage = {rule.name for rule in rules.of_kind("outage")}
-    excluded = hits("no_impact")
-    if not hits("live"):
-        excluded += _non_production(hits("non_production"), symptoms, outage)
-    if not _has_outage(symptoms, outage):
-        requests = hits("exclusion")
-        if requests and not _several_symptoms(signs, read):
-            excluded += requests
-    if not hits("ongoing"):
-        excluded += hits("resolved")
-    return _Impact(symptoms, excluded)
+    news = {"issue_status"}
+    quoted = any(item.where == "quoted" and item.rule in outage for item in symptoms)
+    return quoted and not resolved and bool(requests) and {i.rule for i in requests} <= news
+
+
+class _Reading:
+    """The sender's parts read clause by clause, only where some rule matched (see reading.py)."""
+
+    def __init__(self, parts: list[_Read], rules: Rules) -> None:
+        self._parts = parts
+        self._rules = rules
+        self._clauses: dict[int, list[Clause]] = {}
+        self._doubted: list[Evidence] = []
+
+    def strong(
+        self, elsewhere: bool = False
+    ) -> tuple[list[Evidence], list[Evidence], list[Evidence]]:
+        """Impacts stated as present: (lasting: an exposure, or data lost; located: money,
+        liberty, or an outage whose clause names production or its users; unlocated: an outage
+        sign whose clause does not say where). `elsewhere`: the mail places its problem in a
+        test environment, so data and money impacts must name production to count."""
+        cues = self._rules.cues
+        exposure = self._present("exposure", lasting=True)
+        lasting = self._present("lasting_impact", lasting=True)
+        present = self._present("present_impact")
+        outages = self._present("outage")
+        placed = [i for i in [*lasting, *present] if not elsewhere or _located(i.clause, cues)]
+        located = [item for item in outages if _located(item.clause, cues)]
+        unlocated = [item for item in [*lasting, *present, *outages] if item not in placed]
+        unlocated = [item for item in unlocated if item not in located]
+        placed_lasting = [item for item in lasting if item in placed]
+        placed_present = [item for item in present if item in placed]
+        return [*exposure, *placed_lasting], [*placed_present, *located], unlocated
+
+    def several_symptoms(self) -> bool:
+        """Two different problem words in present clauses about a service or its users."""
+        seen = {item.matched.lower() for item in self._present("symptom", every=True)}
+        return len(seen) >= _SYMPTOMS_OVER_EXCLUSION
+
+    def doubts(self) -> list[Evidence]:
+        """Impact words read but not as a present impact, and present symptoms that lost."""
+        present = self._present("symptom")[:2] + self._present("outage")[:2]
+        return (self._doubted + present)[:4]
+
+    def _present(self, kind: str, lasting: bool = False, every: bool = False) -> list[Evidence]:
+        found: list[Evidence] = []
+        for rule in self._rules.of_kind(kind):
+            for item in self._rule_reads(rule, lasting, every):
+                if item not in found:
+                    found.append(item)
+        return found
+
+    def _rule_reads(self, rule: Rule, lasting: bool, every: bool) -> list[Evidence]:
+        found = []
+        patterns = zip(rule.patterns, rule.needles, rule.starts, strict=True)
+        for pattern, needles, starts in patterns:
+            for index, part in enumerate(self._parts):
+                for match in part.haystack.finditer(pattern, needles, starts):
+                    item = self._judge(rule, index, match, lasting)
+                    if item is not None:
+                        found.append(item)
+                        if not every:
+                            break
+        return found
+
+    def _judge(
+        self, rule: Rule, index: int, match: re.Match[str], lasting: bool
+    ) -> Evidence | None:
+        """Evidence of a present impact, or None (noting a negated or hypothetical one)."""
+        part = self._parts[index]
+        clause = clause_at(self._clauses_of(index), match.start())
+        state = state_of(clause, match.start(), lasting, self._rules.cues)
+        item = Evidence(rule.name, match.group(0)[:_SNIPPET], part.where, None, clause.shown)
+        if state is State.PRESENT:
+            return item
+        if state in (State.NEGATED, State.HYPOTHETICAL) and rule.kind != "symptom":
+            doubted = Evidence(
+                f"{rule.name} ({state.value})", item.matched, part.where, None, clause.shown
+            )
+            if doubted not in self._doubted:
+                self._doubted.append(doubted)
+        return None
+
+    def _clauses_of(self, index: int) -> list[Clause]:
+        if index not in self._clauses:
+            self._clauses[index] = clauses(self._parts[index].haystack.text, self._rules.cues)
+        return self._clauses[index]
+
+
+def _located(clause: str, cues: Cues) -> bool:
+    """The clause names production, the public or the people a live service serves."""
+    return bool(cues.production.search(clause) or cues.people.search(clause))
 
 
 def _rule_matches(rule: Rule, parts: list[_Read]) -> list[Evidence]:
@@ -213,37 +380,6 @@ def _rule_matches(rule: Rule, parts: list[_Read]) -> list[Evidence]:
 def _sign_rules(rules: Rules) -> tuple[Rule, ...]:
     """Outage and symptom rules, each kind in file order, outage first (as evidence lists them)."""
     return tuple(rule for kind in SIGN_KINDS for rule in rules.of_kind(kind))
-
-
-def _non_production(
-    mentions: list[Evidence], symptoms: list[Evidence], outage_rules: set[str]
-) -> list[Evidence]:
-    """Non-production mentions that say where the problem is, not where a fix was tried.
-
-    "Our UAT environment is down" names UAT in the subject or more than once; "the site has been
-    down since 8pm, we have a fix in dev" mentions dev once, beside an outage: that stays an outage.
-    """
-    outage = _has_outage(symptoms, outage_rules)
-    in_subject = any(item.where == "subject" for item in mentions)
-    return mentions if len(mentions) >= 2 or in_subject or not outage else []
-
-
-def _has_outage(symptoms: list[Evidence], outage_rules: set[str]) -> bool:
-    """One outage sign makes a question, a chase or a request part of an incident."""
-    return any(item.rule in outage_rules for item in symptoms)
-
-
-def _several_symptoms(rules: tuple[Rule, ...], parts: list[_Read]) -> bool:
-    """Different problem words ("failing" and "failed" are two) enough to outweigh a request."""
-    seen: set[str] = set()
-    for rule in rules:
-        for pattern, needles, starts in zip(rule.patterns, rule.needles, rule.starts, strict=True):
-            for part in parts:
-                matches = part.haystack.finditer(pattern, needles, starts)
-                seen.update(match.group(0).lower() for match in matches)
-                if len(seen) >= _SYMPTOMS_OVER_EXCLUSION:
-                    return True
-    return False
 
 
 def _first_matches(
