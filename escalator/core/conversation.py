@@ -20,15 +20,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from escalator.core.decide import Policy, decide_parsed
+from escalator.core.headers import MAX_STORED_ID_CHARS, header_block, message_ids
 from escalator.core.mail import ParsedMail
 from escalator.core.model import Decision, Verdict
 from escalator.core.text import BodyParts
 
 MAX_PARENTS = 10  # how many Message-IDs of the thread are looked up, nearest first
 CONVERSATION_WINDOW = timedelta(days=7)  # the duplicate window of the store: older is a new case
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
-_FIELD = re.compile(rb"^(in-reply-to|references)[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
-_MSGID = re.compile(r"<([^<>\s]{1,510})>")
+_FIELD = re.compile(r"^(in-reply-to|references)[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
 
 
 @dataclass(frozen=True)
@@ -42,12 +41,13 @@ class Conversation:
 def thread_parents(raw: bytes) -> tuple[str, ...]:
     """The Message-IDs (without <>) this mail answers, nearest first: In-Reply-To, then
     References from the last (the parent) back to the root. Only the header block is read, so
-    this is cheap enough for the decide worker to call before any parsing."""
-    head = _HEADER_END.split(raw[: 256 * 1024], maxsplit=1)[0]
-    fields = {name.lower(): value for name, value in _FIELD.findall(head)}
-    ids = _MSGID.findall(fields.get(b"in-reply-to", b"").decode("ascii", "replace"))
-    ids += reversed(_MSGID.findall(fields.get(b"references", b"").decode("ascii", "replace")))
-    return tuple(dict.fromkeys(ids))[:MAX_PARENTS]
+    this is cheap enough for the decide worker to call before any parsing. Read as the SMTP
+    handler stored them (core/headers.py), so a UTF-8 Message-ID is found too."""
+    fields = {name.lower(): value for name, value in _FIELD.findall(header_block(raw))}
+    ids = message_ids(fields.get("in-reply-to", ""))
+    ids += reversed(message_ids(fields.get("references", "")))
+    bounded = (found[:MAX_STORED_ID_CHARS] for found in ids)
+    return tuple(dict.fromkeys(bounded))[:MAX_PARENTS]
 
 
 def may_complete(

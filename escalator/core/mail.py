@@ -20,6 +20,7 @@ from typing import Any
 
 import mailparser
 
+from escalator.core.headers import field_text, message_id, message_ids
 from escalator.core.text import BodyParts, html_to_text, split_body
 
 # mail-parser logs every part it does not handle; that is not ours to print (and may quote mail).
@@ -264,20 +265,13 @@ def _header_text(value: object) -> str:
     return "".join(out)
 
 
-_MSGID = re.compile(r"<([^<>\s]+)>")
-
-
 def _msgid(value: object) -> str | None:
-    if value is None:
-        return None
-    ids = _msgids(value)
-    return ids[0] if ids else (_one_line(_header_text(value)).strip("<>") or None)
+    """Message-IDs are read as the SMTP handler stores them (core/headers.py: UTF-8)."""
+    return None if value is None else message_id(field_text(value))
 
 
 def _msgids(value: object) -> list[str]:
-    if value is None:
-        return []
-    return _MSGID.findall(_header_text(value))
+    return [] if value is None else message_ids(field_text(value))
 
 
 def _one_line(text: str) -> str:

@@ -29,6 +29,7 @@ import aiosmtpd
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, login_always_fail
 
 from escalator import metrics
+from escalator.core import headers as core_headers
 from escalator.errors import ConfigError, StoreUnavailable
 from escalator.settings import Settings, split_host_port
 from escalator.store import IncomingMail, Store
@@ -215,25 +216,19 @@ def client_address(session: Session) -> str | None:
     return None if peer is None else str(peer)
 
 
-_MSGID = re.compile(r"<([^<>\s]+)>")
-
-
 def header_summary(raw: bytes) -> tuple[str | None, str, str]:
     """(Message-ID without <>, Subject, From address) from the header block only; never raises."""
-    end = raw.find(b"\r\n\r\n", 0, HEADER_SCAN_LIMIT)
-    block = raw[: end if end >= 0 else HEADER_SCAN_LIMIT]
     try:
-        text = block.decode("utf-8", errors="replace")  # SMTPUTF8 headers are raw UTF-8
+        text = core_headers.header_block(raw, HEADER_SCAN_LIMIT)  # SMTPUTF8 headers are raw UTF-8
         headers = email.parser.HeaderParser(policy=email.policy.compat32).parsestr(text)
-        found = _MSGID.search(str(headers.get("message-id", "")))
-        raw_id = str(headers.get("message-id", "")).strip()
-        message_id = found.group(1) if found else (raw_id.strip("<>") or None)
+        message_id = core_headers.message_id(str(headers.get("message-id", "")))
         subject = _printable(_decoded(headers.get("subject", "")))
         from_addr = email.utils.parseaddr(str(headers.get("from", "")))[1].lower()
     except Exception:  # noqa: BLE001 - header junk must never cost a 250; the core reads it later
         return None, "", ""
     # Bounded so a hostile header cannot outgrow an index row (PostgreSQL btree: ~2.7 KB).
-    return (message_id or "")[:512] or None, subject[:998], _printable(from_addr)[:320]
+    stored_id = (message_id or "")[: core_headers.MAX_STORED_ID_CHARS] or None
+    return stored_id, subject[:998], _printable(from_addr)[:320]
 
 
 def _decoded(value: object) -> str:
