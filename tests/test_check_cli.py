@@ -76,7 +76,9 @@ def test_human_form_explains_the_decision() -> None:
         str(SHARED / "samples" / "010-fee-calculator-pr-chase.eml"),
     )
     assert out.returncode == 0
-    assert "REJECT (not_service_impacting" in out.stdout
+    assert "REJECT: it does not describe a live service" in out.stdout
+    assert "window at 12:00 GMT, Wed 25 Nov 2026: support hours (10:00-17:00)" in out.stdout
+    assert "not_service_impacting" not in out.stdout and "on_call" not in out.stdout
     assert "rule pr_chaser matched" in out.stdout and "window at" in out.stdout
     assert "held for support review" in out.stdout
 
@@ -117,4 +119,5 @@ def test_cover_prints_a_bank_holiday_week() -> None:
     assert out.returncode == 0 and len(rows) == 6
     assert rows[0].startswith("2026-12-24 Thu  [working day]") and "10:00-17:00 support" in rows[0]
     assert rows[4].startswith("2026-12-28 Mon  [Boxing Day (observed)]")
-    assert "07:00-22:00 on_call" in rows[4] and "support" not in rows[4]
+    assert "07:00-22:00 on-call" in rows[4] and "support" not in rows[4]
+    assert rows[0].endswith("(GMT)") and "no_cover" not in out.stdout

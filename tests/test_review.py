@@ -249,6 +249,10 @@ def test_cli_lists_shows_releases_and_dismisses(
     assert cli.main(["review", "list"]) == 0
     listing = capsys.readouterr().out
     assert listing.index(f"{second} ") < listing.index(f"{first} ") and "(2 held)" in listing
+    header, *_ = listing.splitlines()
+    assert header.split() == ["id", "received", "from", "subject", "why", "held"]
+    assert " GMT, " in listing and "not a live incident" in listing
+    assert "not_service_impacting" not in listing and "+00:00" not in listing
     assert cli.main(["review", "list", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [row["id"] for row in rows] == [second, first]
@@ -256,6 +260,7 @@ def test_cli_lists_shows_releases_and_dismisses(
     assert cli.main(["review", "show", str(first)]) == 0
     shown = capsys.readouterr().out
     assert "rule pr_chaser matched" in shown and "\x1b" not in shown
+    assert "Received:  " in shown and " GMT, " in shown and "not_service_impacting" not in shown
     assert cli.main(["review", "release", str(first), "--note", "looks real"]) == 0
     assert "released" in capsys.readouterr().out
     assert cli.main(["review", "release", str(first)]) == 1
@@ -264,6 +269,13 @@ def test_cli_lists_shows_releases_and_dismisses(
     assert cli.main(["review", "show", str(second)]) == 0
     assert "cli:operator1 dismissed chaser" in capsys.readouterr().out
     assert cli.main(["review", "show", "999"]) == 1
+    assert cli.main(["list"]) == 0
+    table = capsys.readouterr().out
+    assert table.split()[:2] == ["id", "received"] and " GMT, " in table
+    assert not any(code in table for code in ("on_call", "no_cover", "dry_run", "+00:00"))
+    assert cli.main(["list", "--json"]) == 0  # the JSON keeps the contract's values
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {row["window"] for row in listed} <= {"on_call", "no_cover", "support"}
 
 
 # -- the review channel ---------------------------------------------------------------------------

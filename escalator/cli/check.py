@@ -8,7 +8,9 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from escalator.core import words
 from escalator.core.decide import Policy, decide
 from escalator.core.model import Decision, Evidence, Page, Verdict
 from escalator.policy import load_policy
@@ -56,7 +58,7 @@ def run_check(args: argparse.Namespace) -> int:
                 record = {"file": name, **record}
             print(json.dumps(record, ensure_ascii=False))
         else:
-            print(explain(name, outcome))
+            print(explain(name, outcome, policy.calendar.timezone))
     return status
 
 
@@ -84,23 +86,23 @@ def _emit_error(name: str, message: str, *, as_json: bool) -> None:
         print(f"{name}: error: {message}", file=sys.stderr)
 
 
-def explain(name: str, decision: Decision) -> str:
-    """A few lines a person reads: the verdict, which rules fired on which words, what's next."""
+def explain(name: str, decision: Decision, zone: ZoneInfo = words.LONDON) -> str:
+    """A few lines a person reads: the verdict, which rules fired on which words, what's next
+    (reasons and windows in words, times on the London wall clock with GMT/BST)."""
     triage, routing = decision.triage, decision.routing
-    lines = [
-        f"{name}: {triage.verdict.value.upper()}"
-        + (f" ({', '.join(r.value for r in triage.reasons)})" if triage.reasons else "")
-    ]
+    reasons = "; ".join(words.reason(r.value) for r in triage.reasons)
+    lines = [f"{name}: {triage.verdict.value.upper()}" + (f": {reasons}" if reasons else "")]
     for item in triage.evidence:
-        label = f"{item.reason.value}: " if item.reason else ""
+        label = f"{words.short_reason(item.reason.value)}: " if item.reason else ""
         lines.append(f"  - {label}rule {item.rule} matched {item.matched!r} in {_place(item)}")
     lines.append(f"  confidence: {triage.confidence.value}")
     lines.extend(
         f"    doubt: {item.rule} {item.matched!r} in {_place(item)}" for item in triage.doubts
     )
     lines.append(f"  channel: {('#' + triage.slack_channel) if triage.slack_channel else 'none'}")
-    lines.append(f"  window at {decision.at.isoformat()}: {routing.window.value}")
-    lines.append(f"  next: {_next_step(decision)}")
+    at = words.when(decision.at, zone, year=True)
+    lines.append(f"  window at {at}: {words.window(routing.window.value)}")
+    lines.append(f"  next: {_next_step(decision, zone)}")
     return "\n".join(lines)
 
 
@@ -109,7 +111,7 @@ def _place(item: Evidence) -> str:
     return f"{item.where} (clause: {item.clause!r})" if item.clause else item.where
 
 
-def _next_step(decision: Decision) -> str:
+def _next_step(decision: Decision, zone: ZoneInfo) -> str:
     routing = decision.routing
     if decision.verdict is Verdict.REJECT:
         return "held for support review; the sender is told why (unless the mail is automated)"
@@ -117,7 +119,7 @@ def _next_step(decision: Decision) -> str:
     if routing.page is Page.NOW:
         steps.append("page on-call now")
     elif routing.page is Page.DEFERRED and routing.page_at is not None:
-        steps.append(f"page on-call at {routing.page_at.isoformat()}")
+        steps.append(f"page on-call at {words.when(routing.page_at, zone, year=True)}")
     if routing.alarm:
         steps.append("post to the alarm channel")
     return ", ".join(steps) + "; reply to the sender"
@@ -128,7 +130,7 @@ def run_cover(args: argparse.Namespace) -> int:
     start: date = args.start or datetime.now(calendar.timezone).date()
     for day in _days(start, max(1, min(args.days, 3660))):
         segments = ", ".join(
-            f"{_clock(start)}-{_clock(end)} {window.value}"
+            f"{_clock(start)}-{_clock(end)} {words.short_window(window.value)}"
             for start, end, window in calendar.day_segments(day)
         )
         kind = (
@@ -136,7 +138,8 @@ def run_cover(args: argparse.Namespace) -> int:
             if calendar.is_working_day(day)
             else (calendar.holiday_name(day) or "weekend")
         )
-        print(f"{day.isoformat()} {day.strftime('%a')}  [{kind}]  {segments}")
+        zone = datetime.combine(day, time(12), calendar.timezone).tzname()
+        print(f"{day.isoformat()} {day.strftime('%a')}  [{kind}]  {segments} ({zone})")
     return 0
 
 

@@ -10,7 +10,9 @@ import asyncio
 import json
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from escalator.core import words
 from escalator.settings import load_settings
 from escalator.store import ACTION_KINDS, ActionRow, ListedMail, opened_store
 
@@ -29,7 +31,7 @@ def run_list(args: argparse.Namespace) -> int:
         for listed in mails:
             print(json.dumps(mail_json(listed), ensure_ascii=False))
     else:
-        print(table(mails))
+        print(table(mails, ZoneInfo(load_settings().timezone)))
     return 0
 
 
@@ -69,9 +71,10 @@ def action_json(action: ActionRow) -> dict[str, Any]:
     }
 
 
-def table(mails: list[ListedMail]) -> str:
-    """A plain table; subjects are cut so one mail stays on one line."""
-    rows = [_COLUMNS, *(_row(listed) for listed in mails)]
+def table(mails: list[ListedMail], zone: ZoneInfo = words.LONDON) -> str:
+    """A plain table; subjects are cut so one mail stays on one line. Times on the wall clock
+    with GMT/BST, windows and states in words."""
+    rows = [_COLUMNS, *(_row(listed, zone) for listed in mails)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
@@ -80,16 +83,16 @@ def table(mails: list[ListedMail]) -> str:
     return "\n".join(line.rstrip() for line in lines) + f"\n({len(mails)} mails)"
 
 
-def _row(listed: ListedMail) -> tuple[str, ...]:
+def _row(listed: ListedMail, zone: ZoneInfo) -> tuple[str, ...]:
     mail = listed.mail
-    actions = " ".join(f"{a.kind}:{a.state}" for a in listed.actions) or "-"
+    actions = ", ".join(f"{a.kind} {words.state(a.state)}" for a in listed.actions) or "-"
     return (
         str(mail.id),
-        mail.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+        words.when(mail.received_at, zone, year=True),
         _cut(mail.from_addr or mail.mail_from, 30),
         _cut(mail.subject, 40),
         mail.verdict or "(undecided)",
-        mail.window or "-",
+        words.short_window(mail.window) if mail.window else "-",
         mail.review or "-",
         actions,
     )

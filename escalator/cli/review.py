@@ -13,11 +13,13 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
+from escalator.core import words
 from escalator.policy import load_policy
 from escalator.review import deeds
 from escalator.settings import Settings, load_settings
-from escalator.store import MailRow, Store, opened_store, retention
+from escalator.store import AuditRow, MailRow, Store, opened_store, retention
 
 T = TypeVar("T")
 
@@ -59,13 +61,12 @@ def with_store(work: Callable[[Store, Settings], Awaitable[T]]) -> T:
 
 def run_list(args: argparse.Namespace) -> int:
     mails = with_store(lambda store, _: store.mails_in_review("held", 10_000))
-    for mail in mails:
-        if args.json:
+    if args.json:
+        for mail in mails:
             print(json.dumps(held_json(mail), ensure_ascii=False))
-        else:
-            print(terminal_safe(held_line(mail)))
-    if not args.json:
-        print(f"({len(mails)} held)")
+        return 0
+    zone = ZoneInfo(load_settings().timezone)
+    print(terminal_safe(held_table(mails, zone)))
     return 0
 
 
@@ -85,17 +86,31 @@ def held_json(mail: MailRow) -> dict[str, Any]:
     }
 
 
-def held_line(mail: MailRow) -> str:
-    reasons = ",".join(mail.reasons) or "-"
-    received = mail.received_at.strftime("%Y-%m-%d %H:%M")
+HELD_COLUMNS = ("id", "received", "from", "subject", "why held")
+
+
+def held_table(mails: list[MailRow], zone: ZoneInfo = words.LONDON) -> str:
+    """Held mails under a header row: London time with GMT/BST, reasons in words."""
+    rows = [HELD_COLUMNS, *(held_row(mail, zone) for mail in mails)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HELD_COLUMNS))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines) + f"\n({len(mails)} held)"
+
+
+def held_row(mail: MailRow, zone: ZoneInfo) -> tuple[str, ...]:
+    subject = " ".join(mail.subject.split()) or "(no subject)"
     return (
-        f"{mail.id:>6}  {received}  {mail.from_addr or mail.mail_from}  {mail.subject!r}  {reasons}"
+        str(mail.id),
+        words.when(mail.received_at, zone, year=True),
+        mail.from_addr or mail.mail_from,
+        subject if len(subject) <= 50 else subject[:49] + "…",
+        ", ".join(words.short_reason(code) for code in mail.reasons) or "-",
     )
 
 
 def run_show(args: argparse.Namespace) -> int:
     view = with_store(lambda store, _: deeds.load_view(store, args.mail_id))
-    print(terminal_safe(show_text(view)))
+    print(terminal_safe(show_text(view, ZoneInfo(load_settings().timezone))))
     return 0
 
 
@@ -107,17 +122,17 @@ def terminal_safe(text: str) -> str:
     return _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text)
 
 
-def show_text(view: deeds.MailView) -> str:
+def show_text(view: deeds.MailView, zone: ZoneInfo = words.LONDON) -> str:
     """The mail page as plain text (mail text printed as is: a terminal renders no HTML)."""
     mail = view.mail
     lines = [
         f"Mail {mail.id}: {view.subject}",
-        f"Received:  {mail.received_at.isoformat()}",
+        f"Received:  {words.when(mail.received_at, zone, year=True)}",
         f"From:      {view.sender} (envelope {mail.mail_from})",
         *([f"Sender:    {view.sender_check}"] if view.sender_check else []),
         f"Review:    {mail.review or 'not under review'}",
-        f"Reasons:   {', '.join(view.reasons) or 'none'}",
-        *(f"Evidence:  {line}" for line in view.evidence),
+        f"Reasons:   {'; '.join(words.reason(code) for code in view.reasons) or 'none'}",
+        *(f"Evidence:  {words.uncoded(line)}" for line in view.evidence),
         f"Channel:   {('#' + mail.slack_channel) if mail.slack_channel else 'none'}",
         "",
         *_text_lines(view),
@@ -125,9 +140,14 @@ def show_text(view: deeds.MailView) -> str:
         "Actions:",
         *(f"  {a.kind}: {deeds.action_label(a)}" for a in view.actions),
         "Audit:",
-        *(f"  {r.at.isoformat()} {r.who} {r.what} {r.note or ''}".rstrip() for r in view.audit),
+        *(f"  {_audit_line(r, zone)}" for r in view.audit),
     ]
     return "\n".join(lines)
+
+
+def _audit_line(record: AuditRow, zone: ZoneInfo) -> str:
+    at = words.when(record.at, zone, year=True)
+    return f"{at} {record.who} {record.what} {record.note or ''}".rstrip()
 
 
 def _text_lines(view: deeds.MailView) -> list[str]:

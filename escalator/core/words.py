@@ -48,6 +48,41 @@ WINDOWS = {
     "no_cover": "outside cover (22:00-07:00: nobody is on call)",
 }
 
+# the same, short enough for a table column
+SHORT_REASONS = {
+    "automated_message": "automated mail",
+    "sender_not_allowed": "sender not allowed",
+    "not_service_impacting": "not a live incident",
+    "missing_slack_channel": "no Slack channel",
+    "missing_incident_facts": "no incident facts",
+}
+SHORT_WINDOWS = {
+    "support": "support",
+    "support_and_on_call": "support + on-call",
+    "on_call": "on-call",
+    "no_cover": "no cover",
+}
+
+
+def short_reason(code: str) -> str:
+    return SHORT_REASONS.get(code, code.replace("_", " "))
+
+
+def short_window(code: str) -> str:
+    return SHORT_WINDOWS.get(code, code.replace("_", " "))
+
+
+def uncoded(line: str) -> str:
+    """A line that names reasons as '(missing_slack_channel)' with the words instead."""
+    for code, short in SHORT_REASONS.items():
+        line = line.replace(f"({code})", f"({short})")
+    return line
+
+
+def state(code: str) -> str:
+    """An action's state for people: 'dry run', not 'dry_run'."""
+    return code.replace("_", " ")
+
 
 def when(moment: datetime, zone: ZoneInfo = LONDON, *, year: bool = False) -> str:
     """'21:00 GMT, Thu 3 Dec' (with ' 2026' when `year`): the wall clock and its zone."""
