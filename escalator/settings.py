@@ -19,6 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from escalator.core.ackplace import DEFAULT_PATTERNS
 from escalator.core.model import SenderPolicy
 from escalator.errors import ConfigError
 
@@ -65,6 +66,7 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
     slack_alarm_channel: str = "high-priority-alarms"
     slack_review_channel: str | None = None
+    ack_channel_patterns: CommaList = DEFAULT_PATTERNS
     relay_url: SecretStr | None = None
     reply_from: str = "escalations@localhost"
     public_url: str = "http://127.0.0.1:8025"
@@ -88,7 +90,12 @@ class Settings(BaseSettings):
     probe_key: SecretStr | None = None
 
     _split = field_validator(
-        "addresses", "allowed_senders", "trusted_list_ids", "trusted_proxies", mode="before"
+        "addresses",
+        "allowed_senders",
+        "trusted_list_ids",
+        "trusted_proxies",
+        "ack_channel_patterns",
+        mode="before",
     )(_split_commas)
 
     @classmethod

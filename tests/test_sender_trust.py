@@ -7,55 +7,42 @@ PagerDuty and Slack stand-ins show what left.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import aiosmtplib
 import pytest
 from reviewkit import seed
-from standins.pagerduty import PagerDutyStandIn
-from standins.slack import SlackStandIn
 from standins.smtp_sink import SmtpSink
+from trustkit import (
+    ANA,
+    BORDER,
+    FRIDAY_0930,
+    FRIDAY_EVENING,
+    Outside,
+    escalation,
+    outside,
+    sink,
+    through_the_front_door,
+)
 
 from escalator.core.actions import plan_actions
 from escalator.core.authenticity import TrustPolicy, check_sender, trusted_results
 from escalator.core.decide import Policy, decide
 from escalator.core.mail import parse_mail
 from escalator.core.model import SenderPolicy
-from escalator.decider.processor import Processor
 from escalator.errors import ConfigError
-from escalator.ingress.smtp import start_smtp
-from escalator.outbox.dispatch import Dispatcher
 from escalator.policy import load_policy, organisational_domain
 from escalator.review.deeds import mail_view
 from escalator.settings import Settings
 from escalator.store import Store
 
-BORDER = "mx.border.example"
-FRIDAY_EVENING = datetime(2026, 11, 27, 20, 0, tzinfo=UTC)  # on_call: a page goes at once
-FRIDAY_0930 = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)  # support_and_on_call: page + alarm
-ANA = "ana@digital.justice.gov.uk"
+__all__ = ["outside", "sink"]  # fixtures, used by name
+
 FORGED = "Authentication-Results: evil.example; dmarc=pass header.from=digital.justice.gov.uk"
 DMARC_PASS = f"Authentication-Results: {BORDER}; dmarc=pass header.from=digital.justice.gov.uk"
 DKIM_ALIGNED = (
     f"Authentication-Results: {BORDER};\r\n dkim=pass (2048-bit key) header.d=justice.gov.uk "
     "header.s=s1 header.b=abcd;\r\n spf=fail smtp.mailfrom=bounce.example; dmarc=none"
 )
-
-
-def escalation(*headers: str, sender: str = f'"Ana Analyst" <{ANA}>') -> bytes:
-    """An escalation that pages on its words alone; `headers` go on top, as relays add them."""
-    top = "".join(f"{header}\r\n" for header in headers)
-    return (
-        f"{top}From: {sender}\r\nTo: escalations@localhost\r\nSubject: LAA apply is down\r\n"
-        "Message-ID: <m1@digital.justice.gov.uk>\r\nDate: Fri, 27 Nov 2026 20:00:00 +0000\r\n"
-        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
-        "Since 19:40 every LAA apply user gets a 502 error on submit, so nobody can apply.\r\n"
-        "Our incident channel is #laa-apply-incident.\r\n\r\nAna\r\n"
-    ).encode()
 
 
 def trust(mode: SenderPolicy = SenderPolicy.ANNOTATE) -> TrustPolicy:
@@ -234,71 +221,13 @@ async def test_review_page_view_says_unverified_sender(make_settings: Any, store
 # -- end to end: SMTP client -> listener -> decide -> dispatch -> stand-ins -----------------------
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as running:
-        yield running
-
-
-@pytest.fixture
-async def outside(tmp_path: Path) -> AsyncIterator[tuple[PagerDutyStandIn, SlackStandIn]]:
-    async with PagerDutyStandIn(tmp_path) as pd, SlackStandIn() as slack:
-        slack.add_channel("C0LAA00001", "laa-apply-incident", member=True)
-        yield pd, slack
-
-
-async def through_the_front_door(
-    raw: bytes,
-    at: datetime,
-    outside: tuple[PagerDutyStandIn, SlackStandIn],
-    sink: SmtpSink,
-    make_settings: Callable[..., Settings],
-    store: Store,
-    **overrides: Any,
-) -> None:
-    pd, slack = outside
-    settings = make_settings(
-        pagerduty_routing_key=pd.routing_key,
-        pagerduty_events_url=pd.url,
-        pagerduty_ca_file=pd.ca_file,
-        slack_bot_token=slack.token,
-        slack_api_url=slack.api_url,
-        relay_url=sink.url,
-        authserv_id=BORDER,
-        **overrides,
-    )
-    clock = Clock(at)
-    listener = await start_smtp(settings, store, clock=clock)
-    try:
-        host, port = listener.address
-        await aiosmtplib.send(
-            raw, sender=ANA, recipients=["escalations@localhost"], hostname=host, port=port
-        )
-    finally:
-        await listener.stop(5)
-    processor = Processor(store, load_policy(settings))
-    try:
-        assert await processor.burst() == 1
-    finally:
-        processor.close()
-    await Dispatcher(store, settings, clock=clock, draw=lambda: 0.5).burst()
-
-
 @pytest.mark.parametrize(("results", "pages"), [(FORGED, 0), (DKIM_ALIGNED, 1)])
 async def test_enforce_a_forged_sender_never_reaches_pagerduty(
     results: str,
     pages: int,
-    outside: tuple[PagerDutyStandIn, SlackStandIn],
+    outside: Outside,
     sink: SmtpSink,
-    make_settings: Callable[..., Settings],
+    make_settings: Any,
     store: Store,
 ) -> None:
     """A forged From with forged Authentication-Results from another id pages nobody under
@@ -315,9 +244,9 @@ async def test_enforce_a_forged_sender_never_reaches_pagerduty(
 
 
 async def test_annotate_marks_pagerduty_and_the_slack_alarm(
-    outside: tuple[PagerDutyStandIn, SlackStandIn],
+    outside: Outside,
     sink: SmtpSink,
-    make_settings: Callable[..., Settings],
+    make_settings: Any,
     store: Store,
 ) -> None:
     await through_the_front_door(
@@ -329,4 +258,3 @@ async def test_annotate_marks_pagerduty_and_the_slack_alarm(
     assert event["payload"]["custom_details"]["notes"] == ["unverified sender"]
     (alarm,) = slack.posts_in("high-priority-alarms")
     assert any("unverified sender" in text for text in alarm.all_text())
-    await asyncio.sleep(0)

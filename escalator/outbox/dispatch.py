@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from escalator import metrics
 from escalator.core import render
+from escalator.core.ackplace import ChannelFacts, ack_place
 from escalator.core.actions import PlannedAction
 from escalator.core.conversation import merge_follow_up
 from escalator.core.mail import ParsedMail, parse_mail
@@ -307,10 +308,17 @@ class Dispatcher:
         if not channel:
             return Done("skipped", note="no channel named")
         text, blocks = render.slack_ack(incident)
+        patterns = self._settings.ack_channel_patterns
         if self._adapters.slack is None:
-            return Done("dry_run", {"channel": channel, "text": text, "blocks": blocks})
+            place = ack_place(ChannelFacts(channel, listed=False), patterns)
+            dry = {"channel": channel, "text": text, "blocks": blocks, "may_join": place.join}
+            return Done("dry_run", dry) if place.post else Done("skipped", note=place.why)
         try:
-            return Done("sent", await self._slack_once(action, channel, text, blocks, join=True))
+            place = ack_place(await self._adapters.slack.channel_facts(channel), patterns)
+            if not place.post:
+                return Done("skipped", note=f"{place.why}; the reply says it")
+            sent = await self._slack_once(action, channel, text, blocks, join=place.join)
+            return Done("sent", sent)
         except Refused as exc:
             if exc.code not in ACK_UNREACHABLE:
                 raise

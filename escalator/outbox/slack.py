@@ -8,12 +8,15 @@ outbox owns retries; 429 comes back as RetryLater with Slack's Retry-After.
 from __future__ import annotations
 
 import functools
+import time
 from datetime import datetime
 from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+
+from escalator.core.ackplace import ChannelFacts, bare_name
 
 # IDs are used as-is; names are looked up (re-exported: callers ask the Slack module)
 from escalator.core.render import is_channel_id as is_channel_id
@@ -24,6 +27,7 @@ _TRANSIENT = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
 EVENT_TYPE = "escalator_action"  # message metadata marking which outbox action posted it
+FACTS_SECONDS = 60.0  # membership changes (someone invites the bot): facts are re-read after this
 
 
 class Slack:
@@ -34,6 +38,7 @@ class Slack:
             token=token, base_url=api_url, timeout=int(max(timeout, 1)), retry_handlers=[]
         )
         self._ids: dict[str, str] = {}
+        self._facts: dict[str, tuple[float, ChannelFacts]] = {}  # by name and by ID
 
     async def post(
         self,
@@ -54,6 +59,7 @@ class Slack:
             if not (join and exc.code == "not_in_channel"):
                 raise
         await self._call("conversations_join", channel=channel_id)
+        self._facts.clear()  # the bot is a member now
         return await post_once()
 
     async def find_posted(
@@ -88,19 +94,39 @@ class Slack:
             self._ids.update(await self._directory(name))
         return self._ids.get(name, f"#{name}")
 
+    async def channel_facts(self, channel: str) -> ChannelFacts:
+        """Membership and #general-ness of a channel named by name or ID, from the list of public
+        channels (is_member, is_general); a channel not listed there is `listed=False`."""
+        key = channel.strip() if is_channel_id(channel.strip()) else bare_name(channel)
+        cached = self._facts.get(key)
+        if cached is None or time.monotonic() - cached[0] > FACTS_SECONDS:
+            self._ids.update(await self._directory(key))
+        cached = self._facts.get(key)
+        return cached[1] if cached else ChannelFacts(key, listed=False)
+
     async def _directory(self, wanted: str) -> dict[str, str]:
-        """Page through public channels until `wanted` is seen (archived ones included)."""
+        """Page through public channels until `wanted` (a name or an ID) is seen (archived ones
+        included), noting each channel's facts on the way."""
         found: dict[str, str] = {}
         cursor: str | None = None
-        while wanted not in found:
+        while wanted not in found and wanted not in found.values():
             page = await self._call(
                 "conversations_list", types="public_channel", limit=200, cursor=cursor
             )
-            found.update({item["name"]: item["id"] for item in page.get("channels", [])})
+            for item in page.get("channels", []):
+                found[item["name"]] = item["id"]
+                self._note(item)
             cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
             if cursor is None:
                 break
         return found
+
+    def _note(self, item: dict[str, Any]) -> None:
+        facts = ChannelFacts(
+            str(item["name"]), bool(item.get("is_member")), bool(item.get("is_general"))
+        )
+        now = time.monotonic()
+        self._facts[str(item["name"])] = self._facts[str(item["id"])] = (now, facts)
 
     async def _post(
         self,

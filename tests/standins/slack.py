@@ -1,6 +1,7 @@
 """A Slack Web API stand-in over HTTP, strict about the documented methods escalator calls.
 
-Methods: auth.test, conversations.list (cursor pagination), conversations.join (public only),
+Methods: auth.test, conversations.list (cursor pagination; is_member, is_general as Slack gives
+them for the bot), conversations.join (public only),
 conversations.history (oldest, limit, include_all_metadata), chat.postMessage (with metadata).
 Every call needs `Authorization: Bearer <bot token>` (else invalid_auth).
 chat.postMessage checks: channel, text or blocks, text <= 40 000 chars, <= 50 blocks, known block
@@ -36,6 +37,7 @@ class Channel:
     is_private: bool = False
     is_archived: bool = False
     member: bool = True
+    is_general: bool = False  # the workspace's default channel (Slack's own flag)
 
 
 @dataclass
@@ -191,7 +193,16 @@ class SlackStandIn:
         limit = min(int(args.get("limit") or 100), self.page_size)
         page = wanted[start : start + limit]
         cursor = str(start + limit) if start + limit < len(wanted) else ""
-        channels = [{"id": c.id, "name": c.name, "is_archived": c.is_archived} for c in page]
+        channels = [
+            {
+                "id": c.id,
+                "name": c.name,
+                "is_archived": c.is_archived,
+                "is_member": c.member,
+                "is_general": c.is_general,
+            }
+            for c in page
+        ]
         return web.json_response(
             {"ok": True, "channels": channels, "response_metadata": {"next_cursor": cursor}}
         )
