@@ -24,7 +24,7 @@ from escalator.errors import EscalatorError, StoreUnavailable
 from escalator.ingress.smtp import SMTPService, start_smtp
 from escalator.outbox.dispatch import Dispatcher
 from escalator.policy import load_policy
-from escalator.review import web
+from escalator.review import web, webhooks
 from escalator.settings import Settings
 from escalator.store import Store, open_store, retention
 
@@ -97,7 +97,8 @@ class Service:
         serving = web.serve(
             self.settings,
             self.store,
-            extra_routes=[metrics.route(self.store)],
+            extra_routes=[metrics.route(self.store), *self._webhook_routes()],
+            public_paths=frozenset({"/metrics", webhooks.PATH}),
             policy=self.policy,
             readiness=self.readiness,
             on_released=self._wake_dispatcher,
@@ -105,6 +106,14 @@ class Service:
         self._spawn("web", serving)
         # Not a watched worker: a retention pass that stops must not stop the service.
         self._tasks.append(asyncio.ensure_future(retention.run(self.store, self.settings)))
+
+    def _webhook_routes(self) -> list[Any]:
+        return webhooks.routes(
+            self.store,
+            self.settings,
+            clock=lambda: datetime.now(UTC),
+            on_recorded=self._wake_dispatcher,
+        )
 
     def _wake_dispatcher(self) -> None:
         if self.dispatcher is not None:

@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     pagerduty_routing_key: SecretStr | None = None
     pagerduty_events_url: str = "https://events.pagerduty.com"
     pagerduty_ca_file: Path | None = None
+    pagerduty_webhook_secret: SecretStr | None = None
     slack_bot_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
     slack_alarm_channel: str = "high-priority-alarms"

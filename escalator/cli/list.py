@@ -1,6 +1,8 @@
 """`escalator list [--json]`: every stored mail with its decision and actions, oldest first.
 
-The JSON Lines shape is a contract (shared/spec/settings.md); the table is for people.
+The JSON Lines shape is a contract (shared/spec/settings.md); the table is for people. Beside
+the contract's keys, "incident" holds what PagerDuty said of the incident the mail's page opened
+(issue 11: status, who acknowledged and when), or null.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from escalator.core import words
+from escalator.core.notices import state_json
+from escalator.core.webhooks import IncidentState
 from escalator.settings import load_settings
 from escalator.store import ACTION_KINDS, ActionRow, ListedMail, opened_store
+from escalator.store.loop import loop_store
 
 _COLUMNS = ("id", "received", "from", "subject", "verdict", "window", "review", "actions")
 
@@ -26,18 +31,22 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run_list(args: argparse.Namespace) -> int:
-    mails = asyncio.run(_load())
+    mails, states = asyncio.run(_load())
     if args.json:
         for listed in mails:
-            print(json.dumps(mail_json(listed), ensure_ascii=False))
+            line = {**mail_json(listed), "incident": state_json(states.get(listed.mail.id))}
+            print(json.dumps(line, ensure_ascii=False))
     else:
         print(table(mails, ZoneInfo(load_settings().timezone)))
     return 0
 
 
-async def _load() -> list[ListedMail]:
+async def _load() -> tuple[list[ListedMail], dict[int, IncidentState]]:
+    """The mails, and what PagerDuty said of the incidents their pages opened (issue 11)."""
     async with opened_store(load_settings()) as store:
-        return await store.list_mails()
+        mails = await store.list_mails()
+        states = await loop_store(store).incident_states([m.mail.id for m in mails])
+        return mails, states
 
 
 def mail_json(listed: ListedMail) -> dict[str, Any]:

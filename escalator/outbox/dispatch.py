@@ -33,12 +33,14 @@ from escalator.core.conversation import merge_follow_up
 from escalator.core.mail import ParsedMail, parse_mail
 from escalator.core.retry import Backoff, GiveUp, Refused, RetryLater, next_step
 from escalator.errors import StoreUnavailable
+from escalator.outbox import notices
 from escalator.outbox.pagerduty import PagerDuty
 from escalator.outbox.relay import Relay, load_template, parse_relay_url
 from escalator.outbox.slack import CHANNEL_GONE, Slack
 from escalator.policy import load_calendar
 from escalator.settings import Settings
 from escalator.store import ActionRow, MailRow, Store
+from escalator.store.loop import loop_store
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +253,8 @@ class Dispatcher:
     # -- the four kinds ----------------------------------------------------------------------
 
     async def _execute(self, action: ActionRow, loaded: Loaded | None) -> Done:
+        if notices.is_notice(action):  # issue 11: rendered when planned, no mail to read
+            return await self._notice(action)
         if loaded is None:
             return Done("skipped", note="mail no longer stored")
         incident = self._incident(*loaded, action)
@@ -262,6 +266,16 @@ class Dispatcher:
             "review": self._review_post,
         }[action.kind]
         return await handler(action, incident)
+
+    async def _notice(self, action: ActionRow) -> Done:
+        if action.kind == "reply":
+            frame = notices.MailFrame(
+                self._settings.reply_from, self._settings.smtp_hostname, self._clock()
+            )
+            out = await notices.mail_notice(action, self._adapters.relay, frame)
+        else:
+            out = await notices.slack_notice(action, self._adapters.slack, loop_store(self._store))
+        return Done(out.state, out.result, out.note)
 
     async def _page(self, action: ActionRow, incident: render.Incident) -> Done:
         event = render.pagerduty_event(incident, self._review_url(incident))
@@ -461,8 +475,8 @@ def read_conversation(mail: MailRow, known: dict[int, MailRow]) -> ParsedMail:
 
 def fallback_action(action: ActionRow, error: str, now: datetime) -> PlannedAction | None:
     """The other route to a human when a page or an alarm could not be delivered."""
-    if action.payload.get("fallback"):
-        return None  # a fallback that fails is logged, never chased by another fallback
+    if action.payload.get("fallback") or action.payload.get("notice"):
+        return None  # a failed fallback or notice (issue 11) is logged and shown, not chased
     thread = str(action.payload.get("thread") or action.dedup_key)
     if action.kind == "page":
         note = f"PagerDuty page FAILED, page on-call manually: {error}"

@@ -36,12 +36,14 @@ from aiohttp import web
 
 from escalator.core.decide import Policy, route
 from escalator.core.model import Page, Verdict
+from escalator.core.notices import state_line
 from escalator.errors import PermanentError
 from escalator.policy import load_policy
 from escalator.review import deeds
 from escalator.review.auth import SESSION_COOKIE, SESSION_SECONDS, Guard, Identity
 from escalator.settings import Settings, split_host_port
 from escalator.store import Store
+from escalator.store.loop import loop_store
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +178,16 @@ async def escalations_page(request: web.Request) -> web.Response:
 async def mail_page(request: web.Request) -> web.Response:
     view = await _view(request)
     done = _DONE.get(request.query.get("done", ""))
-    return _page(request, "mail.html", view=view, done=done, **_release_preview(request))
+    incident = await _incident_line(request, view.mail.id)
+    preview = _release_preview(request)
+    return _page(request, "mail.html", view=view, done=done, incident=incident, **preview)
+
+
+async def _incident_line(request: web.Request, mail_id: int) -> str | None:
+    """What PagerDuty said of the incident this mail's page opened (issue 11), or None."""
+    states = await loop_store(request.app[STORE]).incident_states([mail_id])
+    state = states.get(mail_id)
+    return None if state is None else state_line(state, ZoneInfo(request.app[SETTINGS].timezone))
 
 
 async def _view(request: web.Request) -> deeds.MailView:
@@ -245,7 +256,9 @@ async def dismiss_action(request: web.Request) -> web.StreamResponse:
         view = await _view(request)
         error = "Write a note saying why this mail is dismissed."
         preview = _release_preview(request)
-        return _page(request, "mail.html", 400, view=view, error=error, done=None, **preview)
+        return _page(
+            request, "mail.html", 400, view=view, error=error, done=None, incident=None, **preview
+        )
     raise web.HTTPSeeOther(
         f"/mails/{mail_id}?done={'dismissed' if outcome.changed else 'unchanged'}"
     )

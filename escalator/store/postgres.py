@@ -41,6 +41,7 @@ from escalator.store import (
     Purged,
     RecordRejected,
 )
+from escalator.store.loop_postgres import PostgresLoop
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ MIGRATIONS = (
     "postgres-0001-initial.sql",
     "postgres-0002-conversations.sql",
     "postgres-0003-content-digest.sql",
+    "postgres-0004-loop.sql",
 )
 _SELECT_MAILS = (
     "SELECT id, received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject, "
@@ -69,7 +71,7 @@ class _Queued:
     )
 
 
-class PostgresStore:
+class PostgresStore(PostgresLoop):
     """The Store protocol on PostgreSQL; see the module docstring."""
 
     def __init__(self, url: str, *, schema: str | None = None, max_batch: int = 512) -> None:

@@ -41,6 +41,7 @@ from escalator.store import (
     Purged,
     RecordRejected,
 )
+from escalator.store.loop_sqlite import SQLiteLoop
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ MIGRATIONS = (
     "sqlite-0002-review.sql",
     "sqlite-0003-conversations.sql",
     "sqlite-0004-content-digest.sql",
+    "sqlite-0005-loop.sql",
 )
 _LIST_MAILS = (
     "SELECT id, received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject, "
@@ -68,7 +70,7 @@ class _Queued:
     future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteLoop):
     """The Store protocol on SQLite; see the module docstring for the write path."""
 
     def __init__(self, path: Path, *, busy_timeout: float = 5.0, max_batch: int = 512) -> None:
