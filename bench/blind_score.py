@@ -40,7 +40,8 @@ def misses(labels: list[dict[str, Any]], got: dict[str, dict[str, Any]]) -> list
         wanted = (label["verdict"], label["reason"], label["slack_channel"])
         actual = (seen.get("verdict"), primary, seen.get("slack_channel"))
         if wanted != actual:
-            rows.append(f"  {label['file']}: want {wanted} got {actual} {seen.get('error', '')}")
+            note = seen.get("error") or f"confidence {seen.get('confidence')}"
+            rows.append(f"  {label['file']}: want {wanted} got {actual} {note}")
     return rows
 
 
