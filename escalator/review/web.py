@@ -32,7 +32,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
-from aiohttp import web
+from aiohttp import web, web_response
 
 from escalator.core.decide import Policy, route
 from escalator.core.model import Page, Verdict
@@ -40,7 +40,14 @@ from escalator.core.notices import state_line
 from escalator.errors import PermanentError
 from escalator.policy import load_policy
 from escalator.review import deeds
-from escalator.review.auth import SESSION_COOKIE, SESSION_SECONDS, Guard, Identity
+from escalator.review.auth import (
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    THROTTLE_WINDOW,
+    Guard,
+    Identity,
+    session_key,
+)
 from escalator.settings import Settings, split_host_port
 from escalator.store import Store
 from escalator.store.loop import loop_store
@@ -63,6 +70,11 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+SERVER_NAME = "escalator"
+# aiohttp answers requests it cannot parse (400) itself, before any app hook, with its default
+# 'Server: Python/3.x aiohttp/3.y'; that module default is its only switch for those answers.
+# tests/test_review_signin.py checks a malformed request, so a rename upstream is noticed.
+web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]  # not re-exported; read at each response
 _SAFE_NEXT = re.compile(r"^/[A-Za-z0-9/_\-]*$")
 _DONE = {
     "released": "Released: the escalation is in the outbox.",
@@ -109,7 +121,7 @@ async def require_identity(
     if request.path in PUBLIC_PATHS or request.path in request.app[PUBLIC_EXTRA]:
         return await handler(request)
     guard = request.app[GUARD]
-    identity = guard.identify(request)
+    identity = await _identity(request, guard)
     if identity is None:
         return _unauthenticated(request)
     if request.method != "GET" and request.method != "HEAD":
@@ -118,6 +130,26 @@ async def require_identity(
             raise web.HTTPForbidden(text="Refused: the form's CSRF token is missing or wrong.")
     request[IDENTITY] = identity
     return await handler(request)
+
+
+async def _identity(request: web.Request, guard: Guard) -> Identity | None:
+    """Who is asking, with the issue-16 limits: a client over its Bearer budget gets 429 before
+    its guess is compared; a wrong Bearer token is counted and logged; a session that signed
+    out is no session, on any replica."""
+    offered = guard.bearer_offered(request)
+    client = guard.client(request)
+    if offered is not None and not guard.bearer_allowed(client, time.monotonic()):
+        raise web.HTTPTooManyRequests(
+            text="429: too many wrong tokens from this address; wait a minute.",
+            headers={"Retry-After": str(int(THROTTLE_WINDOW))},
+        )
+    identity = guard.identify(request)
+    if identity is None and offered is not None:
+        guard.bearer_failed(client, time.monotonic())
+    session = identity.session if identity is not None else None
+    if session is not None and await request.app[STORE].session_revoked(session_key(session)):
+        return None
+    return identity
 
 
 def _unauthenticated(request: web.Request) -> web.StreamResponse:
@@ -276,14 +308,15 @@ async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     guard = request.app[GUARD]
     target = _safe_next(str(form.get("next", "/review")))
-    if not guard.login_allowed(time.monotonic()):
+    name = re.sub(r"[^\w.@ -]", "", str(form.get("name", "")))[:60].strip()
+    client = guard.client(request)
+    if not guard.login_allowed(client, name, time.monotonic()):
         error = "Too many wrong tokens were tried: wait a minute, then sign in again."
         return _page(request, "login.html", 429, next=target, error=error)
     if not guard.token_matches(str(form.get("token", "")).strip()):
-        guard.login_failed(time.monotonic())
+        guard.login_failed(client, name, time.monotonic())
         error = "That token is not right."
         return _page(request, "login.html", 401, next=target, error=error)
-    name = re.sub(r"[^\w.@ -]", "", str(form.get("name", "")))[:60].strip()
     response = web.HTTPSeeOther(target)
     response.set_cookie(
         SESSION_COOKIE,
@@ -298,6 +331,14 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
+    """Sign out: the session is revoked in the store (so a copied cookie dies with it, on
+    every replica), then the cookie is deleted."""
+    identity = request[IDENTITY]
+    if identity.session is not None:
+        guard = request.app[GUARD]
+        expires = datetime.fromtimestamp(guard.session_expiry(identity.session), UTC)
+        now = datetime.now(UTC)
+        await request.app[STORE].revoke_session(session_key(identity.session), expires, now)
     response = web.HTTPSeeOther("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     raise response
@@ -370,9 +411,15 @@ def build_app(
     app[PUBLIC_EXTRA] = public_paths
     app[CLOCK] = clock or (lambda: datetime.now(UTC))  # tests pin the cover window
     app[ON_RELEASED] = on_released
+    app.on_response_prepare.append(_server_header)
     app.add_routes(_ROUTES)
     app.add_routes(extra_routes)
     return app
+
+
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """Name no software version (aiohttp would send 'Python/3.x aiohttp/3.y')."""
+    response.headers["Server"] = SERVER_NAME
 
 
 _ROUTES = [

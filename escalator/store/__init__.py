@@ -257,6 +257,17 @@ class Store(Protocol):
         """The result (Slack channel and ts) of the first sent alarm under `dedup_key`."""
         ...
 
+    # -- review sessions signed out before they expire (issue 16) --
+
+    async def revoke_session(self, session_key: str, expires_at: datetime, now: datetime) -> None:
+        """List a signed-out session until `expires_at` (when its cookie dies anyway); rows
+        already past their expiry at `now` are dropped on the way."""
+        ...
+
+    async def session_revoked(self, session_key: str) -> bool:
+        """Whether the session was signed out (every replica sees it)."""
+        ...
+
     async def outbox_summary(self, now: datetime) -> OutboxSummary:
         """Pending actions at `now` (see OutboxSummary); a read, cheap enough for every scrape."""
         ...

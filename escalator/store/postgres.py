@@ -54,6 +54,7 @@ MIGRATIONS = (
     "postgres-0002-conversations.sql",
     "postgres-0003-content-digest.sql",
     "postgres-0004-loop.sql",
+    "postgres-0005-revoked-sessions.sql",
 )
 _SELECT_MAILS = (
     "SELECT id, received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject, "
@@ -269,6 +270,14 @@ class PostgresStore(PostgresLoop):
 
     async def alarm_thread(self, dedup_key: str) -> dict[str, Any] | None:
         return await self._run(lambda conn: _alarm_thread(conn, dedup_key))
+
+    # -- review sessions ------------------------------------------------------------------
+
+    async def revoke_session(self, session_key: str, expires_at: datetime, now: datetime) -> None:
+        await self._run(lambda conn: _revoke_session(conn, session_key, expires_at, now))
+
+    async def session_revoked(self, session_key: str) -> bool:
+        return await self._run(lambda conn: _session_revoked(conn, session_key))
 
 
 async def _run_job(conn: Conn, job: Job) -> tuple[Any, BaseException | None]:
@@ -643,6 +652,24 @@ async def _claim_reply_slot(
         conn, "SELECT replied_at FROM reply_guard WHERE address = %s", (_text(address.lower()),)
     )
     return None if holder is None else holder["replied_at"]
+
+
+async def _revoke_session(
+    conn: Conn, session_key: str, expires_at: datetime, now: datetime
+) -> None:
+    await conn.execute("DELETE FROM revoked_sessions WHERE expires_at < %s", (now,))
+    await conn.execute(
+        "INSERT INTO revoked_sessions (session_key, expires_at) VALUES (%s, %s) "
+        "ON CONFLICT (session_key) DO NOTHING",
+        (session_key, expires_at),
+    )
+
+
+async def _session_revoked(conn: Conn, session_key: str) -> bool:
+    row = await _one(
+        conn, "SELECT 1 AS hit FROM revoked_sessions WHERE session_key = %s", (session_key,)
+    )
+    return row is not None
 
 
 async def _alarm_thread(conn: Conn, dedup_key: str) -> dict[str, Any] | None:

@@ -54,6 +54,7 @@ MIGRATIONS = (
     "sqlite-0003-conversations.sql",
     "sqlite-0004-content-digest.sql",
     "sqlite-0005-loop.sql",
+    "sqlite-0006-revoked-sessions.sql",
 )
 _LIST_MAILS = (
     "SELECT id, received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject, "
@@ -266,6 +267,14 @@ class SQLiteStore(SQLiteLoop):
 
     async def alarm_thread(self, dedup_key: str) -> dict[str, Any] | None:
         return await self._run(lambda conn: _alarm_thread(conn, dedup_key))
+
+    # -- review sessions ------------------------------------------------------------------
+
+    async def revoke_session(self, session_key: str, expires_at: datetime, now: datetime) -> None:
+        await self._run(lambda conn: _revoke_session(conn, session_key, expires_at, now))
+
+    async def session_revoked(self, session_key: str) -> bool:
+        return await self._run(lambda conn: _session_revoked(conn, session_key))
 
 
 # -- batches ------------------------------------------------------------------------------
@@ -658,6 +667,24 @@ def _claim_reply_slot(
         "SELECT replied_at FROM reply_guard WHERE address = ?", (address.lower(),)
     ).fetchone()
     return _dt(holder["replied_at"])
+
+
+def _revoke_session(
+    conn: sqlite3.Connection, session_key: str, expires_at: datetime, now: datetime
+) -> None:
+    conn.execute("DELETE FROM revoked_sessions WHERE expires_at < ?", (_ts(now),))
+    conn.execute(
+        "INSERT INTO revoked_sessions (session_key, expires_at) VALUES (?, ?) "
+        "ON CONFLICT (session_key) DO NOTHING",
+        (session_key, _ts(expires_at)),
+    )
+
+
+def _session_revoked(conn: sqlite3.Connection, session_key: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM revoked_sessions WHERE session_key = ?", (session_key,)
+    ).fetchone()
+    return row is not None
 
 
 def _alarm_thread(conn: sqlite3.Connection, dedup_key: str) -> dict[str, Any] | None:
