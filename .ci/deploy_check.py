@@ -52,6 +52,7 @@ GAUGES = frozenset(
     {
         "escalator_outbox_pending", "escalator_outbox_oldest_pending_seconds",
         "escalator_deferred_pages_waiting", "escalator_last_probe_success_timestamp_seconds",
+        "escalator_pages_failing_seconds",
     }
 )  # fmt: skip
 HISTOGRAMS = frozenset({"escalator_accept_seconds", "escalator_accept_to_page_seconds"})

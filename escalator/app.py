@@ -20,13 +20,13 @@ from typing import Any
 from escalator import metrics, probe
 from escalator.core.decide import Policy
 from escalator.decider.processor import Processor
-from escalator.errors import EscalatorError, StoreUnavailable
+from escalator.errors import EscalatorError
 from escalator.ingress.smtp import SMTPService, start_smtp
 from escalator.outbox.dispatch import Dispatcher
 from escalator.policy import load_policy
 from escalator.review import web, webhooks
 from escalator.settings import Settings
-from escalator.store import Store, open_store, retention
+from escalator.store import OutboxSummary, Store, open_store, retention
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,9 @@ class Service:
         self._spawn("decide", self.processor.run())
         if self._with_optional:
             self._start_optional_workers()
+        # Other replicas' news (PostgreSQL LISTEN): their mails to take over if they die, and
+        # actions due now (a release on another replica's review page, a lease handed back).
+        self.store.subscribe(self.processor.wake_soon, self._wake_dispatcher)
         host, port = self.smtp.address
         log.info("escalator listening for SMTP on %s:%d", host, port)
 
@@ -120,18 +123,27 @@ class Service:
             self.dispatcher.wake()
 
     async def readiness(self, traffic_only: bool = False) -> tuple[bool, str]:
-        """/readyz: the store answers, SMTP listens, the workers run and no action is stuck
-        (pending and overdue by more than the retry horizon: nobody is dispatching).
+        """/readyz: the store answers, SMTP listens, the workers run and no action is stalled
+        (due for longer than the retry horizon and nobody took it up: nobody is dispatching)
+        and no page is failing.
 
-        /readyz?scope=traffic (the Kubernetes readiness probe) leaves the outbox out: when
-        PagerDuty or Slack is down, taking the pod out of the SMTP Service would also stop the
-        mails that still reach Slack or PagerDuty; the stuck outbox is an alert instead."""
+        /readyz?scope=traffic (the Kubernetes readiness probe) leaves the outbox's troubles out
+        of the verdict: when PagerDuty or Slack is down, taking the pod out of the SMTP Service
+        would also stop the mails that still reach Slack or PagerDuty. It still SAYS "pages
+        failing for N s" in its detail, and the alert EscalatorPagesFailing fires."""
         problems = self._smtp_problems() + self._worker_problems()
-        if traffic_only:
-            problems += await self._store_problems()
-        else:
-            problems += await self._outbox_problems(datetime.now(UTC))
-        return not problems, "; ".join(problems) or "store, SMTP, workers and outbox ok"
+        now = datetime.now(UTC)
+        try:
+            summary = await self.store.outbox_summary(now)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", said plainly
+            return False, "; ".join([*problems, f"store: {exc.__class__.__name__}: {exc}"])
+        outbox = self._outbox_problems(summary, now)
+        if not traffic_only:
+            problems += outbox
+        detail = "; ".join(problems) or "store, SMTP, workers and outbox ok"
+        if traffic_only and outbox:
+            detail = f"{detail}; outbox: {'; '.join(outbox)}"
+        return not problems, detail
 
     def _smtp_problems(self) -> list[str]:
         if self.smtp is None or not self.smtp.server.is_serving():
@@ -147,25 +159,15 @@ class Service:
             if f"escalator-{name}" not in running
         ]
 
-    async def _store_problems(self) -> list[str]:
-        try:
-            await self.store.outbox_summary(datetime.now(UTC))
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", said plainly
-            return [f"store: {exc.__class__.__name__}: {exc}"]
-        return []
-
-    async def _outbox_problems(self, now: datetime) -> list[str]:
-        try:
-            summary = await self.store.outbox_summary(now)
-        except StoreUnavailable as exc:
-            return [f"store: {exc}"]
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", said plainly
-            return [f"store: {exc.__class__.__name__}"]
-        oldest = summary.oldest_due
-        overdue = 0.0 if oldest is None else (now - oldest).total_seconds()
-        if overdue > self.settings.retry_horizon_seconds:
-            return [f"an action has been due for {overdue:.0f} s, beyond the retry horizon"]
-        return []
+    def _outbox_problems(self, summary: OutboxSummary, now: datetime) -> list[str]:
+        problems = []
+        failing = metrics.seconds_since(summary.failing_pages_since, now)
+        if summary.failing_pages_since is not None:
+            problems.append(f"pages failing for {failing:.0f} s")
+        stalled = metrics.seconds_since(summary.stalled_since, now)
+        if stalled > self.settings.retry_horizon_seconds:
+            problems.append(f"an action has been due for {stalled:.0f} s, beyond the retry horizon")
+        return problems
 
     def _spawn(self, name: str, work: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(work)
@@ -196,10 +198,13 @@ class Service:
         next start."""
         clock = asyncio.get_running_loop().time
         give_up = clock() + deadline
+        if self.dispatcher is not None:
+            self.dispatcher.stop()  # claims nothing more; finishes what it started
         if self.smtp is not None:
             cut = await self.smtp.stop(deadline)
             if cut:
                 log.warning("shutdown deadline passed: %d SMTP sessions cut off", cut)
+        await self._finish_dispatch(give_up - clock())
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -211,6 +216,17 @@ class Service:
         self.processor.close()
         await self.store.close()
         log.info("escalator stopped")
+
+
+    async def _finish_dispatch(self, budget: float) -> None:
+        """Let the dispatcher record the actions it started and hand back the rest; past the
+        budget it is cancelled, and its short leases free what it held within seconds."""
+        task = next((t for t in self._tasks if t.get_name() == "escalator-dispatch"), None)
+        if task is None or task.done():
+            return
+        done, _ = await asyncio.wait({task}, timeout=max(budget, 0.0))
+        if not done:
+            log.warning("shutdown deadline passed: in-flight actions left to their leases")
 
 
 async def serve(settings: Settings, *, on_started: Callable[[Service], None] | None = None) -> None:

@@ -22,7 +22,7 @@ from prometheus_client import (
 )
 
 from escalator.errors import StoreUnavailable
-from escalator.store import Store
+from escalator.store import OutboxSummary, Store
 
 # `*_created` timestamps double the exposition and no alert or dashboard here reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # the library leaves it unannotated
@@ -43,9 +43,16 @@ ACTION_RETRIES = Counter("escalator_action_retries", "Action attempts to be retr
 STORE_ERRORS = Counter("escalator_store_errors", "Store operations that failed")
 OUTBOX_PENDING = Gauge("escalator_outbox_pending", "Actions waiting in the outbox", ["kind"])
 OUTBOX_OLDEST = Gauge(
-    "escalator_outbox_oldest_pending_seconds", "Age of the oldest action due and not done"
+    "escalator_outbox_oldest_pending_seconds",
+    "Age of the oldest action due and not done, from its first due time (retries do not reset it)",
 )
-DEFERRED_PAGES = Gauge("escalator_deferred_pages_waiting", "Pages scheduled for a later time")
+DEFERRED_PAGES = Gauge(
+    "escalator_deferred_pages_waiting", "Pages scheduled for a later time (not retry-waiting ones)"
+)
+PAGES_FAILING = Gauge(
+    "escalator_pages_failing_seconds",
+    "Since when (in seconds) the oldest undelivered page that has failed was first due; 0 if none",
+)
 LAST_PROBE = Gauge(
     "escalator_last_probe_success_timestamp_seconds", "When a probe mail was last decided"
 )
@@ -68,17 +75,18 @@ def record_decision(verdict: str, reasons: Iterable[str]) -> None:
     DECISIONS.labels(verdict=verdict, reason=primary).inc()
 
 
-def refresh_outbox(
-    pending_by_kind: dict[str, int],
-    oldest_due: datetime | None,
-    deferred_pages: int,
-    now: datetime,
-) -> None:
+def refresh_outbox(summary: OutboxSummary, now: datetime) -> None:
     """Set the outbox gauges from one store snapshot; kinds with nothing pending read 0."""
-    for kind in {*CONTRACT_KINDS, *pending_by_kind}:
-        OUTBOX_PENDING.labels(kind=kind).set(pending_by_kind.get(kind, 0))
-    OUTBOX_OLDEST.set(max(0.0, (now - oldest_due).total_seconds()) if oldest_due else 0.0)
-    DEFERRED_PAGES.set(deferred_pages)
+    for kind in {*CONTRACT_KINDS, *summary.pending_by_kind}:
+        OUTBOX_PENDING.labels(kind=kind).set(summary.pending_by_kind.get(kind, 0))
+    OUTBOX_OLDEST.set(seconds_since(summary.oldest_due, now))
+    DEFERRED_PAGES.set(summary.deferred_pages)
+    PAGES_FAILING.set(seconds_since(summary.failing_pages_since, now))
+
+
+def seconds_since(moment: datetime | None, now: datetime) -> float:
+    """Whole seconds from `moment` to `now`; 0 when there is no moment (or it is ahead)."""
+    return float(max(0, int((now - moment).total_seconds()))) if moment is not None else 0.0
 
 
 async def exposition(store: Store, now: datetime) -> bytes:
@@ -89,7 +97,7 @@ async def exposition(store: Store, now: datetime) -> bytes:
     except StoreUnavailable:
         STORE_ERRORS.inc()
     else:
-        refresh_outbox(summary.pending_by_kind, summary.oldest_due, summary.deferred_pages, now)
+        refresh_outbox(summary, now)
     return generate_latest(REGISTRY)
 
 

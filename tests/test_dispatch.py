@@ -381,11 +381,13 @@ async def test_dispatcher_killed_mid_page_is_finished_by_the_next_one(world: Wor
     ends; then the new dispatcher re-sends under the same dedup_key, so one incident results."""
     await world.receive(mail(1), FRIDAY.replace(hour=20))
     world.pd.hold.clear()
-    doomed = asyncio.create_task(world.dispatcher(lease_seconds=60).burst())
+    dying_store = await world.store_factory()
+    doomed = asyncio.create_task(world.dispatcher(dying_store, lease_seconds=60).burst())
     while world.pd.arrived == 0:
         await asyncio.sleep(0.01)
-    doomed.cancel()
+    await dying_store.close()  # the process is gone: nothing it does reaches the store now
     world.pd.hold.set()  # PagerDuty did get the event; nobody recorded it
+    await asyncio.gather(doomed, return_exceptions=True)
     restarted = world.dispatcher(lease_seconds=60)
     assert await restarted.burst() == 0  # leased to the dead dispatcher for now
     world.clock.advance(61)
@@ -401,11 +403,13 @@ async def test_dispatcher_killed_mid_slack_post_does_not_post_twice(world: World
     world.slack.channels["C0LAA00001"].member = True
     await world.receive(mail(1), FRIDAY.replace(hour=11))
     world.slack.hold.clear()
-    doomed = asyncio.create_task(world.dispatcher(lease_seconds=60).burst())
+    dying_store = await world.store_factory()
+    doomed = asyncio.create_task(world.dispatcher(dying_store, lease_seconds=60).burst())
     while world.slack.arrived < 2:
         await asyncio.sleep(0.01)
-    doomed.cancel()
+    await dying_store.close()  # the process is gone: nothing it does reaches the store now
     world.slack.hold.set()
+    await asyncio.gather(doomed, return_exceptions=True)
     while len(world.slack.posts) < 2:
         await asyncio.sleep(0.01)
     world.clock.advance(61)
@@ -436,23 +440,40 @@ async def test_pagerduty_outage_ends_with_every_page_once_in_order(world: World)
 
 
 async def test_pagerduty_down_past_horizon_alarms_page_manually(world: World) -> None:
-    """PagerDuty unreachable past the horizon: the page fails and Slack says 'page manually'."""
+    """PagerDuty unreachable past the horizon: Slack says 'page manually' once, and the page is
+    never given up: retried at the slow cadence, delivered once PagerDuty is back."""
     world.pd.down = True
     await world.receive(mail(1), FRIDAY.replace(hour=20))
-    await world.drain(world.dispatcher(), step=30)
+    dispatcher = world.dispatcher()
+    for _ in range(60):  # 30 minutes, three times the horizon
+        await dispatcher.burst()
+        world.clock.advance(30)
     page = next(a for a in await world.actions() if a.kind == "page")
-    assert page.state == "failed" and "gave up" in (page.last_error or "")
+    assert page.state == "pending" and (page.last_error or "").startswith("failing since")
     (alarm,) = world.slack.posts_in("high-priority-alarms")
     assert "page on-call manually" in alarm.text and alarm.thread_ts is None
+    tries = world.pd.arrived
+    assert 8 <= tries <= 30, "slower after the horizon, but still trying"
+    world.pd.down = False
+    await world.drain(dispatcher, step=30)
+    assert world.pd.triggered == ["m1@digital.justice.gov.uk"]
+    assert len(world.slack.posts_in("high-priority-alarms")) == 1
 
 
 async def test_slack_down_past_horizon_pages_saying_so(world: World) -> None:
-    """In support hours Slack is the only route; if it stays down, on-call is paged and told."""
+    """In support hours Slack is the only route; if it stays down, on-call is paged and told,
+    and the alarm itself is still delivered once Slack is back."""
     world.slack.down = True
     await world.receive(mail(1), FRIDAY.replace(hour=11))
-    await world.drain(world.dispatcher(), step=30)
+    dispatcher = world.dispatcher()
+    for _ in range(40):
+        await dispatcher.burst()
+        world.clock.advance(30)
     (event,) = [r.body for r in world.pd.received if r.status == 202]
-    assert "Slack alarm to support FAILED" in event["payload"]["summary"]
+    assert "Slack alarm to support FAILING" in event["payload"]["summary"]
+    world.slack.down = False
+    await world.drain(dispatcher, step=30)
+    assert len(world.slack.posts_in("high-priority-alarms")) == 1
 
 
 async def test_slack_rate_limit_waits_for_retry_after(world: World) -> None:

@@ -180,11 +180,12 @@ def test_outbox_gauges_and_readiness_follow_the_store(
     assert status == 503
     assert "dispatch worker is not running" in text and "beyond the retry horizon" in text
     assert get(server, "/healthz")[0] == 200
-    # The Kubernetes probe's scope leaves the stuck outbox out (it is an alert, not a reason to
-    # stop accepting mail), but still sees the dead worker.
+    # The Kubernetes probe's scope leaves the stuck outbox out of its verdict (it is an alert,
+    # not a reason to stop accepting mail; it is still told in the detail), but the dead worker
+    # makes it 503.
     status, text = get(server, "/readyz?scope=traffic")
-    assert status == 503 and "beyond the retry horizon" not in text
-    assert "dispatch worker is not running" in text
+    assert status == 503 and "outbox: an action has been due for" in text
+    assert text.index("dispatch worker is not running") < text.index("outbox:")
 
 
 def test_readyz_fails_when_the_store_is_closed(
@@ -219,7 +220,9 @@ async def test_outbox_summary_counts_pending_by_kind_oldest_due_and_deferred_pag
     store: Store,
 ) -> None:
     """Pending actions by kind (claimed ones and future ones included, finished ones not), the
-    due time of the oldest pending action already due, and pending pages due only later."""
+    FIRST due time of the oldest pending action already due (a retry does not make it younger),
+    pages scheduled for later (a retry-waiting page is not deferred), the earliest passed due
+    time, and since when the oldest failing page was first due."""
     assert await store.outbox_summary(T0) == OutboxSummary({}, None, 0)
     mail_id = (await store.accept(_incoming())).mail_id
     planned = (
@@ -236,9 +239,27 @@ async def test_outbox_summary_counts_pending_by_kind_oldest_due_and_deferred_pag
     await store.claim_due_actions(T0, 1, 60)  # leased, still pending
 
     summary = await store.outbox_summary(T0)
-    assert summary == OutboxSummary({"page": 2, "alarm": 1}, T0 - timedelta(minutes=5), 1)
+    five_ago = T0 - timedelta(minutes=5)
+    assert summary == OutboxSummary({"page": 2, "alarm": 1}, five_ago, 1, five_ago, None)
     later = await store.outbox_summary(T0 + timedelta(hours=2))
-    assert later == OutboxSummary({"page": 2, "alarm": 1}, T0 - timedelta(minutes=5), 0)
+    assert later == OutboxSummary({"page": 2, "alarm": 1}, five_ago, 0, five_ago, None)
+
+
+async def test_a_retry_keeps_the_first_due_time_and_is_not_a_deferred_page(store: Store) -> None:
+    """A page failing since T0-5min and waiting for its retry at T0+1min: 5 minutes old (not
+    the few seconds since its last try), failing since T0-5min, not counted as deferred."""
+    mail_id = (await store.accept(_incoming())).mail_id
+    record = DecisionRecord("escalate", (), None, "on_call", {"verdict": "escalate"}, T0)
+    first_due = T0 - timedelta(minutes=5)
+    assert await store.record_decision(mail_id, record, (PlannedAction("page", first_due, "k"),))
+    (page,) = await store.claim_due_actions(T0 - timedelta(seconds=10), 1, 60)
+    await store.retry_action(page.id, T0 + timedelta(minutes=1), "failing since ...: 503")
+
+    summary = await store.outbox_summary(T0)
+    assert summary.oldest_due == first_due and summary.failing_pages_since == first_due
+    assert summary.deferred_pages == 0 and summary.stalled_since is None
+    (action,) = await store.mail_actions(mail_id)
+    assert action.first_due_at == first_due and action.due_at == T0 + timedelta(minutes=1)
 
 
 def _incoming() -> IncomingMail:

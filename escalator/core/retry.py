@@ -5,6 +5,10 @@ said no and will say no again). The policy turns a failure into a value: retry a
 (exponential backoff with jitter, never sooner than Retry-After) or give up, once the next try
 would fall beyond the horizon measured from the first failed attempt. That instant travels in
 the action's last_error ("failing since <ISO>: …"), which operators also read in `escalator list`.
+
+A PERSISTENT action (a page, an alarm: what reaches a person) never gives up (issue 14.5): past
+the horizon it is retried at the slower cadence `min(slow, horizon)`, and the step that first
+crosses the horizon says so (`RetryAt.crossed`), so that a human is told the other way once.
 """
 
 from __future__ import annotations
@@ -41,12 +45,14 @@ class Backoff:
     cap: float = 120.0
     jitter: float = 0.5
     horizon: float = 600.0
+    slow: float = 300.0  # past the horizon, a persistent action is tried at most this often
 
 
 @dataclass(frozen=True)
 class RetryAt:
     due_at: datetime
     error: str
+    crossed: bool = False  # this step is the first beyond the horizon (persistent actions)
 
 
 @dataclass(frozen=True)
@@ -69,17 +75,25 @@ def next_step(
     error: str,
     retry_after: float | None,
     draw: float,
+    persistent: bool = False,
 ) -> RetryAt | GiveUp:
-    """Retry at backoff (or Retry-After when longer), unless that passes the horizon."""
+    """Retry at backoff (or Retry-After when longer), unless that passes the horizon: then
+    give up, or, for a persistent action, retry at the slow cadence."""
     since = failing_since(last_error) or now
     delay = backoff_delay(policy, attempts, draw)
     if retry_after is not None:
         delay = max(delay, retry_after)
     due = now + timedelta(seconds=delay)
-    if (due - since).total_seconds() > policy.horizon:
-        failing = int((now - since).total_seconds())
+    stamp = f"{_SINCE}{since.isoformat()}: {error}"
+    if (due - since).total_seconds() <= policy.horizon:
+        return RetryAt(due, stamp)
+    failing = int((now - since).total_seconds())
+    if not persistent:
         return GiveUp(f"gave up after {attempts} attempts over {failing} s: {error}")
-    return RetryAt(due, f"{_SINCE}{since.isoformat()}: {error}")
+    slow = min(policy.slow, policy.horizon) * (1 - policy.jitter / 2 + policy.jitter * draw)
+    later = now + timedelta(seconds=max(slow, retry_after or 0.0))
+    crossed = (now - since).total_seconds() <= policy.horizon
+    return RetryAt(later, stamp, crossed=crossed)
 
 
 _SINCE = "failing since "

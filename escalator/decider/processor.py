@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 Outcome = tuple[DecisionRecord, tuple[PlannedAction, ...]]
 DECIDE_NICENESS = 10
 PROBE_NOTE = "probe: never dispatched"
+TAKEOVER_GRACE = 2.0  # seconds another replica has to decide the mail it accepted
 
 
 def decide_stored(
@@ -215,10 +216,22 @@ class Processor:
         lanes = 1 if worker_settings is None else processes or min(4, os.cpu_count() or 1)
         self._executors = [self._new_executor() for _ in range(lanes)]
         self._wake = asyncio.Event()
+        self._soon: asyncio.TimerHandle | None = None
         self.decided = 0
 
     def wake(self) -> None:
         """Called after each accept: there is something new to decide."""
+        self._wake.set()
+
+    def wake_soon(self, delay: float = TAKEOVER_GRACE) -> None:
+        """Another replica accepted a mail (PostgreSQL NOTIFY): it decides it itself within
+        milliseconds, so look only after `delay`, and then decide whatever it left undecided
+        (it may have died). One look per `delay`, however many mails arrive meanwhile."""
+        if self._soon is None:
+            self._soon = asyncio.get_running_loop().call_later(delay, self._look_now)
+
+    def _look_now(self) -> None:
+        self._soon = None
         self._wake.set()
 
     async def run(self) -> None:
@@ -386,5 +399,7 @@ class Processor:
             raise TransientError("the decide process cannot start; retrying later") from None
 
     def close(self) -> None:
+        if self._soon is not None:
+            self._soon.cancel()
         for executor in self._executors:
             executor.shutdown(wait=True, cancel_futures=True)

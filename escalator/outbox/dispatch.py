@@ -1,15 +1,25 @@
 """The outbox executor: claims due actions and carries them out, exactly once in effect.
 
-Each claim is a lease in the store, so two dispatchers never run one action at the same time and
-a dispatcher killed mid-action leaves it to be claimed again when the lease ends. PagerDuty
-deduplicates on the conversation's dedup_key, so a page re-sent after such a crash updates the
-same incident. Failures become values (escalator.core.retry): retry with backoff and jitter, no
-sooner than Retry-After, until the horizon; then the action fails and a human is told another
-way (page failed -> Slack alarm "page manually"; alarm failed -> a page that says Slack failed).
+Each claim is a SHORT lease in the store (LEASE_SECONDS), renewed by a heartbeat while the batch
+runs, so two dispatchers never run one action at the same time, and a dispatcher killed
+mid-action leaves it to another replica within seconds. PagerDuty deduplicates on the
+conversation's dedup_key, so a page re-sent after such a crash updates the same incident.
+
+A clean stop (`stop()`, on SIGTERM) claims nothing more, finishes the actions already started
+and records their outcome (PagerDuty's 202 included), and hands the claimed but unstarted ones
+back at once (issue 14.3).
+
+Failures become values (escalator.core.retry): retry with backoff and jitter, no sooner than
+Retry-After, until the horizon. Then a reply or an acknowledgement fails; a page or an alarm
+never does (issue 14.5): a human is told the other way once (page failing -> Slack alarm "page
+manually"; alarm failing -> a page that says Slack failed) and the action goes on at a slower
+cadence until delivered. When an action of a kind is delivered, the others of that kind waiting
+for a retry become due at once, and are claimed oldest first (by first due time).
 
 Pages leave in order: once a page fails, later pages wait behind it rather than overtake it.
-Without a routing key / bot token / relay, an action is recorded as "dry_run" with the exact
-payload it would have sent.
+A reply to an escalation says "paged" only once PagerDuty accepted the page. Without a routing
+key / bot token / relay, an action is recorded as "dry_run" with the exact payload it would
+have sent.
 """
 
 from __future__ import annotations
@@ -45,6 +55,10 @@ from escalator.store.loop import loop_store
 log = logging.getLogger(__name__)
 
 REPLY_GUARD = timedelta(minutes=10)
+LEASE_SECONDS = 6.0  # a dead replica's claims are free again this long after its last heartbeat
+HEARTBEAT_SECONDS = 2.0
+PERSISTENT_KINDS = frozenset({"page", "alarm"})  # never given up: they are what reaches a person
+PAGE_WAIT_SECONDS = 2.0  # a reply waits this long (again) for its page's outcome
 EAGER_LOOKS, EAGER_STEP = 40, 0.005  # after a wake: look every 5 ms for up to 200 ms
 ACK_UNREACHABLE = CHANNEL_GONE | {"method_not_supported_for_channel_type"}
 Loaded = tuple[MailRow, ParsedMail]
@@ -107,7 +121,7 @@ class Dispatcher:
         clock: Callable[[], datetime] | None = None,
         draw: Callable[[], float] = random.random,
         batch_size: int = 16,
-        lease_seconds: float = 60.0,
+        lease_seconds: float = LEASE_SECONDS,
         poll_seconds: float = 0.5,
     ) -> None:
         self._store = store
@@ -124,15 +138,24 @@ class Dispatcher:
         self._templates = {verdict: load_template(name) for verdict, name in TEMPLATES.items()}
         self._gate = _PageGate()
         self._wake = asyncio.Event()
+        self._stopping = False
+        self._held: set[int] = set()  # claimed by this dispatcher and not yet settled
+        self._unstarted: set[int] = set()  # of those, the ones not started yet
         self.done = 0
 
     def wake(self) -> None:
         """Something may be due now (a mail was accepted or decided): look without waiting."""
         self._wake.set()
 
+    def stop(self) -> None:
+        """Claim nothing more; `run()` returns once the started actions are recorded and the
+        unstarted claims handed back."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        """Serve forever: a burst at least every poll_seconds, and at once after a wake."""
-        while True:
+        """Serve until stop(): a burst at least every poll_seconds, and at once after a wake."""
+        while not self._stopping:
             self._wake.clear()
             await self._burst_logged()
             with contextlib.suppress(TimeoutError):
@@ -142,7 +165,7 @@ class Dispatcher:
     async def _eager(self) -> None:
         """A wake may come at accept, before the decision is written: look a few times quickly."""
         for _ in range(EAGER_LOOKS):
-            if await self._burst_logged():
+            if self._stopping or await self._burst_logged():
                 return
             await asyncio.sleep(EAGER_STEP)
 
@@ -157,13 +180,47 @@ class Dispatcher:
     async def burst(self) -> int:
         """Claim and run batches until none is due; return how many actions ran."""
         ran = 0
-        while batch := await self._store.claim_due_actions(
-            self._clock(), self._batch_size, self._lease
+        while not self._stopping and (
+            batch := await self._store.claim_due_actions(
+                self._clock(), self._batch_size, self._lease
+            )
         ):
-            await self._run_batch(batch)
+            await self._run_leased(batch)
             ran += len(batch)
         self.done += ran
         return ran
+
+    async def _run_leased(self, batch: list[ActionRow]) -> None:
+        """Run a claimed batch with a heartbeat renewing its leases; what a stop left unstarted
+        is handed back."""
+        self._held.update(action.id for action in batch)
+        self._unstarted.update(action.id for action in batch)
+        beat = asyncio.ensure_future(self._heartbeat())
+        try:
+            await self._run_batch(batch)
+        finally:
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)
+            await self._release_held()
+
+    async def _heartbeat(self) -> None:
+        """Every HEARTBEAT_SECONDS, extend the lease of what this dispatcher still holds."""
+        while True:
+            await asyncio.sleep(min(HEARTBEAT_SECONDS, self._lease / 3))
+            until = self._clock() + timedelta(seconds=self._lease)
+            try:
+                await self._store.renew_claims(tuple(sorted(self._held)), until)
+            except StoreUnavailable as exc:
+                log.warning("dispatch: lease renewal failed: %s", exc)
+
+    async def _release_held(self) -> None:
+        """Hand back claims never started (a stop, or a batch cut short by an error)."""
+        held, self._unstarted = tuple(sorted(self._unstarted)), set()
+        self._held.difference_update(held)
+        if held:
+            with contextlib.suppress(StoreUnavailable):  # the short lease frees them anyway
+                released = await self._store.release_claims(held)
+                log.info("dispatch: handed back %d claimed actions", released)
 
     async def _run_batch(self, batch: list[ActionRow]) -> None:
         """Pages first, one by one in claim order; then the other kinds side by side. A page is
@@ -192,6 +249,8 @@ class Dispatcher:
 
     async def _run_pages(self, pages: list[ActionRow], mails: dict[int, Loaded]) -> None:
         for action in pages:
+            if self._stopping:
+                return  # the rest are handed back by _run_leased
             gate = self._gate.until
             if gate is not None and self._clock() < gate:
                 await self._hold(action, gate)
@@ -204,8 +263,22 @@ class Dispatcher:
         self._gate.held += 1
         due = gate + timedelta(microseconds=self._gate.held)
         await self._store.retry_action(action.id, due, "waiting behind an earlier page")
+        self._held.discard(action.id)
+        self._unstarted.discard(action.id)
 
     async def _run(self, action: ActionRow, mails: dict[int, Loaded]) -> None:
+        """Run one action and record its outcome. Once started it is not cancelled by a stop
+        (shielded): the outcome, such as PagerDuty's 202, is recorded before the process ends."""
+        await asyncio.shield(self._run_recorded(action, mails))
+
+    async def _run_recorded(self, action: ActionRow, mails: dict[int, Loaded]) -> None:
+        self._unstarted.discard(action.id)
+        try:
+            await self._attempt(action, mails)
+        finally:
+            self._held.discard(action.id)
+
+    async def _attempt(self, action: ActionRow, mails: dict[int, Loaded]) -> None:
         try:
             done = await self._execute(action, mails.get(action.mail_id))
         except RetryLater as exc:
@@ -220,6 +293,16 @@ class Dispatcher:
         else:
             await self._store.finish_action(action.id, done.state, done.note, done.result)
             finished(action, done.state)
+            if done.state == "sent" and action.kind in PERSISTENT_KINDS:
+                await self._hurry(action.kind)
+
+    async def _hurry(self, kind: str) -> None:
+        """A delivery of `kind` went through: the others of that kind waiting for a retry go now,
+        oldest first (the claim order); the page gate opens."""
+        if kind == "page":
+            self._gate = _PageGate()
+        if await self._store.hurry_retries(kind, self._clock()):
+            self.wake()
 
     async def _retry_or_give_up(
         self, action: ActionRow, error: str, retry_after: float | None
@@ -232,6 +315,7 @@ class Dispatcher:
             error=error,
             retry_after=retry_after,
             draw=self._draw(),
+            persistent=action.kind in PERSISTENT_KINDS,
         )
         if isinstance(step, GiveUp):
             await self._fail(action, step.error)
@@ -240,6 +324,17 @@ class Dispatcher:
             self._gate = _PageGate(until=step.due_at)
         await self._store.retry_action(action.id, step.due_at, step.error)
         metrics.ACTION_RETRIES.labels(kind=action.kind).inc()
+        if step.crossed:
+            await self._tell_other_way(action, step.error)
+
+    async def _tell_other_way(self, action: ActionRow, error: str) -> None:
+        """Past the horizon, still undelivered: a human is told by the other route, once; the
+        action itself goes on being retried."""
+        kind, action_id = action.kind, action.id
+        log.error("dispatch: %s action %d failing past the horizon: %s", kind, action_id, error)
+        fallback = fallback_action(action, error, self._clock())
+        if fallback is not None:
+            await self._store.add_actions(action.mail_id, (fallback,))
 
     async def _fail(self, action: ActionRow, error: str) -> None:
         """Record the failure, then tell a human by the other route."""
@@ -479,10 +574,10 @@ def fallback_action(action: ActionRow, error: str, now: datetime) -> PlannedActi
         return None  # a failed fallback or notice (issue 11) is logged and shown, not chased
     thread = str(action.payload.get("thread") or action.dedup_key)
     if action.kind == "page":
-        note = f"PagerDuty page FAILED, page on-call manually: {error}"
+        note = f"PagerDuty page FAILING, page on-call manually (escalator keeps trying): {error}"
         return _fallback("alarm", f"alarm:{thread}", action, note, now)
     if action.kind == "alarm":
-        note = f"Slack alarm to support FAILED: {error}"
+        note = f"Slack alarm to support FAILING (escalator keeps trying): {error}"
         return _fallback("page", thread, action, note, now)
     return None
 

@@ -9,7 +9,7 @@ tests (tests/test_store.py). `open_store(settings)` picks the backend from the d
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -111,6 +111,12 @@ class ActionRow:
     result: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
+    first_due_at: datetime | None = None  # when it was first due; a retry moves only due_at
+
+
+def claim_order(action: ActionRow) -> tuple[datetime, int]:
+    """Oldest work first: by first due time (a retry keeps its place), then by id."""
+    return (action.first_due_at or action.due_at, action.id)
 
 
 @dataclass(frozen=True)
@@ -145,12 +151,34 @@ class Purged:
 @dataclass(frozen=True)
 class OutboxSummary:
     """The outbox at one instant (metrics, /readyz): pending actions by kind (deferred pages
-    included), the due time of the oldest pending action already due, and how many pending pages
-    are due only later (deferred to on-call, or waiting for a retry)."""
+    included); the FIRST due time of the oldest pending action already due (a retry does not
+    make it younger); how many pending pages were scheduled for later (deferred to on-call; a
+    page waiting for a retry is not deferred); the earliest due_at already passed (nobody has
+    picked that action up since: a stalled dispatcher); and since when the oldest pending page
+    that has failed at least once was first due ("pages failing for N s")."""
 
     pending_by_kind: dict[str, int]
     oldest_due: datetime | None
     deferred_pages: int
+    stalled_since: datetime | None = None
+    failing_pages_since: datetime | None = None
+
+
+def summarise(rows: list[dict[str, Any]]) -> OutboxSummary:
+    """One OutboxSummary from per-kind rows (kind, pending, oldest, later, stalled, failing),
+    as both backends' summary query returns them."""
+
+    def earliest(name: str, kinds: tuple[str, ...] = ()) -> datetime | None:
+        found = [r[name] for r in rows if r[name] is not None and (not kinds or r["kind"] in kinds)]
+        return min(found, default=None)
+
+    return OutboxSummary(
+        pending_by_kind={row["kind"]: int(row["pending"]) for row in rows},
+        oldest_due=earliest("oldest"),
+        deferred_pages=sum(int(row["later"] or 0) for row in rows if row["kind"] == "page"),
+        stalled_since=earliest("stalled"),
+        failing_pages_since=earliest("failing", ("page",)),
+    )
 
 
 class Store(Protocol):
@@ -270,6 +298,26 @@ class Store(Protocol):
 
     async def outbox_summary(self, now: datetime) -> OutboxSummary:
         """Pending actions at `now` (see OutboxSummary); a read, cheap enough for every scrape."""
+        ...
+
+    # -- leases and hand-over (issue 14) --
+
+    async def renew_claims(self, action_ids: tuple[int, ...], until: datetime) -> int:
+        """Extend the lease of these claimed, still pending actions (the dispatcher's heartbeat)."""
+        ...
+
+    async def release_claims(self, action_ids: tuple[int, ...]) -> int:
+        """Hand claimed actions that were never started back: unleased, the claim not counted."""
+        ...
+
+    async def hurry_retries(self, kind: str, now: datetime) -> int:
+        """Pending actions of `kind` waiting for a retry become due at `now` (a delivery of that
+        kind just succeeded: the outside system is back, the oldest go first)."""
+        ...
+
+    def subscribe(self, on_mail: Callable[[], None], on_actions: Callable[[], None]) -> None:
+        """Call `on_mail` when any replica accepted a mail and `on_actions` when any replica
+        added actions (PostgreSQL LISTEN/NOTIFY; a single-replica store may call neither)."""
         ...
 
 

@@ -1,18 +1,27 @@
 """The Store protocol on PostgreSQL (psycopg 3), with the same group commit as the SQLite store.
 
-One writer task owns one connection: callers queue a job and await its future; the writer takes
-everything queued, runs each job in its own savepoint inside one transaction and commits once.
-Concurrency with OTHER processes is PostgreSQL's: claims use FOR UPDATE SKIP LOCKED, duplicate
-detection takes a transaction-scoped advisory lock on the (Message-ID, sender) pair, and a
-decision is written only while the mail is still undecided. Schema versions live in
-`escalator_schema`; `schema=` (tests) puts every table in a schema of its own.
+Connections come from a psycopg_pool pool. One writer task commits: callers queue a job and
+await its future; the writer takes everything queued, runs each job in its own savepoint inside
+one transaction on a pooled connection and commits once. Reads take their own pooled connection
+and never wait behind a commit. Concurrency with OTHER processes is PostgreSQL's: claims use FOR
+UPDATE SKIP LOCKED, duplicate detection takes a transaction-scoped advisory lock on the content
+digest, and a decision is written only while the mail is still undecided.
+
+Replicas wake each other (issue 14.4): an accepted mail NOTIFYs `escalator_mail`, new pending
+actions NOTIFY `escalator_actions` (delivered at commit), with this store's instance id as the
+payload; `subscribe` LISTENs on a dedicated connection and calls back for other replicas' news.
+Schema versions live in `escalator_schema`; `schema=` (tests) puts every table in a schema of
+its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,6 +32,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from escalator.core.actions import PlannedAction
 from escalator.errors import ConfigError, StoreUnavailable
@@ -40,6 +50,8 @@ from escalator.store import (
     OutboxSummary,
     Purged,
     RecordRejected,
+    claim_order,
+    summarise,
 )
 from escalator.store.loop_postgres import PostgresLoop
 
@@ -55,7 +67,12 @@ MIGRATIONS = (
     "postgres-0003-content-digest.sql",
     "postgres-0004-loop.sql",
     "postgres-0005-revoked-sessions.sql",
+    "postgres-0006-first-due.sql",
 )
+MAIL_CHANNEL, ACTIONS_CHANNEL = "escalator_mail", "escalator_actions"
+POOL_SIZE = 8  # the writer, the listener's reconnects aside, and concurrent reads (web, metrics)
+POOL_WAIT = 10.0  # seconds a caller waits for a pooled connection before StoreUnavailable
+LISTEN_RETRY = 1.0
 _SELECT_MAILS = (
     "SELECT id, received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject, "
     'from_addr, size, decision, verdict, reasons, slack_channel, "window", decided_at, review, '
@@ -78,30 +95,48 @@ class PostgresStore(PostgresLoop):
     def __init__(self, url: str, *, schema: str | None = None, max_batch: int = 512) -> None:
         self.url = url
         self.schema = schema
+        self.instance = uuid.uuid4().hex  # the NOTIFY payload: which replica said it
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Queued | None] = asyncio.Queue()
-        self._conn: Conn | None = None
+        self._pool: AsyncConnectionPool[Conn] | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._closed = False
 
     async def open(self) -> None:
         """Connect and migrate, or fail with the (password-free) target in the message."""
-        self._conn = await self._connect()
+        conn = await self._connect()
         try:
-            await _migrate(self._conn)
+            await _migrate(conn)
         except psycopg.Error as exc:
-            await self._conn.close()
             raise StoreUnavailable(f"cannot prepare the store {_safe(self.url)}: {exc}") from None
+        finally:
+            await conn.close()
+        self._pool = AsyncConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=POOL_SIZE,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            configure=self._configure,
+            check=AsyncConnectionPool.check_connection,
+            timeout=POOL_WAIT,
+            open=False,
+            name="escalator-store",
+        )
+        await self._pool.open()
         self._writer = asyncio.create_task(self._serve_queue(), name="escalator-store-writer")
 
     async def close(self) -> None:
         if self._closed or self._writer is None:
             return
         self._closed = True
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
         await self._queue.put(None)
         await self._writer
-        if self._conn is not None:
-            await self._conn.close()
+        if self._pool is not None:
+            await self._pool.close()
 
     async def _connect(self) -> Conn:
         try:
@@ -112,13 +147,64 @@ class PostgresStore(PostgresLoop):
             raise StoreUnavailable(
                 f"cannot connect to the store {_safe(self.url)}: {exc}"
             ) from None
+        await self._configure(conn)
+        return conn
+
+    async def _configure(self, conn: Conn) -> None:
+        """Every connection: UTC, and the test schema when there is one."""
         await conn.execute("SET TIME ZONE 'UTC'")
         if self.schema:
             await conn.execute(
                 sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
             )
             await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
-        return conn
+
+    @contextlib.asynccontextmanager
+    async def _pooled(self) -> Any:
+        """A pooled connection for the block; pool and server trouble become StoreUnavailable."""
+        if self._closed or self._pool is None:
+            raise StoreUnavailable("the store is closed")
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise StoreUnavailable(f"no store connection: {exc}") from None
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"store read failed: {exc}") from None
+
+    async def _read(self, job: Callable[[Conn], Awaitable[T]]) -> T:
+        """A read on its own pooled connection, beside the writer's commits."""
+        async with self._pooled() as conn:
+            result: T = await job(conn)
+            return result
+
+    # -- replicas waking each other ---------------------------------------------------------
+
+    def subscribe(self, on_mail: Callable[[], None], on_actions: Callable[[], None]) -> None:
+        """LISTEN for other replicas' accepted mails and new actions (see the module docstring)."""
+        if self._listener is None and not self._closed:
+            calls = {MAIL_CHANNEL: on_mail, ACTIONS_CHANNEL: on_actions}
+            self._listener = asyncio.create_task(self._listen(calls), name="escalator-listen")
+
+    async def _listen(self, calls: dict[str, Callable[[], None]]) -> None:
+        """Listen for as long as the store is open; reconnect after a lost connection."""
+        while not self._closed:
+            try:
+                await self._listen_once(calls)
+            except (psycopg.Error, StoreUnavailable) as exc:
+                log.warning("store: LISTEN connection lost, reconnecting: %s", exc)
+            for call in calls.values():
+                call()  # news may have been missed meanwhile: look once
+            await asyncio.sleep(LISTEN_RETRY)
+
+    async def _listen_once(self, calls: dict[str, Callable[[], None]]) -> None:
+        conn = await self._connect()
+        async with conn:
+            for channel in calls:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            async for note in conn.notifies():
+                if note.payload != self.instance and note.channel in calls:
+                    calls[note.channel]()
 
     # -- the write path -------------------------------------------------------------------
 
@@ -153,8 +239,7 @@ class PostgresStore(PostgresLoop):
             return
         outcomes: list[tuple[_Queued, Any, BaseException | None]] = []
         try:
-            conn = await self._live_connection()
-            async with conn.transaction():
+            async with self._pooled() as conn, conn.transaction():
                 for item in live:
                     outcomes.append((item, *await _run_job(conn, item.job)))
         except (psycopg.Error, StoreUnavailable) as exc:
@@ -165,28 +250,25 @@ class PostgresStore(PostgresLoop):
         for item, result, error in outcomes:
             _settle(item.future, result, error)
 
-    async def _live_connection(self) -> Conn:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = await self._connect()
-        return self._conn
-
     # -- the Store protocol ---------------------------------------------------------------
 
     async def accept(self, mail: IncomingMail) -> Accepted:
-        return await self._run(lambda conn: _accept(conn, mail))
+        return await self._run(self._announcing(MAIL_CHANNEL, lambda conn: _accept(conn, mail)))
 
     async def undecided_mails(self, limit: int, byte_budget: int) -> list[MailRow]:
-        return await self._run(lambda conn: _undecided(conn, limit, byte_budget))
+        return await self._read(lambda conn: _undecided(conn, limit, byte_budget))
 
     async def record_decision(
         self, mail_id: int, record: DecisionRecord, planned: tuple[PlannedAction, ...]
     ) -> bool:
         now = _now()
-        return await self._run(lambda conn: _record_decision(conn, mail_id, record, planned, now))
+        job = functools.partial(_record_decision, mail_id=mail_id, record=record, planned=planned)
+        return await self._run(self._announcing(ACTIONS_CHANNEL, lambda conn: job(conn, now=now)))
 
     async def add_actions(self, mail_id: int, planned: tuple[PlannedAction, ...]) -> list[int]:
         now = _now()
-        return await self._run(lambda conn: _insert_actions(conn, mail_id, planned, now))
+        job = functools.partial(_insert_actions, mail_id=mail_id, planned=planned, now=now)
+        return await self._run(self._announcing(ACTIONS_CHANNEL, job))
 
     async def claim_due_actions(
         self, now: datetime, limit: int, lease_seconds: float
@@ -210,16 +292,18 @@ class PostgresStore(PostgresLoop):
         await self._run(lambda conn: _retry(conn, action_id, due_at, error, now))
 
     async def replay_action(self, action_id: int, who: str, now: datetime) -> ActionRow | None:
-        return await self._run(lambda conn: _replay(conn, action_id, who, now))
+        return await self._run(
+            self._announcing(ACTIONS_CHANNEL, lambda conn: _replay(conn, action_id, who, now))
+        )
 
     async def get_mail(self, mail_id: int) -> MailRow | None:
-        return await self._run(lambda conn: _get_mail(conn, mail_id))
+        return await self._read(lambda conn: _get_mail(conn, mail_id))
 
     async def find_mail(self, message_id: str) -> MailRow | None:
-        return await self._run(lambda conn: _find_mail(conn, message_id))
+        return await self._read(lambda conn: _find_mail(conn, message_id))
 
     async def list_mails(self) -> list[ListedMail]:
-        return await self._run(_list_mails)
+        return await self._read(_list_mails)
 
     async def set_review(self, mail_id: int, review: str, who: str, note: str | None) -> None:
         if review not in REVIEW_STATES:
@@ -228,7 +312,7 @@ class PostgresStore(PostgresLoop):
         await self._run(lambda conn: _set_review(conn, mail_id, review, who, note, now))
 
     async def audit_log(self, mail_id: int | None = None) -> list[AuditRow]:
-        return await self._run(lambda conn: _audit_log(conn, mail_id))
+        return await self._read(lambda conn: _audit_log(conn, mail_id))
 
     async def resolve_review(
         self,
@@ -243,23 +327,26 @@ class PostgresStore(PostgresLoop):
             raise ValueError(f"a review ends released or dismissed, not {review!r}")
         now = _now()
         return await self._run(
-            lambda conn: _resolve_review(conn, mail_id, review, who, note, record, planned, now)
+            self._announcing(
+                ACTIONS_CHANNEL,
+                lambda c: _resolve_review(c, mail_id, review, who, note, record, planned, now),
+            )
         )
 
     async def mails_in_review(self, review: str, limit: int) -> list[MailRow]:
-        return await self._run(lambda conn: _mails_in_review(conn, review, limit))
+        return await self._read(lambda conn: _mails_in_review(conn, review, limit))
 
     async def recent_escalations(self, limit: int) -> list[ListedMail]:
-        return await self._run(lambda conn: _recent_escalations(conn, limit))
+        return await self._read(lambda conn: _recent_escalations(conn, limit))
 
     async def mail_actions(self, mail_id: int) -> list[ActionRow]:
-        return await self._run(lambda conn: _mail_actions(conn, mail_id))
+        return await self._read(lambda conn: _mail_actions(conn, mail_id))
 
     async def purge(self, raw_before: datetime, records_before: datetime, now: datetime) -> Purged:
         return await self._run(lambda conn: _purge(conn, raw_before, records_before, now))
 
     async def outbox_summary(self, now: datetime) -> OutboxSummary:
-        return await self._run(lambda conn: _outbox_summary(conn, now))
+        return await self._read(lambda conn: _outbox_summary(conn, now))
 
     # -- dispatcher memory --------------------------------------------------------------
 
@@ -269,7 +356,37 @@ class PostgresStore(PostgresLoop):
         return await self._run(lambda conn: _claim_reply_slot(conn, address, action_id, now, since))
 
     async def alarm_thread(self, dedup_key: str) -> dict[str, Any] | None:
-        return await self._run(lambda conn: _alarm_thread(conn, dedup_key))
+        return await self._read(lambda conn: _alarm_thread(conn, dedup_key))
+
+    # -- leases and hand-over -----------------------------------------------------------
+
+    async def renew_claims(self, action_ids: tuple[int, ...], until: datetime) -> int:
+        if not action_ids:
+            return 0
+        return await self._run(lambda conn: _renew(conn, action_ids, until))
+
+    async def release_claims(self, action_ids: tuple[int, ...]) -> int:
+        if not action_ids:
+            return 0
+        now = _now()
+        return await self._run(
+            self._announcing(ACTIONS_CHANNEL, lambda conn: _release(conn, action_ids, now))
+        )
+
+    async def hurry_retries(self, kind: str, now: datetime) -> int:
+        return await self._run(
+            self._announcing(ACTIONS_CHANNEL, lambda conn: _hurry(conn, kind, now))
+        )
+
+    def _announcing(self, channel: str, job: Callable[[Conn], Awaitable[T]]) -> Job:
+        """The job, then a NOTIFY on `channel`, delivered to the listeners when it commits."""
+
+        async def run(conn: Conn) -> T:
+            result = await job(conn)
+            await conn.execute("SELECT pg_notify(%s, %s)", (channel, self.instance))
+            return result
+
+        return run
 
     # -- review sessions ------------------------------------------------------------------
 
@@ -412,12 +529,14 @@ async def _insert_actions(
     for action in planned:
         row = await _one(
             conn,
-            "INSERT INTO actions (mail_id, kind, state, due_at, last_error, payload, dedup_key, "
-            "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            "INSERT INTO actions (mail_id, kind, state, due_at, first_due_at, last_error, "
+            "payload, dedup_key, created_at, updated_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
             (
                 mail_id,
                 action.kind,
                 action.state,
+                action.due_at,
                 action.due_at,
                 action.note,
                 _json(dict(action.payload)),
@@ -437,11 +556,11 @@ async def _claim(conn: Conn, now: datetime, limit: int, lease_seconds: float) ->
         conn,
         "UPDATE actions SET claimed_until = %s, attempts = attempts + 1, updated_at = %s "
         "WHERE id IN (SELECT id FROM actions WHERE state = 'pending' AND due_at <= %s "
-        "AND (claimed_until IS NULL OR claimed_until <= %s) ORDER BY due_at, id LIMIT %s "
+        "AND (claimed_until IS NULL OR claimed_until <= %s) ORDER BY first_due_at, id LIMIT %s "
         "FOR UPDATE SKIP LOCKED) RETURNING *",
         (now + timedelta(seconds=lease_seconds), now, now, now, limit),
     )
-    return sorted((_action(row) for row in rows), key=lambda a: (a.due_at, a.id))
+    return sorted((_action(row) for row in rows), key=claim_order)
 
 
 async def _finish(
@@ -471,9 +590,9 @@ async def _replay(conn: Conn, action_id: int, who: str, now: datetime) -> Action
     # last_error without "failing since": the dispatcher starts a new retry horizon from now.
     row = await _one(
         conn,
-        "UPDATE actions SET state = 'pending', due_at = %s, last_error = %s, "
+        "UPDATE actions SET state = 'pending', due_at = %s, first_due_at = %s, last_error = %s, "
         "claimed_until = NULL, updated_at = %s WHERE id = %s AND state = 'failed' RETURNING *",
-        (now, f"replayed by {who}", now, action_id),
+        (now, now, f"replayed by {who}", now, action_id),
     )
     if row is None:
         return None
@@ -595,20 +714,47 @@ async def _mail_actions(conn: Conn, mail_id: int) -> list[ActionRow]:
 
 
 _OUTBOX_SUMMARY = (
-    "SELECT kind, COUNT(*) AS pending, MIN(due_at) FILTER (WHERE due_at <= %s) AS oldest, "
-    "COUNT(*) FILTER (WHERE due_at > %s) AS later "
-    "FROM actions WHERE state = 'pending' GROUP BY kind"
+    "SELECT kind, COUNT(*) AS pending, "
+    "MIN(first_due_at) FILTER (WHERE first_due_at <= %(now)s) AS oldest, "
+    "COUNT(*) FILTER (WHERE first_due_at > %(now)s) AS later, "
+    "MIN(due_at) FILTER (WHERE due_at <= %(now)s) AS stalled, "
+    "MIN(first_due_at) FILTER (WHERE first_due_at <= %(now)s AND last_error IS NOT NULL) "
+    "AS failing FROM actions WHERE state = 'pending' GROUP BY kind"
 )
 
 
 async def _outbox_summary(conn: Conn, now: datetime) -> OutboxSummary:
-    rows = await _all(conn, _OUTBOX_SUMMARY, (now, now))
-    oldest = min((row["oldest"] for row in rows if row["oldest"] is not None), default=None)
-    return OutboxSummary(
-        pending_by_kind={row["kind"]: int(row["pending"]) for row in rows},
-        oldest_due=oldest,
-        deferred_pages=sum(int(row["later"]) for row in rows if row["kind"] == "page"),
+    rows = await (await conn.execute(_OUTBOX_SUMMARY.encode(), {"now": now})).fetchall()
+    return summarise(rows)
+
+
+async def _release(conn: Conn, ids: tuple[int, ...], now: datetime) -> int:
+    """Hand claimed, unstarted actions back: no lease, and the claim's attempt not counted."""
+    cursor = await conn.execute(
+        "UPDATE actions SET claimed_until = NULL, attempts = GREATEST(attempts - 1, 0), "
+        "updated_at = %s WHERE state = 'pending' AND id = ANY(%s)",
+        (now, list(ids)),
     )
+    return cursor.rowcount
+
+
+async def _renew(conn: Conn, ids: tuple[int, ...], until: datetime) -> int:
+    cursor = await conn.execute(
+        "UPDATE actions SET claimed_until = %s "
+        "WHERE state = 'pending' AND claimed_until IS NOT NULL AND id = ANY(%s)",
+        (until, list(ids)),
+    )
+    return cursor.rowcount
+
+
+async def _hurry(conn: Conn, kind: str, now: datetime) -> int:
+    """Actions of `kind` waiting for a retry become due now (oldest first by claim order)."""
+    cursor = await conn.execute(
+        "UPDATE actions SET due_at = %s WHERE state = 'pending' AND kind = %s AND due_at > %s "
+        "AND first_due_at <= %s AND last_error IS NOT NULL",
+        (now, kind, now, now),
+    )
+    return cursor.rowcount
 
 
 async def _purge(
@@ -725,6 +871,7 @@ def _action(row: dict[str, Any]) -> ActionRow:
         result=row["result"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        first_due_at=row.get("first_due_at") or row["due_at"],
     )
 
 

@@ -40,6 +40,8 @@ from escalator.store import (
     OutboxSummary,
     Purged,
     RecordRejected,
+    claim_order,
+    summarise,
 )
 from escalator.store.loop_sqlite import SQLiteLoop
 
@@ -55,6 +57,7 @@ MIGRATIONS = (
     "sqlite-0004-content-digest.sql",
     "sqlite-0005-loop.sql",
     "sqlite-0006-revoked-sessions.sql",
+    "sqlite-0007-first-due.sql",
 )
 _LIST_MAILS = (
     "SELECT id, received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject, "
@@ -276,6 +279,25 @@ class SQLiteStore(SQLiteLoop):
     async def session_revoked(self, session_key: str) -> bool:
         return await self._run(lambda conn: _session_revoked(conn, session_key))
 
+    # -- leases and hand-over -----------------------------------------------------------
+
+    async def renew_claims(self, action_ids: tuple[int, ...], until: datetime) -> int:
+        if not action_ids:
+            return 0
+        return await self._run(lambda conn: _renew(conn, action_ids, until))
+
+    async def release_claims(self, action_ids: tuple[int, ...]) -> int:
+        if not action_ids:
+            return 0
+        now = _now()
+        return await self._run(lambda conn: _release(conn, action_ids, now))
+
+    async def hurry_retries(self, kind: str, now: datetime) -> int:
+        return await self._run(lambda conn: _hurry(conn, kind, now))
+
+    def subscribe(self, on_mail: Callable[[], None], on_actions: Callable[[], None]) -> None:
+        """One process owns a SQLite file: it wakes its own workers; nothing to listen to."""
+
 
 # -- batches ------------------------------------------------------------------------------
 
@@ -433,12 +455,13 @@ def _insert_actions(
     ids = []
     for action in planned:
         cursor = conn.execute(
-            "INSERT INTO actions (mail_id, kind, state, due_at, last_error, payload, dedup_key, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO actions (mail_id, kind, state, due_at, first_due_at, last_error, "
+            "payload, dedup_key, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 mail_id,
                 action.kind,
                 action.state,
+                _ts(action.due_at),
                 _ts(action.due_at),
                 action.note,
                 json.dumps(dict(action.payload)),
@@ -458,11 +481,11 @@ def _claim(
     rows = conn.execute(
         "UPDATE actions SET claimed_until = ?, attempts = attempts + 1, updated_at = ? "
         "WHERE id IN (SELECT id FROM actions WHERE state = 'pending' AND due_at <= ? "
-        "AND (claimed_until IS NULL OR claimed_until <= ?) ORDER BY due_at, id LIMIT ?) "
+        "AND (claimed_until IS NULL OR claimed_until <= ?) ORDER BY first_due_at, id LIMIT ?) "
         "RETURNING *",
         (_ts(now + timedelta(seconds=lease_seconds)), _ts(now), _ts(now), _ts(now), limit),
     ).fetchall()
-    return sorted((_action(row) for row in rows), key=lambda a: (a.due_at, a.id))
+    return sorted((_action(row) for row in rows), key=claim_order)
 
 
 def _finish(
@@ -493,9 +516,9 @@ def _retry(
 def _replay(conn: sqlite3.Connection, action_id: int, who: str, now: datetime) -> ActionRow | None:
     # last_error without "failing since": the dispatcher starts a new retry horizon from now.
     row = conn.execute(
-        "UPDATE actions SET state = 'pending', due_at = ?, last_error = ?, claimed_until = NULL, "
-        "updated_at = ? WHERE id = ? AND state = 'failed' RETURNING *",
-        (_ts(now), f"replayed by {who}", _ts(now), action_id),
+        "UPDATE actions SET state = 'pending', due_at = ?, first_due_at = ?, last_error = ?, "
+        "claimed_until = NULL, updated_at = ? WHERE id = ? AND state = 'failed' RETURNING *",
+        (_ts(now), _ts(now), f"replayed by {who}", _ts(now), action_id),
     ).fetchone()
     if row is None:
         return None
@@ -614,20 +637,52 @@ def _mail_actions(conn: sqlite3.Connection, mail_id: int) -> list[ActionRow]:
 
 
 _OUTBOX_SUMMARY = (
-    "SELECT kind, COUNT(*) AS pending, MIN(CASE WHEN due_at <= ? THEN due_at END) AS oldest, "
-    "SUM(CASE WHEN due_at > ? THEN 1 ELSE 0 END) AS later "
-    "FROM actions WHERE state = 'pending' GROUP BY kind"
+    "SELECT kind, COUNT(*) AS pending, "
+    "MIN(CASE WHEN first_due_at <= :now THEN first_due_at END) AS oldest, "
+    "SUM(CASE WHEN first_due_at > :now THEN 1 ELSE 0 END) AS later, "
+    "MIN(CASE WHEN due_at <= :now THEN due_at END) AS stalled, "
+    "MIN(CASE WHEN first_due_at <= :now AND last_error IS NOT NULL THEN first_due_at END) "
+    "AS failing FROM actions WHERE state = 'pending' GROUP BY kind"
 )
 
 
 def _outbox_summary(conn: sqlite3.Connection, now: datetime) -> OutboxSummary:
-    rows = conn.execute(_OUTBOX_SUMMARY, (_ts(now), _ts(now))).fetchall()
-    oldest = min((row["oldest"] for row in rows if row["oldest"] is not None), default=None)
-    return OutboxSummary(
-        pending_by_kind={row["kind"]: int(row["pending"]) for row in rows},
-        oldest_due=None if oldest is None else _dt(oldest),
-        deferred_pages=sum(int(row["later"]) for row in rows if row["kind"] == "page"),
+    rows = conn.execute(_OUTBOX_SUMMARY, {"now": _ts(now)}).fetchall()
+    return summarise([{**dict(row), **_instants(row)} for row in rows])
+
+
+def _instants(row: sqlite3.Row) -> dict[str, datetime | None]:
+    names = ("oldest", "stalled", "failing")
+    return {name: None if row[name] is None else _dt(row[name]) for name in names}
+
+
+def _release(conn: sqlite3.Connection, ids: tuple[int, ...], now: datetime) -> int:
+    """Hand claimed, unstarted actions back: no lease, and the claim's attempt not counted."""
+    cursor = conn.execute(
+        "UPDATE actions SET claimed_until = NULL, attempts = MAX(attempts - 1, 0), "
+        "updated_at = ? WHERE state = 'pending' AND id IN (SELECT value FROM json_each(?))",
+        (_ts(now), json.dumps(list(ids))),
     )
+    return cursor.rowcount
+
+
+def _renew(conn: sqlite3.Connection, ids: tuple[int, ...], until: datetime) -> int:
+    cursor = conn.execute(
+        "UPDATE actions SET claimed_until = ? WHERE state = 'pending' "
+        "AND claimed_until IS NOT NULL AND id IN (SELECT value FROM json_each(?))",
+        (_ts(until), json.dumps(list(ids))),
+    )
+    return cursor.rowcount
+
+
+def _hurry(conn: sqlite3.Connection, kind: str, now: datetime) -> int:
+    """Actions of `kind` waiting for a retry become due now (oldest first by claim order)."""
+    cursor = conn.execute(
+        "UPDATE actions SET due_at = ? WHERE state = 'pending' AND kind = ? AND due_at > ? "
+        "AND first_due_at <= ? AND last_error IS NOT NULL",
+        (_ts(now), kind, _ts(now), _ts(now)),
+    )
+    return cursor.rowcount
 
 
 def _purge(
@@ -740,6 +795,7 @@ def _action(row: sqlite3.Row) -> ActionRow:
         result=None if result is None else json.loads(result),
         created_at=_dt(row["created_at"]),
         updated_at=_dt(row["updated_at"]),
+        first_due_at=_dt(row["first_due_at"] or row["due_at"]),
     )
 
 
