@@ -8,9 +8,12 @@ the test moves forward (retries are due times in the store, not sleeps).
 from __future__ import annotations
 
 import asyncio
+import email.policy
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from email import message_from_string
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,8 @@ from standins.pagerduty import PagerDutyStandIn
 from standins.slack import SLACK_CHANNEL_LINKS, SlackStandIn, mentions
 from standins.smtp_sink import SmtpSink
 
+from escalator.cli.list import action_json
+from escalator.cli.review import show_text
 from escalator.core.actions import plan_actions
 from escalator.core.conversation import decide_conversation
 from escalator.core.mail import parse_mail
@@ -37,6 +42,7 @@ from escalator.ingress.smtp import start_smtp
 from escalator.outbox.dispatch import Adapters, Dispatcher
 from escalator.outbox.pagerduty import PagerDuty
 from escalator.policy import load_policy
+from escalator.review import deeds
 from escalator.settings import Settings
 from escalator.store import ActionRow, IncomingMail, ListedMail, Store
 
@@ -279,6 +285,33 @@ async def test_outcomes_retries_and_page_latency_reach_the_metrics(world: World)
     assert sample("escalator_actions_total", kind="page", outcome="sent") == before["sent"] + 1
     assert sample("escalator_action_retries_total", kind="page") == before["retries"] + 1
     assert sample("escalator_accept_to_page_seconds_count") == before["pages"] + 1
+
+
+# -- what was sent (issue 13) -------------------------------------------------------------------
+
+
+async def test_every_action_keeps_the_exact_payload_it_sent(world: World) -> None:
+    """A sent action keeps exactly what left (the event PagerDuty got, the blocks Slack got, the
+    whole reply mail): `list --json` gives it as "payload" and `review show` prints it."""
+    await world.receive(mail(1), FRIDAY.replace(hour=9, minute=30))
+    await world.dispatcher().burst()
+    actions = {a.kind: a for a in await world.actions()}
+    assert {a.state for a in actions.values()} == {"sent"}
+    sent = {kind: action_json(a)["payload"] for kind, a in actions.items()}
+    (event,) = [r.body for r in world.pd.received]
+    assert sent["page"] == {key: v for key, v in event.items() if key != "routing_key"}
+    (alarm,) = world.slack.posts_in("high-priority-alarms")
+    assert sent["alarm"]["blocks"] == alarm.blocks and sent["alarm"]["text"] == alarm.text
+    (ack,) = world.slack.posts_in("laa-apply-incident")
+    assert sent["ack"]["blocks"] == ack.blocks
+    (reply,) = world.sink.delivered
+    assert reply.message["Message-ID"] in sent["reply"]["message"]
+    kept = message_from_string(sent["reply"]["message"], policy=email.policy.default)
+    assert isinstance(kept, EmailMessage)
+    assert kept.get_content().split() == reply.message.get_content().split()
+    view = await deeds.load_view(world.store, actions["page"].mail_id)
+    shown = show_text(view)
+    assert '"event_action": "trigger"' in shown and "Auto-Submitted: auto-replied" in shown
 
 
 # -- conversations -----------------------------------------------------------------------------

@@ -9,7 +9,9 @@ the blocking WebDriver calls and the server never wait on each other.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import struct
 import threading
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -23,7 +25,7 @@ from test_web import HOSTILE, hostile_mail
 
 from escalator.outbox.dispatch import Dispatcher
 from escalator.policy import load_policy
-from escalator.review import web
+from escalator.review import deeds, web
 from escalator.settings import Settings
 from escalator.store.sqlite import SQLiteStore
 
@@ -155,10 +157,10 @@ def test_sign_in_see_held_mail_release_and_page_arrives(browser: Any, harness: H
     """Log in, find the held mail with its evidence, press Release: PagerDuty gets one page."""
     mail_id = harness.held(mail_bytes(message_id="<release@x>"))
     sign_in(browser, harness)
-    section = by_id(browser, f"mail-{mail_id}")
-    assert "any update on my PR?" in section.text
-    assert "rule pr_chaser matched 'any update on my PR' in subject" in section.text
+    row = by_id(browser, f"mail-{mail_id}")  # one line in the queue; the rest on its page
+    assert "any update on my PR?" in row.text and "not a live incident" in row.text
     browser.get(f"{harness.web.url}/mails/{mail_id}")
+    assert "rule pr_chaser matched 'any update on my PR' in subject" in by_id(browser, "main").text
     by_id(browser, "release-note").send_keys("customer says prod is down")
     by_id(browser, "release").click()
     assert "Released" in by_id(browser, "done").text
@@ -172,6 +174,13 @@ def test_sign_in_see_held_mail_release_and_page_arrives(browser: Any, harness: H
     assert "paged" in actions and "replied" not in actions  # no relay configured: reply dry run
     audit = by_id(browser, "audit").text
     assert "token:amy" in audit and "customer says prod is down" in audit
+    (page,) = [a for a in harness.call(harness.store.mail_actions(mail_id)) if a.kind == "page"]
+    shown = browser.execute_script(
+        "return document.querySelector(arguments[0]).textContent", f"#payload-{page.id} pre"
+    )
+    # the mail's page shows exactly what PagerDuty received, all but the secret routing key
+    assert json.loads(shown) == {key: v for key, v in event.items() if key != "routing_key"}
+    assert harness.pd.routing_key not in browser.page_source
 
 
 def test_dismiss_with_a_note(browser: Any, harness: Harness) -> None:
@@ -207,3 +216,90 @@ def test_hostile_mail_renders_inert(browser: Any, harness: Harness) -> None:
         hrefs = [a.get_attribute("href") or "" for a in browser.find_elements(By.TAG_NAME, "a")]
         assert not [href for href in hrefs if not href.startswith(harness.web.url)]
         assert HOSTILE in browser.find_element(By.TAG_NAME, "main").text  # shown, as text
+
+
+# -- on a phone (issue 13): on-call reaches the page from the PagerDuty link --------------------
+
+SNAPSHOTS = Path(os.environ.get("ESCALATOR_SNAPSHOTS", "/work/snapshots"))
+LONG = "x" * 120  # an unbroken word wider than any phone
+SIZES = [(390, 844, True), (1280, 800, False)]
+
+
+def emulate(driver: Any, width: int, height: int, mobile: bool) -> None:
+    """The viewport of a phone (mobile: the page's meta viewport applies) or of a desktop."""
+    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+
+
+def horizontal_overflow(driver: Any) -> int:
+    """How many CSS pixels the page is wider than the screen (0 when nothing scrolls sideways)."""
+    script = "return document.documentElement.scrollWidth - window.innerWidth"
+    return int(driver.execute_script(script))
+
+
+def full_page(driver: Any, path: Path, width: int) -> None:
+    """A screenshot of the whole page, top to bottom, at the emulated width."""
+    import base64
+
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "clip": clip, "captureBeyondViewport": True}
+    )
+    path.write_bytes(base64.b64decode(shot["data"]))
+    assert png_size(path)[0] == width
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    width, height = struct.unpack(">II", path.read_bytes()[16:24])
+    return width, height
+
+
+@pytest.fixture(scope="module")
+def queue_of_13(harness: Harness) -> list[int]:
+    """Fourteen mails, one released (13 held), one with an unbroken 120-character subject."""
+    ids = [
+        harness.held(
+            mail_bytes(
+                subject=f"any update on my PR? {LONG if n == 0 else n}",
+                sender=f"Dev Person <dev{LONG if n == 0 else n}@justice.gov.uk>",
+                message_id=f"<queue{n}@x>",
+            )
+        )
+        for n in range(14)
+    ]
+    released = ids[-1]  # one released and dispatched: actions and payloads on its page
+    policy = load_policy(harness.settings)
+    harness.call(deeds.release(harness.store, policy, released, "token:amy", LONG))
+    harness.dispatch()
+    return ids
+
+
+@pytest.mark.parametrize(("width", "height", "mobile"), SIZES)
+def test_review_pages_fit_the_screen_with_no_sideways_scroll(
+    browser: Any, harness: Harness, queue_of_13: list[int], width: int, height: int, mobile: bool
+) -> None:
+    """At 390x844 and 1280x800 the queue, a mail's page (actions, payloads, audit) and the
+    escalations table are no wider than the screen; the queue of 13 is one short line each."""
+    sign_in(browser, harness)
+    mail_id = queue_of_13[-1]
+    emulate(browser, width, height, mobile)
+    try:
+        for path in (f"/mails/{mail_id}", "/escalations", "/review"):
+            browser.get(f"{harness.web.url}{path}")
+            by_id(browser, "main")
+            assert horizontal_overflow(browser) <= 0, path
+        SNAPSHOTS.mkdir(parents=True, exist_ok=True)
+        shot = SNAPSHOTS / f"review-{width}.png"
+        assert browser.save_screenshot(str(shot))
+        assert png_size(shot) == (width, height)
+        rows = browser.execute_script(
+            "return [...document.querySelectorAll('#queue > li')].map(li => li.offsetHeight)"
+        )
+        assert len(rows) >= 13 and max(rows) <= (70 if mobile else 45)  # one line (two on a phone)
+        browser.get(f"{harness.web.url}/mails/{mail_id}")
+        browser.execute_script("document.querySelectorAll('details').forEach(d => d.open = true)")
+        assert horizontal_overflow(browser) <= 0
+        full_page(browser, SNAPSHOTS / f"mail-{width}.png", width)
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from escalator.core import words
+from escalator.core import render, words
 from escalator.core.notices import state_json
 from escalator.core.webhooks import IncidentState
 from escalator.settings import load_settings
@@ -77,6 +77,8 @@ def action_json(action: ActionRow) -> dict[str, Any]:
         "due_at": _iso(action.due_at),
         "attempts": action.attempts,
         "last_error": action.last_error,
+        # what it sent, or in dry run would have sent (issue 13): an extra key, None if nothing
+        "payload": render.sent_payload(action.kind, action.state, action.result),
     }
 
 

@@ -15,11 +15,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from escalator.core import words
+from escalator.core import render, words
 from escalator.policy import load_policy
 from escalator.review import deeds
 from escalator.settings import Settings, load_settings
-from escalator.store import AuditRow, MailRow, Store, opened_store, retention
+from escalator.store import ActionRow, AuditRow, MailRow, Store, opened_store, retention
 
 T = TypeVar("T")
 
@@ -138,11 +138,21 @@ def show_text(view: deeds.MailView, zone: ZoneInfo = words.LONDON) -> str:
         *_text_lines(view),
         "",
         "Actions:",
-        *(f"  {a.kind}: {deeds.action_label(a)}" for a in view.actions),
+        *(line for a in view.actions for line in _action_lines(a)),
         "Audit:",
         *(f"  {_audit_line(r, zone)}" for r in view.audit),
     ]
     return "\n".join(lines)
+
+
+def _action_lines(action: ActionRow) -> list[str]:
+    """One action and, indented under it, exactly what it sent (or would have sent)."""
+    head = f"  {action.kind}: {deeds.action_label(action)}"
+    payload = render.sent_payload(action.kind, action.state, action.result)
+    if payload is None:
+        return [head]
+    text = render.payload_text(payload) or ""
+    return [head, *("      " + line for line in text.splitlines())]
 
 
 def _audit_line(record: AuditRow, zone: ZoneInfo) -> str:

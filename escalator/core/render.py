@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import re
 import string
 from collections.abc import Mapping
@@ -559,3 +560,31 @@ def _thread_headers(msg: EmailMessage, incident: Incident) -> None:
     chain = [ref for ref in map(header_msgid, incident.references) if ref][-20:]
     msg["In-Reply-To"] = parent
     msg["References"] = " ".join([*chain, parent] if parent not in chain else chain)
+
+
+# --- what was sent, read back -----------------------------------------------------------------
+
+
+def sent_payload(kind: str, state: str, result: Mapping[str, Any] | None) -> Any:
+    """The exact payload an action sent (or, in dry run, would have sent), from its stored
+    result: the PagerDuty event, the Slack request (channel, text, blocks), the reply (to and
+    the whole message). None when nothing was sent or it was sent before payloads were kept."""
+    if not result:
+        return None
+    if "payload" in result:
+        return result["payload"]
+    if state != "dry_run":
+        return None
+    if kind == "page":
+        return result.get("event")
+    keys = ("to", "message") if "message" in result else ("channel", "text", "blocks", "thread_ts")
+    return {key: result[key] for key in keys if key in result}
+
+
+def payload_text(payload: Any) -> str | None:
+    """A payload for people: a reply as its whole message, anything else as indented JSON."""
+    if payload is None:
+        return None
+    if isinstance(payload, dict) and isinstance(payload.get("message"), str):
+        return str(payload["message"])
+    return json.dumps(payload, indent=2, ensure_ascii=False)

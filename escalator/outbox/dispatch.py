@@ -380,7 +380,7 @@ class Dispatcher:
         if incident.page != "deferred":  # a deferred page waits for on-call on purpose
             waited = self._clock() - incident.received_at
             metrics.ACCEPT_TO_PAGE_SECONDS.observe(max(waited.total_seconds(), 0.0))
-        return Done("sent", {**sent, "summary": event["payload"]["summary"]})
+        return Done("sent", {**sent, "summary": event["payload"]["summary"], "payload": event})
 
     async def _alarm(self, action: ActionRow, incident: render.Incident) -> Done:
         text, blocks = render.slack_alarm(incident, self._review_url(incident))
@@ -390,7 +390,8 @@ class Dispatcher:
         request = {"channel": channel, "text": text, "blocks": blocks, "thread_ts": thread}
         if self._adapters.slack is None:
             return Done("dry_run", request)
-        return Done("sent", await self._slack_once(action, channel, text, blocks, thread_ts=thread))
+        posted = await self._slack_once(action, channel, text, blocks, thread_ts=thread)
+        return Done("sent", {**posted, "payload": request})
 
     async def _thread_ts(self, action: ActionRow) -> str | None:
         """A follow-up's alarm joins the thread of the conversation's first alarm, looked up in
@@ -426,8 +427,9 @@ class Dispatcher:
             place = ack_place(await self._adapters.slack.channel_facts(channel), patterns)
             if not place.post:
                 return Done("skipped", note=f"{place.why}; the reply says it")
-            sent = await self._slack_once(action, channel, text, blocks, join=place.join)
-            return Done("sent", sent)
+            posted = await self._slack_once(action, channel, text, blocks, join=place.join)
+            payload = {"channel": channel, "text": text, "blocks": blocks}
+            return Done("sent", {**posted, "payload": payload})
         except Refused as exc:
             if exc.code not in ACK_UNREACHABLE:
                 raise
@@ -441,7 +443,10 @@ class Dispatcher:
         text, blocks = render.slack_review(incident, self._review_url(incident))
         if self._adapters.slack is None:
             return Done("dry_run", {"channel": channel, "text": text, "blocks": blocks})
-        return Done("sent", await self._adapters.slack.post(channel, text, blocks))
+        posted = await self._adapters.slack.post(channel, text, blocks)
+        return Done(
+            "sent", {**posted, "payload": {"channel": channel, "text": text, "blocks": blocks}}
+        )
 
     async def _reply(self, action: ActionRow, incident: render.Incident) -> Done:
         to = render.header_address(str(action.payload.get("to") or incident.sender))
@@ -461,7 +466,11 @@ class Dispatcher:
             return Done("dry_run", {"to": to, "message": text})
         message = await asyncio.to_thread(build)
         sent = await self._adapters.relay.send(message, to)
-        return Done("sent", {"to": to, "message_id": message["Message-ID"], **sent})
+        text = await asyncio.to_thread(message.as_string)
+        payload = {"to": to, "message": text}
+        return Done(
+            "sent", {"to": to, "message_id": message["Message-ID"], **sent, "payload": payload}
+        )
 
     async def _loop_guard(
         self, action: ActionRow, incident: render.Incident, to: str

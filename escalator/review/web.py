@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from aiohttp import web, web_response
 
+from escalator.core import render, words
 from escalator.core.decide import Policy, route
 from escalator.core.model import Page, Verdict
 from escalator.core.notices import state_line
@@ -245,13 +246,14 @@ def _release_preview(request: web.Request) -> dict[str, Any]:
     if routing.page is Page.NOW:
         page = "page on-call now"
     elif routing.page is Page.DEFERRED and routing.page_at is not None:
-        page = f"page on-call at {routing.page_at.astimezone(zone):%H:%M on %a %d %b}"
+        page = f"page on-call at {words.when(routing.page_at, zone)}"
     else:
         page = "not page on-call (support hours)"
     alarm = (
         f", alarm support in #{request.app[SETTINGS].slack_alarm_channel}" if routing.alarm else ""
     )
-    return {"preview": f"{page}{alarm}, and tell the sender", "window_now": routing.window.value}
+    window_now = words.window(routing.window.value)
+    return {"preview": f"{page}{alarm}, and tell the sender", "window_now": window_now}
 
 
 async def release_action(request: web.Request) -> web.StreamResponse:
@@ -362,11 +364,28 @@ def templates(settings: Settings) -> jinja2.Environment:
     )
     zone = ZoneInfo(settings.timezone)
     env.filters["when"] = lambda moment: (
-        "" if moment is None else moment.astimezone(zone).strftime("%a %d %b %Y %H:%M %Z")
+        "" if moment is None else words.when(moment, zone, year=True)
     )
+    env.filters["when_iso"] = lambda text: _when_iso(str(text or ""), zone)
+    env.filters["when_short"] = lambda moment: "" if moment is None else words.when(moment, zone)
     env.filters["action_label"] = deeds.action_label
+    env.filters["short_reason"] = words.short_reason
+    env.filters["reason"] = words.reason
+    env.filters["window"] = words.window
+    env.filters["uncoded"] = words.uncoded
+    env.filters["payload"] = lambda action: render.payload_text(
+        render.sent_payload(action.kind, action.state, action.result)
+    )
     env.globals["raw_days"] = settings.raw_retention_days
     return env
+
+
+def _when_iso(text: str, zone: ZoneInfo) -> str:
+    """A stored ISO-8601 instant in the one convention (shown as stored if it is not one)."""
+    try:
+        return words.when(datetime.fromisoformat(text), zone, year=True)
+    except ValueError:
+        return text
 
 
 def store_readiness(store: Store) -> Readiness:
