@@ -22,7 +22,9 @@ from escalator.core.decide import Policy
 from escalator.decider.processor import Processor
 from escalator.errors import EscalatorError
 from escalator.ingress.smtp import SMTPService, start_smtp
+from escalator.oncall.scheduler import LoopScheduler
 from escalator.outbox.dispatch import Dispatcher
+from escalator.outbox.slack import Slack
 from escalator.policy import load_policy
 from escalator.review import web, webhooks
 from escalator.settings import Settings
@@ -56,6 +58,7 @@ class Service:
         self.smtp: SMTPService | None = None
         self.dispatcher: Dispatcher | None = None
         self._with_optional = with_dispatch_and_web
+        self._loop_slack: Slack | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
         self.failure: BaseException | None = None
@@ -107,6 +110,7 @@ class Service:
             on_released=self._wake_dispatcher,
         )
         self._spawn("web", serving)
+        self._tasks.append(asyncio.ensure_future(self._loop_scheduler().run()))
         # Not a watched worker: a retention pass that stops must not stop the service.
         self._tasks.append(asyncio.ensure_future(retention.run(self.store, self.settings)))
 
@@ -116,6 +120,22 @@ class Service:
             self.settings,
             clock=lambda: datetime.now(UTC),
             on_recorded=self._wake_dispatcher,
+        )
+
+    def _loop_scheduler(self) -> LoopScheduler:
+        """Handovers, unanswered alarms, chased pages, the one-hour reminder (issue 11); not a
+        watched worker either: it logs a failing tick and ticks again."""
+        token = self.settings.slack_bot_token
+        self._loop_slack = (
+            None if token is None else Slack(token.get_secret_value(), self.settings.slack_api_url)
+        )
+        return LoopScheduler(
+            self.store,
+            self.settings,
+            self.policy.calendar,
+            slack=self._loop_slack,
+            clock=lambda: datetime.now(UTC),
+            wake=self._wake_dispatcher,
         )
 
     def _wake_dispatcher(self) -> None:
@@ -210,6 +230,8 @@ class Service:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.dispatcher is not None:
             await self.dispatcher.close()
+        if self._loop_slack is not None:
+            await self._loop_slack.close()
         if clock() < give_up:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.processor.burst(), give_up - clock())

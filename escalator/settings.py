@@ -7,6 +7,7 @@ ESCALATOR_<FIELD>, the TOML key is the field name. Secrets are SecretStr so they
 from __future__ import annotations
 
 import os
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -63,6 +64,8 @@ class Settings(BaseSettings):
     pagerduty_events_url: str = "https://events.pagerduty.com"
     pagerduty_ca_file: Path | None = None
     pagerduty_webhook_secret: SecretStr | None = None
+    unanswered_after: float = Field(default=900.0, gt=0)
+    handover_times: CommaList = ("09:00", "18:00")
     slack_bot_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
     slack_alarm_channel: str = "high-priority-alarms"
@@ -96,8 +99,20 @@ class Settings(BaseSettings):
         "trusted_list_ids",
         "trusted_proxies",
         "ack_channel_patterns",
+        "handover_times",
         mode="before",
     )(_split_commas)
+
+    @field_validator("handover_times")
+    @classmethod
+    def _handover_times(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """HH:MM wall-clock times (ESCALATOR_HANDOVER_TIMES), e.g. "09:00,18:00"."""
+        for text in value:
+            try:
+                time.fromisoformat(text)
+            except ValueError:
+                raise ValueError(f"handover time {text!r} is not HH:MM") from None
+        return value
 
     @classmethod
     def settings_customise_sources(

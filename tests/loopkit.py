@@ -19,6 +19,7 @@ from standins.slack import SlackStandIn
 from standins.smtp_sink import SmtpSink
 
 from escalator.decider.processor import Processor
+from escalator.ingress.smtp import header_summary
 from escalator.outbox.dispatch import Dispatcher
 from escalator.policy import load_policy
 from escalator.review import web, webhooks
@@ -67,7 +68,18 @@ class LoopWorld:
     async def receive(self, raw: bytes, at: datetime, sender: str | None = None) -> None:
         self.clock.now = max(self.clock.now, at)
         mail_from = sender or "ana@digital.justice.gov.uk"
-        incoming = IncomingMail(raw, mail_from, ("escalations@localhost",), "127.0.0.1", False, at)
+        message_id, subject, from_addr = header_summary(raw)  # as the SMTP listener does
+        incoming = IncomingMail(
+            raw,
+            mail_from,
+            ("escalations@localhost",),
+            "127.0.0.1",
+            False,
+            at,
+            message_id=message_id,
+            subject=subject,
+            from_addr=from_addr,
+        )
         await self.store.accept(incoming)
         await self.processor.burst()
 

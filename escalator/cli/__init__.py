@@ -11,13 +11,13 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from escalator.cli import check, probe, replay, review, serve
+from escalator.cli import check, handover, probe, replay, review, serve
 from escalator.cli import list as list_command
 from escalator.errors import ConfigError, EscalatorError
 
 Command = Callable[[argparse.Namespace], int]
 
-COMMAND_MODULES = (check, serve, list_command, review, replay, probe)
+COMMAND_MODULES = (check, serve, list_command, review, replay, probe, handover)
 
 DESCRIPTION = (
     "escalator: the SMTP server behind the escalation and critical-incident addresses. "

@@ -504,7 +504,8 @@ class Dispatcher:
             reasons=mail.reasons,
             slack_channel=mail.slack_channel,
             window=mail.window or "unknown",
-            page=str(decision.get("page", "none")),
+            # a page planned later (issue 11: an unanswered alarm) says so in its payload
+            page=str(action.payload.get("page") or decision.get("page", "none")),
             page_at=datetime.fromisoformat(page_at).astimezone(self._zone) if page_at else None,
             alarm=bool(decision.get("alarm")),
             dedup_key=render.bounded_dedup_key(action.dedup_key),

@@ -8,6 +8,7 @@ outbox owns retries; 429 comes back as RetryLater with Slack's Retry-After.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,8 @@ from escalator.core.ackplace import ChannelFacts, bare_name
 # IDs are used as-is; names are looked up (re-exported: callers ask the Slack module)
 from escalator.core.render import is_channel_id as is_channel_id
 from escalator.core.retry import Refused, RetryLater
+
+log = logging.getLogger(__name__)
 
 CHANNEL_GONE = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
 _TRANSIENT = frozenset(
@@ -153,6 +156,18 @@ class Slack:
         )
         return {"channel": data.get("channel", channel_id), "ts": data.get("ts")}
 
+    async def someone_reacted(self, channel: str, ts: str) -> bool:
+        """Did a person answer our post `ts`: a reply in its thread (conversations.replies) or a
+        reaction on it (reactions.get)? Bots (escalator's own notices) do not count. When Slack
+        cannot tell us (no permission, an error), False: the alarm counts as unanswered."""
+        try:
+            replies = await self._call("conversations_replies", channel=channel, ts=ts, limit=50)
+            reactions = await self._call("reactions_get", channel=channel, timestamp=ts)
+        except (Refused, RetryLater) as exc:
+            log.warning("slack: cannot read the thread of an alarm: %s", exc)
+            return False
+        return _person_replied(replies, ts) or bool(reactions.get("message", {}).get("reactions"))
+
     async def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
         """One Web API call, its failures sorted into RetryLater and Refused."""
         try:
@@ -185,3 +200,11 @@ def _retry_after(headers: Any) -> float | None:
         if name.lower() == "retry-after" and str(value).strip().isdigit():
             return float(value)
     return None
+
+
+def _person_replied(data: dict[str, Any], ts: str) -> bool:
+    """A message in the thread (not the post itself) written by a person, not a bot."""
+    return any(
+        message.get("ts") != ts and not message.get("bot_id") and message.get("user")
+        for message in data.get("messages", [])
+    )

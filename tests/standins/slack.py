@@ -2,7 +2,10 @@
 
 Methods: auth.test, conversations.list (cursor pagination; is_member, is_general as Slack gives
 them for the bot), conversations.join (public only),
-conversations.history (oldest, limit, include_all_metadata), chat.postMessage (with metadata).
+conversations.history (oldest, limit, include_all_metadata), chat.postMessage (with metadata),
+conversations.replies (channel, ts: the parent then its replies; thread_not_found) and
+reactions.get (channel, timestamp: message.reactions; message_not_found). Messages the bot
+posted carry its bot_id; `person_reply` / `person_react` play a person in a thread.
 Every call needs `Authorization: Bearer <bot token>` (else invalid_auth).
 chat.postMessage checks: channel, text or blocks, text <= 40 000 chars, <= 50 blocks, known block
 types, section text <= 3 000, header plain_text <= 150, mrkdwn objects verbatim, and it refuses
@@ -28,6 +31,7 @@ from aiohttp import web
 
 BLOCK_TYPES = {"section", "header", "context", "divider", "actions", "rich_text", "image"}
 _CONTROL = re.compile(r"<([^<>]*)>")
+BOT_ID = "B0ESCALATR"
 
 
 @dataclass
@@ -115,6 +119,8 @@ class SlackStandIn:
         self._runner: web.AppRunner | None = None
         self.api_url = ""
         self._last_ts = 0.0
+        self.people: list[dict[str, Any]] = []  # replies written by people (person_reply)
+        self.reactions: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.add_channel("C0ALARMS01", "high-priority-alarms")
 
     def add_channel(self, channel_id: str, name: str, **flags: bool) -> Channel:
@@ -160,6 +166,8 @@ class SlackStandIn:
             "conversations.list": self._list,
             "conversations.join": self._join,
             "conversations.history": self._history,
+            "conversations.replies": self._replies,
+            "reactions.get": self._reactions_get,
         }.get(method)
         if method == "chat.postMessage":
             self.arrived += 1
@@ -254,6 +262,52 @@ class SlackStandIn:
             for p in found[:limit]
         ]
         return web.json_response({"ok": True, "messages": messages, "has_more": len(found) > limit})
+
+    def person_reply(self, channel: str, thread_ts: str, user: str = "U0PERSON1") -> None:
+        """A person answers in the thread of `thread_ts`."""
+        ts = f"{max(time.time(), self._last_ts + 1e-6):.6f}"
+        self._last_ts = float(ts)
+        reply = {"type": "message", "user": user, "text": "on it", "ts": ts}
+        self.people.append({**reply, "channel": channel, "thread_ts": thread_ts})
+
+    def person_react(
+        self, channel: str, ts: str, name: str = "eyes", user: str = "U0PERSON1"
+    ) -> None:
+        self.reactions.setdefault((channel, ts), []).append(
+            {"name": name, "users": [user], "count": 1}
+        )
+
+    def _message(self, post: Post) -> dict[str, Any]:
+        found = {"type": "message", "ts": post.ts, "text": post.text, "bot_id": BOT_ID}
+        return found | ({"thread_ts": post.thread_ts} if post.thread_ts else {})
+
+    def _replies(self, args: dict[str, Any]) -> web.Response:
+        channel, ts = str(args.get("channel", "")), str(args.get("ts", ""))
+        if channel not in self.channels:
+            return self._error("conversations.replies", "channel_not_found")
+        parent = next((p for p in self.posts if p.channel == channel and p.ts == ts), None)
+        if parent is None:
+            return self._error("conversations.replies", "thread_not_found")
+        bots = [self._message(p) for p in self.posts if p.channel == channel and p.thread_ts == ts]
+        people = [
+            {k: v for k, v in m.items() if k != "channel"}
+            for m in self.people
+            if m["channel"] == channel and m["thread_ts"] == ts
+        ]
+        messages = [self._message(parent), *sorted(bots + people, key=lambda m: float(m["ts"]))]
+        return web.json_response({"ok": True, "messages": messages, "has_more": False})
+
+    def _reactions_get(self, args: dict[str, Any]) -> web.Response:
+        channel, ts = str(args.get("channel", "")), str(args.get("timestamp", ""))
+        post = next((p for p in self.posts if p.channel == channel and p.ts == ts), None)
+        if post is None:
+            return self._error("reactions.get", "message_not_found")
+        message = self._message(post)
+        if self.reactions.get((channel, ts)):
+            message["reactions"] = self.reactions[(channel, ts)]
+        return web.json_response(
+            {"ok": True, "type": "message", "channel": channel, "message": message}
+        )
 
     def _find(self, channel: str) -> Channel | None:
         if channel in self.channels:
