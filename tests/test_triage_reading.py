@@ -427,6 +427,60 @@ when they open a result. Could someone review what that change did? #case-search
 """,
         ),
     ),
+    # Calm, and half the work failing: a partial outage with the label denied.
+    Hard(
+        "partial-failure-label-denied",
+        ESCALATE,
+        "auth-incident",
+        mail(
+            "Sign-in errors",
+            """
+Not a full outage, and I know you are busy, but about a third of the sign-in requests to the
+staff portal get a 502 since 18:30, so people retry until it works. Happy to discuss in
+#auth-incident.
+""",
+        ),
+    ),
+    # Work silently stopped, asked as a question.
+    Hard(
+        "letters-not-sent-as-question",
+        ESCALATE,
+        "notify-letters",
+        mail(
+            "Is the Notify integration changed?",
+            """
+Was anything changed on the platform today? Court hearing letters have not been sent to
+anyone since this morning and defendants will not know their dates. Could someone tell us
+where to look? #notify-letters
+""",
+        ),
+    ),
+    # Letters to the wrong people: data exposed, however the question is put.
+    Hard(
+        "wrong-recipients-exposure",
+        ESCALATE,
+        "opg-letters",
+        mail(
+            "How do we stop the letter job?",
+            """
+Our overnight job has emailed around 300 attorney letters to the wrong recipients. How can we
+stop the cron job in our namespace from running again tonight? #opg-letters
+""",
+        ),
+    ),
+    # A cost question worded with "charges": a cost question.
+    Hard(
+        "charges-question",
+        NOT_IMPACTING,
+        "team-ledger",
+        mail(
+            "URGENT charges query",
+            """
+URGENT: the S3 charges for our namespace went up fourfold this month. Can you tell us which
+buckets cause it? #team-ledger
+""",
+        ),
+    ),
 ]
 CASES += MORE
 
@@ -449,6 +503,8 @@ def test_clause_reading_scopes_negation_and_hypothesis() -> None:
     assert state("Data was lost on staging.", "Data") is State.NON_PRODUCTION
     assert state("Data was lost, all restored now.", "Data") is State.RESOLVED
     assert state("The site is down; it recovered at 9.", "site", lasting=False) is State.PRESENT
+    assert state("The site went down and recovered at 9.", "down", lasting=False) is State.RESOLVED
+    assert state("Restored at 7 and since then rows are lost.", "rows") is State.PRESENT
     assert state("kubectl is down for me.", "down", lasting=False) is State.TOOLING
 
 

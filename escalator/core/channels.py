@@ -121,10 +121,12 @@ _RAISED = re.compile(
 _ALERTS = re.compile(r"alert|alarm|notif|monitor|pager|fire[sd]?\b|webhook", re.IGNORECASE)
 _TEAM_LINE = re.compile(r"team channel|team slack|general channel|our team'?s? channel", re.I)
 
-_ARCHIVED = re.compile(
+# Searched in every mail's new text: prefiltered, so a mail without these words costs a lookup.
+_ARCHIVED = Prefiltered.compile(
     r"\barchived\b|\bno longer (used|in use|active|exists)\b|\b(old|previous|last) (incident )?"
     r"channel\b|\bchannel (from|of) (last|the last|the previous|that) (time|incident)\b",
     re.IGNORECASE,
+    starts=("archived", "no longer", "old", "previous", "last", "channel"),
 )
 
 _WHERE_SCORE = {"new": 2, "subject": 1, "forwarded": 0, "quoted": -3, "signature": -4}

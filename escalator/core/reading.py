@@ -5,7 +5,7 @@ lost" is an impact; "no data was lost", "if data were lost", "data lost on stagi
 outage is resolved" are not present impacts. Each match is placed in its clause (split at
 sentence ends, line ends and the contrastive words of `clause_break`), and the clause is read
 for the cues of rules.toml's [reading] table: a negation or a hypothetical in the few words
-before the match, a recovery anywhere in the clause, a non-production environment named without
+before the match, a recovery told after it in the clause, a non-production environment named without
 production, or the sender's own tooling (kubectl, a pipeline) named without users or a service.
 
 Only matches are read: a part with no match costs no clause splitting, so the common mail pays
@@ -105,9 +105,12 @@ def state_of(clause: Clause, start: int, lasting: bool, cues: Cues) -> State:
         return State.HYPOTHETICAL
     if cues.non_production.search(clause.text) and not cues.production.search(clause.text):
         return State.NON_PRODUCTION
+    # A recovery is told after the impact ("lost, all restored now"); one told before it
+    # ("restored at 19:00 and since then the site is down") is the start of a new problem.
+    after = clause.text[start - clause.start :]
     if lasting:
-        return State.RESOLVED if cues.recovered.search(clause.text) else State.PRESENT
-    if cues.resolved.search(clause.text):
+        return State.RESOLVED if cues.recovered.search(after) else State.PRESENT
+    if cues.resolved.search(after):
         return State.RESOLVED
     if cues.tooling.search(clause.text) and not cues.people.search(clause.text):
         return State.TOOLING

@@ -31,6 +31,7 @@ RULE_KINDS = frozenset(
         "present_impact",
         "priority_label",
         "exposure",
+        "work_stopped",
     }
 )
 

@@ -7,7 +7,7 @@ the evidence (rule, words, part of the mail) that produced it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from escalator.core.channels import TextPart, find_channel
 from escalator.core.mail import ParsedMail
@@ -53,8 +53,11 @@ def triage(mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = N
         findings[Reason.MISSING_SLACK_CHANNEL] = [
             Evidence("channel", "no Slack channel named", "mail", Reason.MISSING_SLACK_CHANNEL)
         ]
-    words = _word_count(content)
-    if not (impact.symptoms or impact.strong) and words < policy.rules.min_words:
+    # Words are counted only for a mail without a symptom (the count is the dearest step).
+    words = -1 if impact.symptoms or impact.strong else _word_count(content)
+    if 0 <= words < policy.rules.min_words:
+        impact = replace(impact, strong=_stated_impact(content, policy.rules))
+    if not (impact.symptoms or impact.strong) and 0 <= words < policy.rules.min_words:
         findings[Reason.MISSING_INCIDENT_FACTS] = [
             Evidence(
                 "facts",
@@ -68,7 +71,10 @@ def triage(mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = N
     if channel is not None:
         evidence.append(Evidence("channel", channel.channel, channel.where))
     evidence.extend(impact.strong[:3])
-    evidence.extend(impact.symptoms[:3])
+    shown = {(item.rule, item.matched, item.where) for item in impact.strong[:3]}
+    evidence.extend(
+        [item for item in impact.symptoms if (item.rule, item.matched, item.where) not in shown][:3]
+    )
     verdict = Verdict.REJECT if reasons else Verdict.ESCALATE
     doubts = _doubts(reasons, impact, words, policy.rules.min_words)
     if not doubts and reasons and reasons[0] is Reason.MISSING_SLACK_CHANNEL:
@@ -110,6 +116,13 @@ def _strong_without_channel(content: list[TextPart], rules: Rules) -> list[Evide
     parts = [_Read(part.where, Haystack.of(part.text)) for part in content]
     lasting, located, _ = _Reading(parts, rules).strong()
     return [*lasting, *located][:2]
+
+
+def _stated_impact(content: list[TextPart], rules: Rules) -> list[Evidence]:
+    """Any impact the reading finds stated as present: facts, when no symptom word was found."""
+    parts = [_Read(part.where, Haystack.of(part.text)) for part in content]
+    lasting, located, unlocated = _Reading(parts, rules).strong()
+    return [*lasting, *located, *unlocated][:3]
 
 
 # --- automated mail (RFC 3834 and friends) --------------------------------------------------
@@ -230,9 +243,13 @@ def _impact_evidence(content: list[TextPart], thread: list[TextPart], rules: Rul
     symptoms = [item for rule in _sign_rules(rules) for item in _rule_matches(rule, read)]
     no_impact = hits("no_impact")
     labels = hits("priority_label")
-    non_production = [] if hits("live") else hits("non_production")
+    # Each exclusion is read first and its counter-sign only when it matched: most mails
+    # name no test environment and no fix, and pay for neither list.
+    non_production = hits("non_production")
+    non_production = [] if non_production and hits("live") else non_production
     requests = hits("exclusion")
-    resolved = [] if hits("ongoing") else hits("resolved")
+    resolved = hits("resolved")
+    resolved = [] if resolved and hits("ongoing") else resolved
     if not (no_impact or labels or non_production or requests or resolved):
         return _Impact(symptoms, [])  # nothing to overrule: the common mail reads no clauses
     reading = _Reading(parts, rules)
@@ -294,7 +311,7 @@ class _Reading:
         exposure = self._present("exposure", lasting=True)
         lasting = self._present("lasting_impact", lasting=True)
         present = self._present("present_impact")
-        outages = self._present("outage")
+        outages = self._present("outage") + self._present("work_stopped")
         placed = [i for i in [*lasting, *present] if not elsewhere or _located(i.clause, cues)]
         located = [item for item in outages if _located(item.clause, cues)]
         unlocated = [item for item in [*lasting, *present, *outages] if item not in placed]
@@ -462,7 +479,8 @@ many team hello everything details have with this that there their they them the
 your what when were will would could should about some someone anyone anything something
 into just like also here been being does done very much more moment time able know look
 cloud platform manager managers engineer engineers owner owners involved involve gathered asked
-appreciate appreciated really already
+appreciate appreciated really already escalation escalations severity emergency attention
+respond response callback mobile number straight away
 """
 _FILLER = frozenset(_FILLER_WORDS.split())
 
