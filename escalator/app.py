@@ -19,6 +19,7 @@ from typing import Any
 
 from escalator import metrics, probe
 from escalator.core.decide import Policy
+from escalator.decider import dkimcheck
 from escalator.decider.processor import Processor
 from escalator.errors import EscalatorError
 from escalator.ingress.smtp import SMTPService, start_smtp
@@ -94,6 +95,7 @@ class Service:
             worker_settings=self._isolate,
             probe_key=probe.probe_key(self.settings),  # read once: a new key needs a restart
             on_decided=self._wake_dispatcher,
+            verify=dkimcheck.verifier(self.settings.verify_dkim),  # children build their own
         )
 
     def _start_optional_workers(self) -> None:

@@ -56,10 +56,11 @@ def load_calendar(settings: Settings) -> CoverCalendar:
 def load_trust(settings: Settings) -> TrustPolicy:
     """The sender policy; "enforce" with no border MTA to believe would hold every mail."""
     authserv_id = (settings.authserv_id or "").strip()
-    if settings.sender_policy is SenderPolicy.ENFORCE and not authserv_id:
+    if settings.sender_policy is SenderPolicy.ENFORCE and not (authserv_id or settings.verify_dkim):
         raise ConfigError(
             "ESCALATOR_SENDER_POLICY=enforce needs ESCALATOR_AUTHSERV_ID (the authserv-id of the "
-            "border MTA whose Authentication-Results are believed): without it no mail is verified"
+            "border MTA whose Authentication-Results are believed) or ESCALATOR_VERIFY_DKIM: "
+            "without either no mail is verified"
         )
     return TrustPolicy(settings.sender_policy, authserv_id, organisational_domain)
 

@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     trusted_list_ids: CommaList = ()
     authserv_id: str | None = None
     sender_policy: SenderPolicy = SenderPolicy.ANNOTATE
+    verify_dkim: bool = False
 
     review_token: SecretStr | None = None
     trusted_proxies: CommaList = ()

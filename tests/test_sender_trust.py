@@ -31,7 +31,7 @@ from escalator.core.mail import parse_mail
 from escalator.core.model import SenderPolicy
 from escalator.errors import ConfigError
 from escalator.policy import load_policy, organisational_domain
-from escalator.review.deeds import mail_view
+from escalator.review.deeds import mail_view, release
 from escalator.settings import Settings
 from escalator.store import Store
 
@@ -193,8 +193,11 @@ def test_replies_go_to_the_verified_sender_only(make_settings: Any) -> None:
     bounce = "bounce-123@mailer.example"
     # verified: the From address, not whatever envelope sender the relay used
     assert reply_to_of(escalation(DMARC_PASS), enforce, bounce) == ANA
-    # enforce, unverified: its one notice goes to the From it claims, never the envelope sender
+    # unverified: the From it claims (the address every payload names), never the envelope
     assert reply_to_of(escalation(FORGED), enforce, "victim@elsewhere.example") == ANA
+    assert reply_to_of(escalation(FORGED), annotate, "victim@elsewhere.example") == ANA
+    legacy = make_settings(sender_policy="off")
+    assert reply_to_of(escalation(FORGED), legacy, bounce) == bounce  # off: as before
     # a forged List-Id of our own group does not make a forged Reply-To believable
     group = "cloud-platform.lists.example"
     headers = (FORGED, f"List-Id: <{group}>", "Reply-To: target@elsewhere.example")
@@ -258,3 +261,17 @@ async def test_annotate_marks_pagerduty_and_the_slack_alarm(
     assert event["payload"]["custom_details"]["notes"] == ["unverified sender"]
     (alarm,) = slack.posts_in("high-priority-alarms")
     assert any("unverified sender" in text for text in alarm.all_text())
+
+
+async def test_a_released_unverified_mail_still_says_so(make_settings: Any, store: Store) -> None:
+    """A person may release a held unverified mail: on-call is told it is unverified, and the
+    reply goes to the From it claims, not to the envelope sender."""
+    settings = make_settings(authserv_id=BORDER, sender_policy="enforce")
+    policy = load_policy(settings)
+    mail_id = await seed(store, policy, escalation(FORGED), mail_from="victim@elsewhere.example")
+    await release(store, policy, mail_id, "token:amy", now=FRIDAY_EVENING)
+    actions = {a.kind: a for a in await store.mail_actions(mail_id)}
+    assert actions["page"].payload["notes"] == ["unverified sender"]
+    assert actions["reply"].payload["to"] == ANA
+    row = await store.get_mail(mail_id)
+    assert row is not None and mail_view(row).sender_check is not None

@@ -11,10 +11,11 @@ Behind the deployment's own mail group (a trusted List-Id, as triage treats it),
 and Precedence list/bulk are the group's, not a robot's: the person is answered, at their
 Reply-To or From address, since the envelope sender is the group's bounce address.
 
-When the sender is checked (ESCALATOR_SENDER_POLICY not off, issue 16): replies go to the verified
-From address; the group's Reply-To is believed only when the group's mail is verified (a forged
-List-Id names no one); an unverified sender refused as sender_not_allowed gets its one notice at
-the From address it claims, never at the envelope sender; and every outside payload of an
+When the sender is checked (ESCALATOR_SENDER_POLICY not off, issue 16): replies go to the From
+address (the verified identity, or the unverified one every payload names), never to the
+envelope sender; the group's Reply-To is believed only when the group's mail is verified (a
+forged List-Id names no one); an unverified sender refused as sender_not_allowed gets one notice
+(the reject reply, limited per address by the dispatcher); and every outside payload of an
 unverified sender's mail carries the note "unverified sender".
 """
 
@@ -74,7 +75,7 @@ def plan_actions(
     common = _common_payload(decision, mail, mail_id, root)
     check = decision.sender
     trusted = from_trusted_list(mail, trusted_list_ids) and (check is None or check.verified)
-    to = _group_sender(mail) if trusted else _recipient(decision, check, mail_from)
+    to = _group_sender(mail) if trusted else _recipient(check, mail_from)
     refusal = reply_refusal(decision, mail, mail_from, trusted=trusted, to=to)
     reply = _reply_action(decision.at, root, common, to, refusal)
     if decision.verdict is Verdict.ESCALATE:
@@ -82,15 +83,13 @@ def plan_actions(
     return (reply, *_review_post(decision, common, mail_id))
 
 
-def _recipient(decision: Decision, check: SenderCheck | None, mail_from: str) -> str:
-    """Unchecked: the envelope sender, as before. Checked: the verified From address, or, for a
-    sender refused as not allowed, the From it claims (its one notice); an unverified sender
-    under "annotate" is answered where it was before, at the envelope sender."""
+def _recipient(check: SenderCheck | None, mail_from: str) -> str:
+    """Unchecked: the envelope sender, as before. Checked: the From address, which is the
+    verified identity, or else the one the page and the review show as unverified; never the
+    envelope sender, which anyone sending can set to any address."""
     if check is None or not check.address:
         return _bare(mail_from)
-    if check.verified or Reason.SENDER_NOT_ALLOWED in decision.triage.reasons:
-        return check.address
-    return _bare(mail_from)
+    return check.address
 
 
 def _review_post(

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from escalator.core.authenticity import MethodResult
 from escalator.core.decide import Policy, decide_parsed
 from escalator.core.headers import MAX_STORED_ID_CHARS, header_block, message_ids
 from escalator.core.mail import ParsedMail
@@ -89,10 +90,11 @@ def decide_conversation(
     at: datetime,
     policy: Policy,
     envelope_from: str | None = None,
+    extra_auth: tuple[MethodResult, ...] = (),
 ) -> Conversation:
     """Decide the follow-up alone; if that rejects, decide it together with the earlier mails
     of the same author. The earlier mails should already have passed `may_complete`."""
-    alone = decide_parsed(follow_up, at, policy, envelope_from)
+    alone = decide_parsed(follow_up, at, policy, envelope_from, extra_auth)
     author = follow_up.from_addr.strip().lower()
     usable = [
         index
@@ -102,7 +104,7 @@ def decide_conversation(
     if alone.verdict is Verdict.ESCALATE or not usable:
         return Conversation(alone)
     merged = merge_follow_up(follow_up, [earlier[index] for index in usable])
-    return Conversation(decide_parsed(merged, at, policy, envelope_from), tuple(usable))
+    return Conversation(decide_parsed(merged, at, policy, envelope_from, extra_auth), tuple(usable))
 
 
 def _joined(parts: list[str]) -> str:

@@ -41,7 +41,9 @@ from escalator.core.actions import PlannedAction, plan_actions
 from escalator.core.conversation import decide_conversation, may_complete, thread_parents
 from escalator.core.decide import Policy
 from escalator.core.mail import parse_mail
-from escalator.core.model import Decision, Verdict
+from escalator.core.model import Decision, SenderPolicy, Verdict
+from escalator.decider import dkimcheck
+from escalator.decider.dkimcheck import Verifier
 from escalator.errors import StoreUnavailable, TransientError
 from escalator.policy import load_policy
 from escalator.probe import is_probe
@@ -61,19 +63,23 @@ def decide_stored(
     policy: Policy,
     probe_key: bytes | None = None,
     earlier: tuple[MailRow, ...] = (),
+    verify: Verifier | None = None,
 ) -> Outcome:
     """The decision record and planned actions for one stored mail, at its received time.
 
     `earlier`: held rejects of the same sender that this mail answers; a follow-up that alone
     would be rejected is decided together with them ("the channel is #x" completes the facts).
-    With `probe_key`, a correctly marked probe mail gets its actions planned as skipped."""
+    With `probe_key`, a correctly marked probe mail gets its actions planned as skipped.
+    `verify`: the direct DKIM check (decider/dkimcheck.py), run unless the sender policy is off."""
     parsed = parse_mail(mail.raw or b"")
+    checking = verify is not None and policy.trust.mode is not SenderPolicy.OFF
     conversation = decide_conversation(
         parsed,
         [parse_mail(row.raw or b"") for row in earlier],
         mail.received_at,
         policy,
         mail.mail_from,
+        verify(mail.raw or b"") if verify is not None and checking else (),
     )
     decision = conversation.decision
     planned = plan_actions(
@@ -111,13 +117,15 @@ def is_probe_record(record: DecisionRecord) -> bool:
 
 _worker_policy: Policy | None = None
 _worker_probe_key: bytes | None = None
+_worker_verify: Verifier | None = None
 
 
 def _start_worker(settings: Settings, probe_key: bytes | None = None) -> None:
     """Initialiser of the decide process: load the policy once; leave signals to the parent."""
-    global _worker_policy, _worker_probe_key  # one of each per worker process, set at its start
+    global _worker_policy, _worker_probe_key, _worker_verify  # one each per worker process
     _worker_policy = load_policy(settings)
     _worker_probe_key = probe_key
+    _worker_verify = dkimcheck.verifier(settings.verify_dkim)
     # Ctrl-C and SIGTERM are the parent's to handle: it finishes the batch, then stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -141,7 +149,7 @@ def _ping() -> bool:
 def _decide_in_worker(mail: MailRow, earlier: tuple[MailRow, ...] = ()) -> Outcome:
     if _worker_policy is None:
         raise RuntimeError("decide worker started without a policy")
-    return decide_stored(mail, _worker_policy, _worker_probe_key, earlier)
+    return decide_stored(mail, _worker_policy, _worker_probe_key, earlier, _worker_verify)
 
 
 def decision_record(decision: Decision, decided_at: datetime) -> DecisionRecord:
@@ -199,13 +207,16 @@ class Processor:
         processes: int | None = None,
         probe_key: bytes | None = None,
         on_decided: Callable[[], None] = lambda: None,
+        verify: Verifier | None = None,
     ) -> None:
         """With `worker_settings`, decisions run in `processes` child processes (default: one
         per core, at most 4) that load the policy from them (the policy holds closures and
         cannot be pickled); without, in one thread. `probe_key` recognises probe mails
         (escalator.probe); `on_decided` is called once recorded decisions left work in the
-        outbox (the service wakes the dispatcher with it)."""
+        outbox (the service wakes the dispatcher with it). `verify`: the direct DKIM check in
+        the thread (the child processes build theirs from `worker_settings`)."""
         self._probe_key = probe_key
+        self._verify = verify
         self._on_decided = on_decided
         self._store = store
         self._policy = policy
@@ -385,7 +396,7 @@ class Processor:
         if self._worker_settings is not None:
             return self._executors[lane].submit(_decide_in_worker, mail, earlier)
         return self._executors[lane].submit(
-            decide_stored, mail, self._policy, self._probe_key, earlier
+            decide_stored, mail, self._policy, self._probe_key, earlier, self._verify
         )
 
     async def _restart_worker(self, lane: int) -> None:

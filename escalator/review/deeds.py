@@ -23,7 +23,7 @@ from typing import Any
 from escalator.core.actions import plan_actions
 from escalator.core.decide import Policy, route
 from escalator.core.mail import ParsedMail, parse_mail
-from escalator.core.model import Decision, Triage, Verdict
+from escalator.core.model import Decision, SenderCheck, Triage, Verdict
 from escalator.decider.processor import decision_record
 from escalator.errors import PermanentError
 from escalator.store import ActionRow, AuditRow, DecisionRecord, MailRow, Store
@@ -96,9 +96,22 @@ async def dismiss(store: Store, mail_id: int, who: str, note: str) -> Reviewed:
 
 
 def released_decision(mail: MailRow, policy: Policy, at: datetime) -> Decision:
-    """An escalation of this mail routed at `at`, keeping the channel the sender named."""
+    """An escalation of this mail routed at `at`, keeping the channel the sender named and what
+    the sender check found (a released unverified mail still says so, and is answered at its
+    From address, not its envelope sender)."""
     triage = Triage(Verdict.ESCALATE, (), mail.slack_channel, ())
-    return Decision(triage, route(Verdict.ESCALATE, policy.calendar, at), at)
+    routing = route(Verdict.ESCALATE, policy.calendar, at)
+    return Decision(triage, routing, at, sender_check(mail.decision))
+
+
+def sender_check(decision: dict[str, Any] | None) -> SenderCheck | None:
+    """The sender check stored with a decision (issue 16), or None when it was not checked."""
+    found = (decision or {}).get("sender")
+    if not isinstance(found, dict):
+        return None
+    return SenderCheck(
+        found.get("verified") is True, str(found.get("address") or ""), str(found.get("how") or "")
+    )
 
 
 def released_record(
