@@ -27,7 +27,7 @@ from escalator.oncall.scheduler import LoopScheduler
 from escalator.outbox.dispatch import Dispatcher
 from escalator.outbox.slack import Slack
 from escalator.policy import load_policy
-from escalator.review import web, webhooks
+from escalator.review import onit, web, webhooks
 from escalator.settings import Settings
 from escalator.store import OutboxSummary, Store, open_store, retention
 
@@ -117,12 +117,14 @@ class Service:
         self._tasks.append(asyncio.ensure_future(retention.run(self.store, self.settings)))
 
     def _webhook_routes(self) -> list[Any]:
-        return webhooks.routes(
-            self.store,
-            self.settings,
-            clock=lambda: datetime.now(UTC),
-            on_recorded=self._wake_dispatcher,
-        )
+        """PagerDuty's webhooks (public: signed) and the page's "I'm on it" (signed in)."""
+        clock = lambda: datetime.now(UTC)  # noqa: E731 - one clock for both route modules
+        return [
+            *webhooks.routes(
+                self.store, self.settings, clock=clock, on_recorded=self._wake_dispatcher
+            ),
+            *onit.routes(clock),
+        ]
 
     def _loop_scheduler(self) -> LoopScheduler:
         """Handovers, unanswered alarms, chased pages, the one-hour reminder (issue 11); not a
@@ -240,7 +242,6 @@ class Service:
         self.processor.close()
         await self.store.close()
         log.info("escalator stopped")
-
 
     async def _finish_dispatch(self, budget: float) -> None:
         """Let the dispatcher record the actions it started and hand back the rest; past the

@@ -22,7 +22,7 @@ from escalator.decider.processor import Processor
 from escalator.ingress.smtp import header_summary
 from escalator.outbox.dispatch import Dispatcher
 from escalator.policy import load_policy
-from escalator.review import web, webhooks
+from escalator.review import onit, web, webhooks
 from escalator.settings import Settings
 from escalator.store import ActionRow, IncomingMail, Store
 
@@ -109,6 +109,17 @@ class LoopWorld:
             text = await response.text()
             return response.status, text
 
+    async def acknowledge(self, mail_id: int) -> int:
+        """Click "Acknowledge" on the mail's page (as an API client: bearer token)."""
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                self.url(f"/mails/{mail_id}/acknowledge"), headers=headers, allow_redirects=False
+            ) as response,
+        ):
+            return response.status
+
     async def page(self, mail_id: int) -> str:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with (
@@ -142,7 +153,7 @@ async def loop_world(
         }
         settings = make_settings(**{**values, **overrides})
         clock = Clock(start)
-        routes = webhooks.routes(store, settings, clock=clock)
+        routes = [*webhooks.routes(store, settings, clock=clock), *onit.routes(clock)]
         app = web.build_app(
             settings,
             store,

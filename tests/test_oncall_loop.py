@@ -202,6 +202,21 @@ async def test_a_person_in_the_thread_is_an_answer(
     assert world.pd.triggered == []
 
 
+async def test_acknowledge_on_the_review_page_is_an_answer(
+    world: LoopWorld, scheduler: LoopScheduler
+) -> None:
+    await support_hours_alarm(world)
+    assert 'id="acknowledge"' in await world.page(1)
+    assert await world.acknowledge(1) == 303
+    assert await world.acknowledge(1) == 303  # a second click changes nothing
+    await at(world, scheduler, utc(2026, 11, 27, 11, 30))
+    assert world.pd.triggered == []
+    audit = [row for row in await world.store.audit_log(1) if row.what == "acknowledged"]
+    assert len(audit) == 1 and audit[0].who
+    page = await world.page(1)
+    assert 'id="acknowledged"' in page and 'id="acknowledge"' not in page
+
+
 async def test_a_page_not_acknowledged_is_chased(
     world: LoopWorld, scheduler: LoopScheduler
 ) -> None:

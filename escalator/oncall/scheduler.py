@@ -58,6 +58,7 @@ class Conversation:
     alarm: ActionRow | None
     page: ActionRow | None
     state: IncidentState | None
+    seen: bool = False  # a person acknowledged it on the review page
 
     @property
     def mail_id(self) -> int:
@@ -148,10 +149,15 @@ class LoopScheduler:
             for item in await self._store.recent_escalations(RECENT_LIMIT)
             if item.mail.received_at >= now - LOOKBACK
         ]
-        states = await self._loop.incident_states([item.mail.id for item in listed])
+        ids = [item.mail.id for item in listed]
+        states, seen = await self._loop.incident_states(ids), await self._loop.seen(ids)
         return [
             Conversation(
-                item, _first(item, "alarm"), _first(item, "page"), states.get(item.mail.id)
+                item,
+                _first(item, "alarm"),
+                _first(item, "page"),
+                states.get(item.mail.id),
+                item.mail.id in seen,
             )
             for item in listed
         ]
@@ -252,7 +258,7 @@ def _unanswered_due(conversation: Conversation, now: datetime, after: timedelta)
     alarm, mail = conversation.alarm, conversation.listed.mail
     if alarm is None or alarm.state != "sent" or conversation.page is not None:
         return False
-    if mail.review == "released" or conversation.state is not None:
+    if mail.review == "released" or conversation.state is not None or conversation.seen:
         return False
     return _within(now - alarm.due_at, after)  # due: when it was planned to go out
 

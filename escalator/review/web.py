@@ -212,8 +212,11 @@ async def mail_page(request: web.Request) -> web.Response:
     view = await _view(request)
     done = _DONE.get(request.query.get("done", ""))
     incident = await _incident_line(request, view.mail.id)
+    seen = bool(await loop_store(request.app[STORE]).seen([view.mail.id]))
     preview = _release_preview(request)
-    return _page(request, "mail.html", view=view, done=done, incident=incident, **preview)
+    return _page(
+        request, "mail.html", view=view, done=done, incident=incident, seen=seen, **preview
+    )
 
 
 async def _incident_line(request: web.Request, mail_id: int) -> str | None:
@@ -291,7 +294,15 @@ async def dismiss_action(request: web.Request) -> web.StreamResponse:
         error = "Write a note saying why this mail is dismissed."
         preview = _release_preview(request)
         return _page(
-            request, "mail.html", 400, view=view, error=error, done=None, incident=None, **preview
+            request,
+            "mail.html",
+            400,
+            view=view,
+            error=error,
+            done=None,
+            incident=None,
+            seen=False,
+            **preview,
         )
     raise web.HTTPSeeOther(
         f"/mails/{mail_id}?done={'dismissed' if outcome.changed else 'unchanged'}"

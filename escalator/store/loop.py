@@ -60,6 +60,15 @@ class LoopStore(Protocol):
 
     async def drop_mark(self, mark: str) -> None: ...
 
+    async def acknowledge(self, mail_id: int, who: str, now: datetime) -> bool:
+        """A person on the review page says they are on it: the mark `seen:<id>` and an audit
+        row "acknowledged", together; False (nothing written) when someone already did."""
+        ...
+
+    async def seen(self, mail_ids: list[int]) -> set[int]:
+        """Which of these mails a person acknowledged on the review page."""
+        ...
+
     async def first_result(self, kind: str, dedup_key: str) -> dict[str, Any] | None:
         """The result of the first SENT action of `kind` under `dedup_key` (a Slack post)."""
         ...

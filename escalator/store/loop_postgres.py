@@ -34,6 +34,14 @@ class PostgresLoop:
     async def drop_mark(self, mark: str) -> None:
         await self._run(lambda conn: _exec(conn, "DELETE FROM loop_marks WHERE mark = %s", (mark,)))
 
+    async def acknowledge(self, mail_id: int, who: str, now: datetime) -> bool:
+        return await self._run(lambda conn: _acknowledge(conn, mail_id, who, now))
+
+    async def seen(self, mail_ids: list[int]) -> set[int]:
+        marks = [f"seen:{mail_id}" for mail_id in mail_ids]
+        found = await self._run(lambda conn: _marks(conn, marks))
+        return {int(mark.removeprefix("seen:")) for mark in found}
+
     async def first_result(self, kind: str, dedup_key: str) -> dict[str, Any] | None:
         return await self._run(lambda conn: _first_result(conn, kind, dedup_key))
 
@@ -155,3 +163,21 @@ async def _first_result(conn: Conn, kind: str, dedup_key: str) -> dict[str, Any]
         (dedup_key, kind),
     )
     return None if row is None else dict(row["result"])
+
+
+async def _acknowledge(conn: Conn, mail_id: int, who: str, now: datetime) -> bool:
+    if not await _take_mark(conn, f"seen:{mail_id}", now):
+        return False
+    await _exec(
+        conn,
+        "INSERT INTO audit (at, who, what, mail_id, note) VALUES (%s, %s, 'acknowledged', %s, %s)",
+        (now, who, mail_id, "on it (review page)"),
+    )
+    return True
+
+
+async def _marks(conn: Conn, marks: list[str]) -> set[str]:
+    rows = await (
+        await conn.execute(b"SELECT mark FROM loop_marks WHERE mark = ANY(%s)", (marks,))
+    ).fetchall()
+    return {str(row["mark"]) for row in rows}

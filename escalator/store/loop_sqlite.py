@@ -32,6 +32,14 @@ class SQLiteLoop:
     async def drop_mark(self, mark: str) -> None:
         await self._run(lambda conn: conn.execute("DELETE FROM loop_marks WHERE mark = ?", (mark,)))
 
+    async def acknowledge(self, mail_id: int, who: str, now: datetime) -> bool:
+        return await self._run(lambda conn: _acknowledge(conn, mail_id, who, now))
+
+    async def seen(self, mail_ids: list[int]) -> set[int]:
+        marks = [f"seen:{mail_id}" for mail_id in mail_ids]
+        found = await self._run(lambda conn: _marks(conn, marks))
+        return {int(mark.removeprefix("seen:")) for mark in found}
+
     async def first_result(self, kind: str, dedup_key: str) -> dict[str, Any] | None:
         return await self._run(lambda conn: _first_result(conn, kind, dedup_key))
 
@@ -148,3 +156,23 @@ def _first_result(conn: sqlite3.Connection, kind: str, dedup_key: str) -> dict[s
 
 def _ts(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _acknowledge(conn: sqlite3.Connection, mail_id: int, who: str, now: datetime) -> bool:
+    if not _take_mark(conn, f"seen:{mail_id}", now):
+        return False
+    conn.execute(
+        "INSERT INTO audit (at, who, what, mail_id, note) VALUES (?, ?, 'acknowledged', ?, ?)",
+        (_ts(now), who, mail_id, "on it (review page)"),
+    )
+    return True
+
+
+def _marks(conn: sqlite3.Connection, marks: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(marks), 500):
+        chunk = marks[start : start + 500]
+        places = ",".join("?" * len(chunk))  # only placeholders are formatted in
+        query = f"SELECT mark FROM loop_marks WHERE mark IN ({places})"  # noqa: S608 - placeholders only
+        found.update(row["mark"] for row in conn.execute(query, chunk))
+    return found

@@ -1,0 +1,33 @@
+"""POST /mails/ID/acknowledge: a person on the review page says "I'm on it" (issue 11).
+
+For an escalated mail only. It counts as a reaction to the alarm (no "page anyway" after the
+unanswered delay) and is audited on the mail's page; the first click wins, a second changes
+nothing. Behind the review's sign-in and CSRF check like Release and Dismiss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from aiohttp import web
+
+from escalator.review.web import IDENTITY, STORE
+from escalator.store.loop import loop_store
+
+PATH = r"/mails/{mail_id}/acknowledge"
+
+
+def routes(clock: Callable[[], datetime]) -> list[web.RouteDef]:
+    async def acknowledge(request: web.Request) -> web.StreamResponse:
+        text = request.match_info["mail_id"]
+        if not text.isdigit() or len(text) > 18:
+            raise web.HTTPNotFound(text="No such mail.")
+        store = request.app[STORE]
+        mail = await store.get_mail(int(text))
+        if mail is None or mail.verdict != "escalate":
+            raise web.HTTPNotFound(text="No such escalation.")
+        await loop_store(store).acknowledge(mail.id, request[IDENTITY].who, clock())
+        raise web.HTTPSeeOther(f"/mails/{mail.id}")
+
+    return [web.post(PATH, acknowledge)]
