@@ -66,6 +66,7 @@ class Incident:
     support_from: datetime | None = None
     status_page_url: str | None = None
     zone: ZoneInfo = words.LONDON
+    page_failing: bool = False  # PagerDuty has not accepted the page (yet): say so, not "paged"
 
 
 # --- text hygiene ---------------------------------------------------------------------------
@@ -128,6 +129,11 @@ ON_CALL_MINUTES = 30  # how long the sender waits for on-call in their channel b
 
 def page_status(incident: Incident) -> str:
     """What was done about on-call, in one line a human reads."""
+    if incident.page == "now" and incident.page_failing:
+        return (
+            "On-call is being paged, but PagerDuty has not accepted the page yet: escalator keeps "
+            "trying, and support has been alerted."
+        )
     if incident.page == "now":
         return "On-call has been paged."
     if incident.page == "deferred" and incident.page_at is not None:
@@ -484,6 +490,7 @@ def reply_context(incident: Incident, review_url: str) -> dict[str, Any]:
         "page": incident.page,
         "page_at": words.when(page_at, incident.zone) if page_at else None,
         "page_status": page_status(incident),
+        "page_failing": incident.page_failing,
         "slack_channel": incident.slack_channel,
         "channel": reply_channel(incident.slack_channel),
         "alarm": incident.alarm,

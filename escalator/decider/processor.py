@@ -246,6 +246,7 @@ class Processor:
         self._wake.set()
 
     async def run(self) -> None:
+        await self._warm_up()
         while True:
             self._wake.clear()
             try:
@@ -256,6 +257,16 @@ class Processor:
                 log.warning("decide worker paused, retrying later: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+
+    async def _warm_up(self) -> None:
+        """Start every decide process now (a spawn and the policy load take seconds on a busy
+        machine), so the first mail, or a dead replica's mails, wait for none of it."""
+        pings = [asyncio.wrap_future(executor.submit(_ping)) for executor in self._executors]
+        outcomes = await asyncio.gather(*pings, return_exceptions=True)
+        for lane, outcome in enumerate(outcomes):
+            if isinstance(outcome, BaseException):  # a fresh executor: the first mail tells why
+                self._executors[lane].shutdown(wait=False, cancel_futures=True)
+                self._executors[lane] = self._new_executor()
 
     async def burst(self) -> int:
         """Decide every undecided mail there is now; return how many this call decided."""

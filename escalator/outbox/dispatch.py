@@ -65,6 +65,14 @@ Loaded = tuple[MailRow, ParsedMail]
 TEMPLATES = {"escalate": "reply_escalated.txt.j2", "reject": "reply_rejected.txt.j2"}
 
 
+class WaitFor(Exception):
+    """Not a failure: the action cannot say what it must say yet; look again at `due`."""
+
+    def __init__(self, due: datetime, reason: str) -> None:
+        super().__init__(reason)
+        self.due = due
+
+
 @dataclass(frozen=True)
 class Done:
     """How an action ended when it did not need a retry."""
@@ -281,6 +289,8 @@ class Dispatcher:
     async def _attempt(self, action: ActionRow, mails: dict[int, Loaded]) -> None:
         try:
             done = await self._execute(action, mails.get(action.mail_id))
+        except WaitFor as exc:
+            await self._store.retry_action(action.id, exc.due, str(exc))
         except RetryLater as exc:
             await self._retry_or_give_up(action, str(exc), exc.retry_after)
         except Refused as exc:
@@ -452,12 +462,13 @@ class Dispatcher:
         to = render.header_address(str(action.payload.get("to") or incident.sender))
         if to is None:
             return Done("skipped", note="no address to reply to")
+        failing = await self._page_failing(action, incident)
         guard = await self._loop_guard(action, incident, to)
         if guard is not None:
             return Done("skipped", note=guard)
         build = functools.partial(
             render.reply_message,
-            replace(incident, sender=to),
+            replace(incident, sender=to, page_failing=failing),
             self._template(incident),
             self._envelope(action),
         )
@@ -470,6 +481,31 @@ class Dispatcher:
         payload = {"to": to, "message": text}
         return Done(
             "sent", {"to": to, "message_id": message["Message-ID"], **sent, "payload": payload}
+        )
+
+    async def _page_failing(self, action: ActionRow, incident: render.Incident) -> bool:
+        """The sender is told "paged" only once PagerDuty accepted the page (issue 14.5). While
+        the page is on its way the reply waits (WaitFor); once it failed, or has been failing
+        past the retry horizon, the reply says it is not accepted yet."""
+        if incident.verdict != "escalate" or incident.page != "now":
+            return False
+        actions = await self._store.mail_actions(action.mail_id)
+        pages = [a for a in actions if a.kind == "page" and not a.payload.get("fallback")]
+        if any(a.state in ("sent", "dry_run") for a in pages):
+            return False
+        if any(a.state == "failed" or self._failing_long(a) for a in pages):
+            return True
+        if not any(a.state == "pending" for a in pages):
+            return False  # no page, or skipped (a probe)
+        wait = self._clock() + timedelta(seconds=PAGE_WAIT_SECONDS)
+        raise WaitFor(wait, "waiting for PagerDuty to accept the page before replying")
+
+    def _failing_long(self, page: ActionRow) -> bool:
+        """Pending, failed at least once, and first due longer ago than the retry horizon."""
+        first = page.first_due_at or page.due_at
+        waited = (self._clock() - first).total_seconds()
+        return page.state == "pending" and page.last_error is not None and (
+            waited > self._settings.retry_horizon_seconds
         )
 
     async def _loop_guard(

@@ -8,7 +8,8 @@ timestamp, object custom_details, links/images as lists of objects with href. Va
 
 Incidents model PagerDuty's deduplication: one incident per dedup_key while it is open.
 Faults on cue: `script(...)` queues answers ("429", "500", "timeout", "reset"); `down` answers
-503 to everything; every received request is recorded, accepted or not.
+503 to everything; `delay` makes each accepted event take that long (`inflight` counts requests
+not answered yet); every received request is recorded, accepted or not.
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ class PagerDutyStandIn:
         self.received: list[Received] = []
         self.incidents: dict[str, list[dict[str, Any]]] = {}
         self.down = False
+        self.delay = 0.0  # seconds each accepted event takes (pages in flight for a while)
+        self.inflight = 0  # requests arrived and not yet answered
         self.arrived = 0
         self.hold = asyncio.Event()
         self.hold.set()
@@ -144,6 +147,13 @@ class PagerDutyStandIn:
         await self._runner.cleanup()
 
     async def _enqueue(self, request: web.Request) -> web.StreamResponse:
+        self.inflight += 1
+        try:
+            return await self._answer(request)
+        finally:
+            self.inflight -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         self.arrived += 1
         fault = self._script.popleft() if self._script else ("503" if self.down else None)
@@ -151,6 +161,8 @@ class PagerDutyStandIn:
         if fault is not None:
             return await self._fault(request, fault, body)
         await self.hold.wait()
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if request.content_type != "application/json":
             return self._record(body, 400, ["Content-Type must be application/json"])
         errors = validate_event(body, self.routing_key)
