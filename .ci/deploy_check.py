@@ -1,7 +1,8 @@
 """Offline checks of deploy/: what a server-side dry run and promtool would catch, and more.
 
 Renders deploy/k8s (the base, the example overlay, and the example overlay with the
-secrets-as-files patch) with kustomize_render.py, then checks every resource:
+secrets-as-files patch) with the real kustomize (`kubectl kustomize`, kustomize.py beside this
+file), then checks every resource:
 - built-in kinds against the Kubernetes OpenAPI schemas (kubernetes-validate, strict: unknown
   fields fail) for the oldest and newest Kubernetes versions we support;
 - PrometheusRule and ServiceMonitor (CRDs, no bundled schema) by structure: every expression
@@ -9,7 +10,7 @@ secrets-as-files patch) with kustomize_render.py, then checks every resource:
 - references between resources (selectors, named ports, ConfigMaps, claims, volumes), the
   restricted security context, and every ESCALATOR_* name against escalator.settings.Settings;
 - deploy/settings.example.toml names every setting and its values load.
-When kubectl is on PATH, its rendering must equal ours. Exit status 1 lists every problem.
+Exit status 1 lists every problem.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
 import tomllib
@@ -32,7 +31,7 @@ import yaml
 
 # The renderer beside this file, and the escalator package (for its settings) above it.
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
-from kustomize_render import Doc, RenderError, render, resource_id  # noqa: E402 - path set above
+from kustomize import Doc, RenderError, render  # noqa: E402 - path set above
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
@@ -581,30 +580,6 @@ def check_dockerfile(path: Path) -> list[str]:
     return problems
 
 
-# ---- kubectl cross-check ----------------------------------------------------------------------
-
-
-def kubectl_differences(directory: Path, docs: list[Doc]) -> list[str]:
-    """Resources where `kubectl kustomize` disagrees with our rendering (none without kubectl)."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        return []
-    out = subprocess.run(  # noqa: S603 - fixed argument list, no shell
-        [kubectl, "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(directory)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if out.returncode != 0:
-        return [f"kubectl kustomize {directory} failed: {out.stderr.strip()}"]
-    theirs = {resource_id(d): d for d in yaml.safe_load_all(out.stdout) if d}
-    ours = {resource_id(d): d for d in docs}
-    keys = sorted(set(theirs) | set(ours))
-    return [
-        f"{directory}: kubectl renders {k} differently"
-        for k in keys
-        if theirs.get(k) != ours.get(k)
-    ]
-
-
 # ---- the whole run ---------------------------------------------------------------------------
 
 
@@ -621,7 +596,7 @@ def check_variant(docs: list[Doc], fields: dict[str, Any], anchors: set[str]) ->
     )
 
 
-def check_all(*, use_kubectl: bool) -> tuple[list[str], list[str]]:
+def check_all() -> tuple[list[str], list[str]]:
     """(problems, notes) for everything under deploy/."""
     fields = setting_fields()
     anchors = runbook_anchors(RUNBOOK.read_text(encoding="utf-8"))
@@ -632,27 +607,22 @@ def check_all(*, use_kubectl: bool) -> tuple[list[str], list[str]]:
         problems += [f"[{label}] {p}" for p in check_variant(docs, fields, anchors)]
         notes.append(f"[{label}] {len(docs)} resources; Secrets to create: "
                      f"{', '.join(sorted(external_secrets(docs))) or 'none'}")  # fmt: skip
-    if use_kubectl:
-        for directory in (K8S / "base", K8S / "overlays" / "example"):
-            problems += kubectl_differences(directory, render(directory))
     return problems, notes
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-kubectl", action="store_true", help="skip the kubectl cross-check")
     parser.add_argument("--render", type=Path, help="write the example rendering here")
     args = parser.parse_args(argv)
     try:
-        problems, notes = check_all(use_kubectl=not args.no_kubectl)
+        problems, notes = check_all()
     except (RenderError, OSError, yaml.YAMLError) as exc:
         problems, notes = [f"cannot render: {exc}"], []
     if args.render:
         args.render.write_text(yaml.safe_dump_all(render(K8S / "overlays" / "example")))
     for line in notes + problems:
         print(line)
-    kubectl = "" if args.no_kubectl or not shutil.which("kubectl") else ", matches kubectl"
-    print(f"deploy_check: {len(problems)} problem(s){kubectl}")
+    print(f"deploy_check: {len(problems)} problem(s)")
     return 1 if problems else 0
 
 
