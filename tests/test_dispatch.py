@@ -39,7 +39,7 @@ from escalator.core.retry import (
 )
 from escalator.decider.processor import Processor, decision_record
 from escalator.ingress.smtp import start_smtp
-from escalator.outbox.dispatch import Adapters, Dispatcher
+from escalator.outbox.dispatch import RESOLVED, Adapters, Dispatcher
 from escalator.outbox.pagerduty import PagerDuty
 from escalator.policy import load_policy
 from escalator.review import deeds
@@ -491,6 +491,32 @@ async def test_pagerduty_down_past_horizon_alarms_page_manually(world: World) ->
     await world.drain(dispatcher, step=30)
     assert world.pd.triggered == ["m1@digital.justice.gov.uk"]
     assert len(world.slack.posts_in("high-priority-alarms")) == 1
+
+
+async def test_a_failing_page_stops_only_when_a_person_takes_it_over(world: World) -> None:
+    """PagerDuty down past the horizon: the page goes on failing until a person resolves it on
+    the review page (Acknowledge calls settle_failing); then it is retried no more, and the
+    sender's reply never said "paged"."""
+    world.pd.down = True
+    await world.receive(mail(1), FRIDAY.replace(hour=20))
+    dispatcher = world.dispatcher()
+    for _ in range(30):
+        await dispatcher.burst()
+        world.clock.advance(30)
+    (page,) = [a for a in await world.actions() if a.kind == "page"]
+    assert page.state == "pending"
+    note = f"{RESOLVED} by support@example.org"
+    assert await world.store.settle_failing(page.mail_id, "page", note, world.clock.now) == 1
+    tries = world.pd.arrived
+    for _ in range(30):
+        await dispatcher.burst()
+        world.clock.advance(30)
+    assert world.pd.arrived == tries and world.pd.triggered == []
+    (page,) = [a for a in await world.actions() if a.kind == "page"]
+    assert page.state == "skipped" and page.last_error == note
+    (reply,) = world.sink.delivered
+    text = reply.message.get_body(("plain",)).get_content()
+    assert "has not accepted the page yet" in text and "has been paged" not in text
 
 
 async def test_slack_down_past_horizon_pages_saying_so(world: World) -> None:

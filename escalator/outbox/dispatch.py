@@ -59,6 +59,7 @@ LEASE_SECONDS = 6.0  # a dead replica's claims are free again this long after it
 HEARTBEAT_SECONDS = 2.0
 PERSISTENT_KINDS = frozenset({"page", "alarm"})  # never given up: they are what reaches a person
 PAGE_WAIT_SECONDS = 2.0  # a reply waits this long (again) for its page's outcome
+RESOLVED = "resolved on the review page"  # a failing page a person took over (review/onit.py)
 EAGER_LOOKS, EAGER_STEP = 40, 0.005  # after a wake: look every 5 ms for up to 200 ms
 ACK_UNREACHABLE = CHANNEL_GONE | {"method_not_supported_for_channel_type"}
 Loaded = tuple[MailRow, ParsedMail]
@@ -493,7 +494,7 @@ class Dispatcher:
         pages = [a for a in actions if a.kind == "page" and not a.payload.get("fallback")]
         if any(a.state in ("sent", "dry_run") for a in pages):
             return False
-        if any(a.state == "failed" or self._failing_long(a) for a in pages):
+        if any(a.state == "failed" or self._failing_long(a) or _resolved(a) for a in pages):
             return True
         if not any(a.state == "pending" for a in pages):
             return False  # no page, or skipped (a probe)
@@ -572,6 +573,11 @@ class Dispatcher:
             self._adapters.pagerduty.close()
         if self._adapters.slack is not None:
             await self._adapters.slack.close()
+
+
+def _resolved(page: ActionRow) -> bool:
+    """A failing page a person took over on the review page: it was never accepted."""
+    return page.state == "skipped" and (page.last_error or "").startswith(RESOLVED)
 
 
 def finished(action: ActionRow, state: str) -> None:

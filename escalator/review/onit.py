@@ -2,7 +2,9 @@
 
 For an escalated mail only. It counts as a reaction to the alarm (no "page anyway" after the
 unanswered delay) and is audited on the mail's page; the first click wins, a second changes
-nothing. Behind the review's sign-in and CSRF check like Release and Dismiss.
+nothing. A page of the mail that PagerDuty has been refusing stops being retried: a person has
+taken it over (issue 14.5: a page is retried until delivered or resolved here). Behind the
+review's sign-in and CSRF check like Release and Dismiss.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from datetime import datetime
 
 from aiohttp import web
 
+from escalator.outbox.dispatch import RESOLVED
 from escalator.review.web import IDENTITY, STORE
 from escalator.store.loop import loop_store
 
@@ -27,7 +30,9 @@ def routes(clock: Callable[[], datetime]) -> list[web.RouteDef]:
         mail = await store.get_mail(int(text))
         if mail is None or mail.verdict != "escalate":
             raise web.HTTPNotFound(text="No such escalation.")
-        await loop_store(store).acknowledge(mail.id, request[IDENTITY].who, clock())
+        who, now = request[IDENTITY].who, clock()
+        await loop_store(store).acknowledge(mail.id, who, now)
+        await store.settle_failing(mail.id, "page", f"{RESOLVED} by {who}", now)
         raise web.HTTPSeeOther(f"/mails/{mail.id}")
 
     return [web.post(PATH, acknowledge)]

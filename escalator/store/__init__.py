@@ -315,6 +315,11 @@ class Store(Protocol):
         kind just succeeded: the outside system is back, the oldest go first)."""
         ...
 
+    async def settle_failing(self, mail_id: int, kind: str, note: str, now: datetime) -> int:
+        """A person took the escalation over: this mail's pending actions of `kind` that have
+        failed at least once and are not in flight end as skipped, with `note` as the reason."""
+        ...
+
     def subscribe(self, on_mail: Callable[[], None], on_actions: Callable[[], None]) -> None:
         """Call `on_mail` when any replica accepted a mail and `on_actions` when any replica
         added actions (PostgreSQL LISTEN/NOTIFY; a single-replica store may call neither)."""

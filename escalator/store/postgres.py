@@ -378,6 +378,9 @@ class PostgresStore(PostgresLoop):
             self._announcing(ACTIONS_CHANNEL, lambda conn: _hurry(conn, kind, now))
         )
 
+    async def settle_failing(self, mail_id: int, kind: str, note: str, now: datetime) -> int:
+        return await self._run(lambda conn: _settle_failing(conn, mail_id, kind, note, now))
+
     def _announcing(self, channel: str, job: Callable[[Conn], Awaitable[T]]) -> Job:
         """The job, then a NOTIFY on `channel`, delivered to the listeners when it commits."""
 
@@ -743,6 +746,16 @@ async def _renew(conn: Conn, ids: tuple[int, ...], until: datetime) -> int:
         "UPDATE actions SET claimed_until = %s "
         "WHERE state = 'pending' AND claimed_until IS NOT NULL AND id = ANY(%s)",
         (until, list(ids)),
+    )
+    return cursor.rowcount
+
+
+async def _settle_failing(conn: Conn, mail_id: int, kind: str, note: str, now: datetime) -> int:
+    cursor = await conn.execute(
+        "UPDATE actions SET state = 'skipped', last_error = %s, updated_at = %s "
+        "WHERE mail_id = %s AND kind = %s AND state = 'pending' AND last_error IS NOT NULL "
+        "AND (claimed_until IS NULL OR claimed_until <= %s)",
+        (note, now, mail_id, kind, now),
     )
     return cursor.rowcount
 

@@ -295,6 +295,9 @@ class SQLiteStore(SQLiteLoop):
     async def hurry_retries(self, kind: str, now: datetime) -> int:
         return await self._run(lambda conn: _hurry(conn, kind, now))
 
+    async def settle_failing(self, mail_id: int, kind: str, note: str, now: datetime) -> int:
+        return await self._run(lambda conn: _settle_failing(conn, mail_id, kind, note, now))
+
     def subscribe(self, on_mail: Callable[[], None], on_actions: Callable[[], None]) -> None:
         """One process owns a SQLite file: it wakes its own workers; nothing to listen to."""
 
@@ -671,6 +674,18 @@ def _renew(conn: sqlite3.Connection, ids: tuple[int, ...], until: datetime) -> i
         "UPDATE actions SET claimed_until = ? WHERE state = 'pending' "
         "AND claimed_until IS NOT NULL AND id IN (SELECT value FROM json_each(?))",
         (_ts(until), json.dumps(list(ids))),
+    )
+    return cursor.rowcount
+
+
+def _settle_failing(
+    conn: sqlite3.Connection, mail_id: int, kind: str, note: str, now: datetime
+) -> int:
+    cursor = conn.execute(
+        "UPDATE actions SET state = 'skipped', last_error = ?, updated_at = ? "
+        "WHERE mail_id = ? AND kind = ? AND state = 'pending' AND last_error IS NOT NULL "
+        "AND (claimed_until IS NULL OR claimed_until <= ?)",
+        (note, _ts(now), mail_id, kind, _ts(now)),
     )
     return cursor.rowcount
 
