@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 Outcome = tuple[DecisionRecord, tuple[PlannedAction, ...]]
 DECIDE_NICENESS = 10
 PROBE_NOTE = "probe: never dispatched"
-TAKEOVER_GRACE = 2.0  # seconds another replica has to decide the mail it accepted
+TAKEOVER_GRACE = 1.0  # seconds another replica has to decide the mail it accepted
 
 
 def decide_stored(

@@ -55,8 +55,8 @@ from escalator.store.loop import loop_store
 log = logging.getLogger(__name__)
 
 REPLY_GUARD = timedelta(minutes=10)
-LEASE_SECONDS = 6.0  # a dead replica's claims are free again this long after its last heartbeat
-HEARTBEAT_SECONDS = 2.0
+LEASE_SECONDS = 5.0  # a dead replica's claims are free again this long after its last heartbeat
+HEARTBEAT_SECONDS = 1.5
 PERSISTENT_KINDS = frozenset({"page", "alarm"})  # never given up: they are what reaches a person
 PAGE_WAIT_SECONDS = 2.0  # a reply waits this long (again) for its page's outcome
 RESOLVED = "resolved on the review page"  # a failing page a person took over (review/onit.py)
