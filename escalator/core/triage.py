@@ -76,7 +76,7 @@ def triage(mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = N
         [item for item in impact.symptoms if (item.rule, item.matched, item.where) not in shown][:3]
     )
     verdict = Verdict.REJECT if reasons else Verdict.ESCALATE
-    doubts = _doubts(reasons, impact, words, policy.rules.min_words)
+    doubts = _doubts(reasons, impact, words, policy.rules)
     if not doubts and reasons and reasons[0] is Reason.MISSING_SLACK_CHANNEL:
         doubts = _strong_without_channel(content, policy.rules)
     confidence = Confidence.LOW if doubts else Confidence.HIGH
@@ -90,7 +90,7 @@ _THIN_MARGIN = 3  # facts within this many words of the minimum: a thin "missing
 
 
 def _doubts(
-    reasons: tuple[Reason, ...], impact: _Impact, words: int, minimum: int
+    reasons: tuple[Reason, ...], impact: _Impact, words: int, rules: Rules
 ) -> list[Evidence]:
     """What makes the verdict uncertain (rules.toml, policy point 5); empty when it is sure."""
     primary = reasons[0] if reasons else None
@@ -100,10 +100,18 @@ def _doubts(
         thin = all(item.where == "subject" for item in impact.excluded)
         if thin and impact.excluded:
             return [Evidence("thin", "the only exclusion is in the subject", "subject")]
-        return impact.doubts
-    if primary is Reason.MISSING_INCIDENT_FACTS and words >= minimum - _THIN_MARGIN:
-        return [Evidence("thin", f"{words} words of facts, {minimum} needed", "mail")]
+        quoted = [item for item in impact.symptoms if item.where == "quoted"]
+        outage = {rule.name for rule in rules.of_kind("outage")}
+        quoted_outage = [item for item in quoted if item.rule in outage][:1]
+        return impact.doubts or [_quoted(item) for item in quoted_outage]
+    if primary is Reason.MISSING_INCIDENT_FACTS and words >= rules.min_words - _THIN_MARGIN:
+        return [Evidence("thin", f"{words} words of facts, {rules.min_words} needed", "mail")]
     return []
+
+
+def _quoted(item: Evidence) -> Evidence:
+    """An outage told in the quoted thread: it did not decide, but a person should look."""
+    return Evidence(f"{item.rule} (quoted history)", item.matched, item.where, None, item.clause)
 
 
 def _overruled(item: Evidence) -> Evidence:
