@@ -147,8 +147,9 @@ def send_until(port: int, tag: str, acked: list[str], stop: threading.Event, pau
         n += 1
         try:
             with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
-                client.sendmail("ana@digital.justice.gov.uk", ["escalations@localhost"],
-                                escalation(n, tag))
+                client.sendmail(
+                    "ana@digital.justice.gov.uk", ["escalations@localhost"], escalation(n, tag)
+                )
         except (OSError, smtplib.SMTPException):
             return
         acked.append(f"{tag}-{n}@digital.justice.gov.uk")

@@ -168,8 +168,9 @@ def _send(port: int, tag: str, count: int) -> list[str]:
 
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         for n in range(count):
-            client.sendmail("ana@digital.justice.gov.uk", ["escalations@localhost"],
-                            escalation(n, tag))
+            client.sendmail(
+                "ana@digital.justice.gov.uk", ["escalations@localhost"], escalation(n, tag)
+            )
     return [f"{tag}-{n}@digital.justice.gov.uk" for n in range(count)]
 
 

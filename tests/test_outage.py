@@ -54,7 +54,7 @@ async def test_outage_of_three_horizons_pages_everyone_after_recovery(
     assert seen["traffic_status"] == 200 and "outbox: pages failing for" in seen["traffic"]
     assert not seen["paged_early"], "nobody told 'paged' while PagerDuty was down"
     assert seen["not_yet"] >= 1, "past the horizon the sender hears the truth"
-    assert all(_text(d) .count(PAGED) + _text(d).count(NOT_YET) == 1 for d in sink.delivered)
+    assert all(_text(d).count(PAGED) + _text(d).count(NOT_YET) == 1 for d in sink.delivered)
     alarms = slack.posts_in("high-priority-alarms")
     assert alarms and all("page on-call manually" in post.text for post in alarms)
 

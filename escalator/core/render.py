@@ -16,6 +16,8 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from email import message_from_string
+from email import policy as email_policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from typing import Any
@@ -256,12 +258,13 @@ def since(incident: Incident) -> str | None:
 def told(incident: Incident) -> str:
     """What the sender's reply says happens next, in one line (for on-call's details)."""
     channel = channel_words(incident.slack_channel)
+    join = f"join {channel}" if incident.slack_channel else "answer (no Slack channel was given)"
     if incident.page == "deferred" and incident.page_at is not None:
         at = words.clock(incident.page_at, incident.zone)
-        return f"on-call will be paged at {at} and join {channel}"
+        return f"on-call will be paged at {at} and {join}"
     if incident.page == "now":
-        return f"on-call will join {channel}; best endeavours, up to an hour out of hours"
-    return f"the support team will join {channel}"
+        return f"on-call will {join}; best endeavours, up to an hour out of hours"
+    return f"the support team will {join}"
 
 
 # --- PagerDuty --------------------------------------------------------------------------------
@@ -593,5 +596,15 @@ def payload_text(payload: Any) -> str | None:
     if payload is None:
         return None
     if isinstance(payload, dict) and isinstance(payload.get("message"), str):
-        return str(payload["message"])
+        return readable_message(payload["message"])
     return json.dumps(payload, indent=2, ensure_ascii=False)
+
+
+def readable_message(text: str) -> str:
+    """A reply as a person reads it: its headers, then the body decoded (no quoted-printable
+    soft breaks); the message exactly as sent stays in the stored payload."""
+    message = message_from_string(text, policy=email_policy.default)
+    headers = "\n".join(f"{name}: {value}" for name, value in message.items())
+    if not isinstance(message, EmailMessage) or message.is_multipart():
+        return text
+    return f"{headers}\n\n{message.get_content()}"

@@ -505,8 +505,10 @@ class Dispatcher:
         """Pending, failed at least once, and first due longer ago than the retry horizon."""
         first = page.first_due_at or page.due_at
         waited = (self._clock() - first).total_seconds()
-        return page.state == "pending" and page.last_error is not None and (
-            waited > self._settings.retry_horizon_seconds
+        return (
+            page.state == "pending"
+            and page.last_error is not None
+            and (waited > self._settings.retry_horizon_seconds)
         )
 
     async def _loop_guard(
