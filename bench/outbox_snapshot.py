@@ -170,8 +170,13 @@ def mail_line(label: str, name: str, mail: Any) -> dict[str, Any]:
         "message_id": mail.message_id,
         "verdict": mail.verdict,
         "review": mail.review,
-        "decision": mail.decision,
+        "decision": stored_json(mail.decision),
     }
+
+
+def stored_json(decision: Any) -> Any:
+    """The decision as stored: a typed record (issue 10) is written in its one JSON form."""
+    return decision.to_dict() if hasattr(decision, "to_dict") else decision
 
 
 def action_line(label: str, name: str, action: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 from escalator import metrics, probe
 from escalator.core.decide import Policy
 from escalator.decider import dkimcheck
+from escalator.decider.backfill import backfill_facts
 from escalator.decider.processor import Processor
 from escalator.errors import EscalatorError
 from escalator.ingress.smtp import SMTPService, start_smtp
@@ -81,7 +82,7 @@ class Service:
             raise
         self._spawn("decide", self.processor.run())
         if self._with_optional:
-            self._start_optional_workers()
+            await self._start_optional_workers()
         # Other replicas' news (PostgreSQL LISTEN): their mails to take over if they die, and
         # actions due now (a release on another replica's review page, a lease handed back).
         self.store.subscribe(self.processor.wake_soon, self._wake_dispatcher)
@@ -98,8 +99,10 @@ class Service:
             verify=dkimcheck.verifier(self.settings.verify_dkim),  # children build their own
         )
 
-    def _start_optional_workers(self) -> None:
-        """The dispatch worker, the web server and the hourly retention pass."""
+    async def _start_optional_workers(self) -> None:
+        """The dispatch worker, the web server and the hourly retention pass. Mails decided
+        before facts were stored get theirs first, so the dispatcher renders them too."""
+        await backfill_facts(self.store, self.policy.triage.trusted_list_ids)
         self.dispatcher = Dispatcher(self.store, self.settings)
         self._spawn("dispatch", self.dispatcher.run())
         serving = web.serve(

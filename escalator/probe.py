@@ -99,7 +99,7 @@ class ProbeResult:
     @property
     def recognised(self) -> bool:
         """The server knew it for a probe (same key), so it skipped its actions."""
-        return self.mail is not None and (self.mail.decision or {}).get("probe") is True
+        return self.mail is not None and self.mail.decision is not None and self.mail.decision.probe
 
     @property
     def ok(self) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.policy
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import message_from_string
 from email.message import EmailMessage
@@ -26,9 +26,6 @@ from standins.smtp_sink import SmtpSink
 
 from escalator.cli.list import action_json
 from escalator.cli.review import show_text
-from escalator.core.actions import plan_actions
-from escalator.core.conversation import decide_conversation
-from escalator.core.mail import parse_mail
 from escalator.core.retry import (
     Backoff,
     GiveUp,
@@ -37,7 +34,7 @@ from escalator.core.retry import (
     next_step,
     parse_retry_after,
 )
-from escalator.decider.processor import Processor, decision_record
+from escalator.decider.processor import Processor, decide_stored
 from escalator.ingress.smtp import start_smtp
 from escalator.outbox.dispatch import RESOLVED, Adapters, Dispatcher
 from escalator.outbox.pagerduty import PagerDuty
@@ -384,14 +381,9 @@ async def decide_as_the_worker_will(world: World, mail_id: int, original_id: int
     """What the decide worker is to do for a follow-up (see the report to the lead)."""
     row, earlier = await world.store.get_mail(mail_id), await world.store.get_mail(original_id)
     assert row is not None and earlier is not None
-    parsed, before = parse_mail(row.raw or b""), parse_mail(earlier.raw or b"")
-    policy = load_policy(world.settings)
-    conversation = decide_conversation(parsed, [before], row.received_at, policy, row.mail_from)
-    assert conversation.merged == (0,) and conversation.decision.verdict.value == "escalate"
-    record = decision_record(conversation.decision, row.received_at)
-    contract = {**record.contract, "merged_with": [original_id]}
-    planned = plan_actions(conversation.decision, parsed, row.mail_from, mail_id=mail_id)
-    assert await world.store.record_decision(mail_id, replace(record, contract=contract), planned)
+    outcome = decide_stored(row, load_policy(world.settings), earlier=(earlier,))
+    assert outcome.record.merged_with == (original_id,) and outcome.record.verdict == "escalate"
+    assert await world.store.record_decision(mail_id, *outcome)
 
 
 # -- exactly once ------------------------------------------------------------------------------
@@ -739,9 +731,10 @@ async def test_service_dispatches_what_it_decided_from_smtp_to_standins(
         recipients=["escalations@localhost"],
     )
     listed = await settled(server)
-    decision = listed.mail.decision or {}
-    assert (len(world.pd.triggered) == 1) == (decision["page"] == "now")
-    assert len(world.slack.posts_in("high-priority-alarms")) == int(decision["alarm"])
+    decision = listed.mail.decision
+    assert decision is not None
+    assert (len(world.pd.triggered) == 1) == (decision.page == "now")
+    assert len(world.slack.posts_in("high-priority-alarms")) == int(decision.alarm)
     assert len(world.slack.posts_in("laa-apply-incident")) == 1
     assert len(world.sink.delivered) == 1
     assert all(mentions(post) == [] for post in world.slack.posts)

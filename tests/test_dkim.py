@@ -115,7 +115,7 @@ async def decided(store: Store, raw: bytes, settings: Any, lookup: Callable[...,
         processor.close()
     row = await store.get_mail(accepted.mail_id)
     assert row is not None and row.decision is not None
-    return row.decision
+    return row.decision.to_dict()  # the stored decision JSON
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,8 @@ from conftest import RunningServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from escalator.core.actions import PlannedAction
-from escalator.store import DecisionRecord, IncomingMail, ListedMail, OutboxSummary, Store
+from escalator.core.record import DecisionRecord
+from escalator.store import IncomingMail, ListedMail, OutboxSummary, Store
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 SENDER = "ana@digital.justice.gov.uk"
@@ -106,7 +107,7 @@ def decided_with(server: RunningServer, planned: tuple[PlannedAction, ...]) -> i
         ESCALATION.encode(), SENDER, ("escalations@localhost",), None, False, T0
     )
     mail_id = server.call(store.accept(incoming)).mail_id
-    record = DecisionRecord("escalate", (), None, "on_call", {"verdict": "escalate"}, T0)
+    record = DecisionRecord({"verdict": "escalate", "window": "on_call"}, T0)
     assert server.call(store.record_decision(mail_id, record, planned))
     return mail_id
 
@@ -232,7 +233,7 @@ async def test_outbox_summary_counts_pending_by_kind_oldest_due_and_deferred_pag
         PlannedAction("reply", T0 - timedelta(minutes=9), "k"),
         PlannedAction("ack", T0, "k", state="skipped", note="no channel named"),
     )
-    record = DecisionRecord("escalate", (), None, "on_call", {"verdict": "escalate"}, T0)
+    record = DecisionRecord({"verdict": "escalate", "window": "on_call"}, T0)
     assert await store.record_decision(mail_id, record, planned)
     reply = next(a for a in await store.mail_actions(mail_id) if a.kind == "reply")
     await store.finish_action(reply.id, "sent")
@@ -249,7 +250,7 @@ async def test_a_retry_keeps_the_first_due_time_and_is_not_a_deferred_page(store
     """A page failing since T0-5min and waiting for its retry at T0+1min: 5 minutes old (not
     the few seconds since its last try), failing since T0-5min, not counted as deferred."""
     mail_id = (await store.accept(_incoming())).mail_id
-    record = DecisionRecord("escalate", (), None, "on_call", {"verdict": "escalate"}, T0)
+    record = DecisionRecord({"verdict": "escalate", "window": "on_call"}, T0)
     first_due = T0 - timedelta(minutes=5)
     assert await store.record_decision(mail_id, record, (PlannedAction("page", first_due, "k"),))
     (page,) = await store.claim_due_actions(T0 - timedelta(seconds=10), 1, 60)

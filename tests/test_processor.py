@@ -46,7 +46,8 @@ async def test_burst_decides_each_mail_once_at_its_received_time(
     assert sum(done) == len(ids)
     for listed in await store.list_mails():
         assert listed.mail.decision is not None
-        assert listed.mail.decision["at"] == SATURDAY_NIGHT.isoformat()
+        assert listed.mail.decision is not None
+        assert listed.mail.decision.decision["at"] == SATURDAY_NIGHT.isoformat()
         kinds = [a.kind for a in listed.actions]
         assert len(kinds) == len(set(kinds))
 
@@ -100,7 +101,7 @@ async def test_two_decide_processes_give_each_mail_its_own_decision(
     for mail_id in ids:
         stored = await store.get_mail(mail_id)
         assert stored is not None and stored.decision is not None
-        expected, _ = decide_stored(stored, policy)
+        expected = decide_stored(stored, policy).record
         assert (stored.verdict, stored.reasons) == (expected.verdict, expected.reasons)
 
 
@@ -153,7 +154,7 @@ async def test_follow_up_completes_a_held_reject_and_pages_once(
     follow_up, original = await store.get_mail(second), await store.get_mail(first)
     assert follow_up is not None and original is not None
     assert (follow_up.verdict, follow_up.slack_channel) == ("escalate", "laa-apply-incident")
-    assert follow_up.decision is not None and follow_up.decision["merged_with"] == [first]
+    assert follow_up.decision is not None and follow_up.decision.merged_with == (first,)
     assert original.review == "released"
     pages = [a for m in await store.list_mails() for a in m.actions if a.kind == "page"]
     assert len(pages) == 1 and pages[0].dedup_key == "first@example.org"
@@ -175,4 +176,4 @@ async def test_follow_up_from_another_sender_is_decided_alone(
     follow_up, original = await store.get_mail(second), await store.get_mail(first)
     assert follow_up is not None and original is not None
     assert follow_up.verdict == "reject" and original.review == "held"
-    assert "merged_with" not in (follow_up.decision or {})
+    assert follow_up.decision is not None and follow_up.decision.merged_with == ()

@@ -39,7 +39,7 @@ async def test_held_mail_explains_its_reject(store: Store, policy: Policy) -> No
     assert view.reasons[0] == "not_service_impacting"
     assert "rule pr_chaser matched 'any update on my PR' in subject" in view.evidence[0]
     assert view.sender == "Dev Person <dev@justice.gov.uk>"
-    assert view.parsed is not None and "any update on my PR?" in view.parsed.body.new
+    assert view.facts is not None and "any update on my PR?" in view.facts.body.new
 
 
 async def test_held_list_is_newest_first(store: Store, policy: Policy) -> None:
@@ -71,7 +71,11 @@ async def test_release_on_call_pages_now_and_tells_the_sender(store: Store, poli
     assert [(a.who, a.what, a.note) for a in view.audit] == [
         ("proxy:amy@x", "released", "real outage")
     ]
-    assert view.released is not None and view.released["original"]["verdict"] == "reject"
+    assert (
+        view.released is not None
+        and view.released.original is not None
+        and view.released.original.verdict == "reject"
+    )
     assert view.reasons[0] == "not_service_impacting"  # the page still explains the original reject
 
 
@@ -182,7 +186,7 @@ async def test_retention_purges_raw_then_records(
     assert (purged.raw, purged.mails, purged.audit) == (2, 1, 1)
     assert await store.get_mail(ancient) is None and await store.audit_log(ancient) == []
     view = await deeds.load_view(store, month_old)
-    assert view.parsed is None and view.mail.raw_purged_at == now
+    assert view.facts is None and view.mail.raw_purged_at == now
     assert view.reasons  # the decision outlives the body
     fresh_mail = await store.get_mail(fresh)
     assert fresh_mail is not None and fresh_mail.raw is not None

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from escalator.core.actions import PlannedAction
+from escalator.core.record import DecisionRecord
 from escalator.errors import ConfigError, StoreUnavailable
-from escalator.store import DecisionRecord, IncomingMail, Store
+from escalator.store import IncomingMail, Store
 from escalator.store.digest import content_digest
 from escalator.store.sqlite import MIGRATIONS, SQLiteStore
 
@@ -38,8 +39,13 @@ def incoming(n: int = 1, **changes: object) -> IncomingMail:
 
 def record(verdict: str = "escalate") -> DecisionRecord:
     reasons = () if verdict == "escalate" else ("sender_not_allowed",)
-    contract = {"verdict": verdict, "reasons": list(reasons), "window": "support"}
-    return DecisionRecord(verdict, reasons, "laa-incident", "support", contract, T0)
+    contract = {
+        "verdict": verdict,
+        "reasons": list(reasons),
+        "slack_channel": "laa-incident",
+        "window": "support",
+    }
+    return DecisionRecord(contract, T0)
 
 
 def planned(*kinds: str, due: datetime = T0) -> tuple[PlannedAction, ...]:
@@ -103,7 +109,8 @@ async def test_decision_and_actions_are_recorded_exactly_once(store: Store) -> N
     assert not await store.record_decision(mail_id, record("reject"), planned("reply"))
     (listed,) = await store.list_mails()
     assert listed.mail.verdict == "escalate" and listed.mail.window == "support"
-    assert listed.mail.decision == record().contract
+    assert listed.mail.decision is not None
+    assert listed.mail.decision.to_dict() == record().to_dict()  # PostgreSQL: jsonb key order
     assert [a.kind for a in listed.actions] == ["page", "alarm", "reply"]
     assert {a.state for a in listed.actions} == {"pending"}
 
@@ -112,7 +119,8 @@ async def test_rejected_mail_is_held_and_skipped_reply_keeps_reason(store: Store
     """A held review state and a skipped reply with its reason are stored as given."""
     mail_id = (await store.accept(incoming())).mail_id
     skipped = PlannedAction("reply", T0, "reply:x", {}, state="skipped", note="null sender")
-    rejected = DecisionRecord("reject", ("automated_message",), None, "on_call", {}, T0, "held")
+    contract = {"verdict": "reject", "reasons": ["automated_message"], "window": "on_call"}
+    rejected = DecisionRecord(contract, T0, "held")
     await store.record_decision(mail_id, rejected, (skipped,))
     (listed,) = await store.list_mails()
     assert listed.mail.review == "held" and listed.mail.reasons == ("automated_message",)

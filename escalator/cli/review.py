@@ -81,7 +81,7 @@ def held_json(mail: MailRow) -> dict[str, Any]:
         "evidence": list(view.evidence),
         "sender_check": view.sender_check,
         "slack_channel": mail.slack_channel,
-        "attachments": list(view.parsed.attachments) if view.parsed else [],
+        "attachments": list(view.facts.attachments) if view.facts else [],
         "raw_purged_at": mail.raw_purged_at.isoformat() if mail.raw_purged_at else None,
     }
 
@@ -161,13 +161,15 @@ def _audit_line(record: AuditRow, zone: ZoneInfo) -> str:
 
 
 def _text_lines(view: deeds.MailView) -> list[str]:
-    if view.parsed is None:
+    if view.facts is None and view.mail.raw_purged_at is None:
+        return ["(text not read: the decision failed; the raw bytes are kept)"]
+    if view.facts is None:
         purged = view.mail.raw_purged_at.isoformat() if view.mail.raw_purged_at else "unknown"
         return [f"(text purged on {purged} by retention)"]
-    body = view.parsed.body
+    body = view.facts.body
     parts = [("Text", body.new), ("Quoted", body.quoted), ("Signature", body.signature)]
     lines = [f"--- {title} ---\n{text.rstrip()}" for title, text in parts if text.strip()]
-    return [*lines, f"Attachments: {', '.join(view.parsed.attachments) or 'none'}"]
+    return [*lines, f"Attachments: {', '.join(view.facts.attachments) or 'none'}"]
 
 
 def run_release(args: argparse.Namespace) -> int:

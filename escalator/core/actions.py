@@ -42,6 +42,7 @@ _GROUP_PRECEDENCE = frozenset({"bulk", "list"})  # what a trusted group itself a
 _MAILTO = re.compile(r"mailto:([^\s<>?,]+)", re.IGNORECASE)
 _REVIEW_WINDOWS = frozenset({Window.SUPPORT, Window.SUPPORT_AND_ON_CALL})
 UNVERIFIED_NOTE = "unverified sender"
+NULL_SENDER_REFUSAL = "not answered: null sender <> (RFC 3834)"
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,19 @@ class PlannedAction:
     payload: Mapping[str, Any] = field(default_factory=dict)
     state: str = "pending"
     note: str | None = None
+
+
+@dataclass(frozen=True)
+class Addressed:
+    """The mail's part in its actions, read from its headers: the conversation's root (the
+    dedup keys), its identity (the common payload), where a reply goes and why it may not."""
+
+    root: str
+    message_id: str | None
+    subject: str
+    from_addr: str
+    to: str
+    refusal: str | None
 
 
 def thread_root(mail: ParsedMail, mail_id: int | None) -> str:
@@ -71,16 +85,45 @@ def plan_actions(
 ) -> tuple[PlannedAction, ...]:
     """Every action the decision implies, in the order they should happen. `trusted_list_ids`:
     the List-Ids of the deployment's own front group (settings.trusted_list_ids)."""
-    root = thread_root(mail, mail_id)
-    common = _common_payload(decision, mail, mail_id, root)
-    check = decision.sender
-    trusted = from_trusted_list(mail, trusted_list_ids) and (check is None or check.verified)
-    to = _group_sender(mail) if trusted else _recipient(check, mail_from)
-    refusal = reply_refusal(decision, mail, mail_from, trusted=trusted, to=to)
-    reply = _reply_action(decision.at, root, common, to, refusal)
+    addressed = address(
+        mail,
+        mail_from,
+        reasons=decision.triage.reasons,
+        check=decision.sender,
+        mail_id=mail_id,
+        trusted_list_ids=trusted_list_ids,
+    )
+    return plan_addressed(decision, addressed, mail_id)
+
+
+def plan_addressed(
+    decision: Decision, addressed: Addressed, mail_id: int | None
+) -> tuple[PlannedAction, ...]:
+    """`plan_actions` for a mail read earlier: a release plans from the stored facts."""
+    root = addressed.root
+    common = _common_payload(decision, addressed, mail_id)
+    reply = _reply_action(decision.at, root, common, addressed.to, addressed.refusal)
     if decision.verdict is Verdict.ESCALATE:
         return (*_escalation(decision, root, common), reply)
     return (reply, *_review_post(decision, common, mail_id))
+
+
+def address(
+    mail: ParsedMail,
+    mail_from: str,
+    *,
+    reasons: tuple[Reason, ...] = (),
+    check: SenderCheck | None = None,
+    mail_id: int | None = None,
+    trusted_list_ids: tuple[str, ...] = (),
+) -> Addressed:
+    """Root, identity, reply address and refusal of a mail decided with `reasons` and `check`
+    (a release: no reasons, no sender check)."""
+    trusted = from_trusted_list(mail, trusted_list_ids) and (check is None or check.verified)
+    to = _group_sender(mail) if trusted else _recipient(check, mail_from)
+    refusal = _refusal(reasons, mail, mail_from, trusted=trusted, to=to)
+    root = thread_root(mail, mail_id)
+    return Addressed(root, mail.message_id, mail.subject, mail.from_addr, to, refusal)
 
 
 def _recipient(check: SenderCheck | None, mail_from: str) -> str:
@@ -103,16 +146,16 @@ def _review_post(
 
 
 def _common_payload(
-    decision: Decision, mail: ParsedMail, mail_id: int | None, root: str
+    decision: Decision, addressed: Addressed, mail_id: int | None
 ) -> dict[str, Any]:
     unverified = decision.sender is not None and not decision.sender.verified
     return {
         **({"notes": [UNVERIFIED_NOTE]} if unverified else {}),
         "mail_id": mail_id,
-        "thread": root,
-        "message_id": mail.message_id,
-        "subject": mail.subject,
-        "from_addr": mail.from_addr,
+        "thread": addressed.root,
+        "message_id": addressed.message_id,
+        "subject": addressed.subject,
+        "from_addr": addressed.from_addr,
         "verdict": decision.verdict.value,
         "reasons": [reason.value for reason in decision.triage.reasons],
         "slack_channel": decision.triage.slack_channel,
@@ -154,10 +197,21 @@ def reply_refusal(
 ) -> str | None:
     """Why RFC 3834 forbids an automatic answer to this mail, or None when a reply is fine.
     `trusted`: the mail came through the deployment's own group, answered at `to`."""
+    return _refusal(decision.triage.reasons, mail, mail_from, trusted=trusted, to=to)
+
+
+def _refusal(
+    reasons: tuple[Reason, ...],
+    mail: ParsedMail,
+    mail_from: str,
+    *,
+    trusted: bool = False,
+    to: str | None = None,
+) -> str | None:
     sender = _bare(mail_from)
     if not sender:
-        return "not answered: null sender <> (RFC 3834)"
-    if Reason.AUTOMATED_MESSAGE in decision.triage.reasons:
+        return NULL_SENDER_REFUSAL
+    if Reason.AUTOMATED_MESSAGE in reasons:
         return "not answered: automated message (RFC 3834)"
     if trusted:
         return _group_refusal(mail, to or "")

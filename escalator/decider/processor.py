@@ -35,24 +35,36 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from escalator import metrics
 from escalator.core.actions import PlannedAction, plan_actions
 from escalator.core.conversation import decide_conversation, may_complete, thread_parents
 from escalator.core.decide import Policy
+from escalator.core.facts import MailFacts
 from escalator.core.mail import parse_mail
-from escalator.core.model import Decision, SenderPolicy, Verdict
+from escalator.core.model import Decision, SenderPolicy
+from escalator.core.record import DecisionRecord
 from escalator.decider import dkimcheck
 from escalator.decider.dkimcheck import Verifier
+from escalator.decider.facts import read_facts
 from escalator.errors import StoreUnavailable, TransientError
 from escalator.policy import load_policy
 from escalator.probe import is_probe
 from escalator.settings import Settings
-from escalator.store import DecisionRecord, MailRow, Store
+from escalator.store import MailRow, Store
 
 log = logging.getLogger(__name__)
 
-Outcome = tuple[DecisionRecord, tuple[PlannedAction, ...]]
+
+class Outcome(NamedTuple):
+    """What deciding one mail produced: stored together, in one transaction."""
+
+    record: DecisionRecord
+    planned: tuple[PlannedAction, ...]
+    facts: MailFacts | None = None
+
+
 DECIDE_NICENESS = 10
 PROBE_NOTE = "probe: never dispatched"
 TAKEOVER_GRACE = 1.0  # seconds another replica has to decide the mail it accepted
@@ -73,46 +85,43 @@ def decide_stored(
     `verify`: the direct DKIM check (decider/dkimcheck.py), run unless the sender policy is off."""
     parsed = parse_mail(mail.raw or b"")
     checking = verify is not None and policy.trust.mode is not SenderPolicy.OFF
+    before = [parse_mail(row.raw or b"") for row in earlier]
     conversation = decide_conversation(
         parsed,
-        [parse_mail(row.raw or b"") for row in earlier],
+        before,
         mail.received_at,
         policy,
         mail.mail_from,
         verify(mail.raw or b"") if verify is not None and checking else (),
     )
     decision = conversation.decision
+    trusted = policy.triage.trusted_list_ids
     planned = plan_actions(
-        decision,
-        parsed,
-        mail.mail_from,
-        mail_id=mail.id,
-        trusted_list_ids=policy.triage.trusted_list_ids,
+        decision, parsed, mail.mail_from, mail_id=mail.id, trusted_list_ids=trusted
     )
     record = decision_record(decision, datetime.now(UTC))
-    if conversation.merged:
-        merged_with = [earlier[index].id for index in conversation.merged]
-        record = replace(record, contract={**record.contract, "merged_with": merged_with})
+    record = replace(record, merged_with=tuple(earlier[i].id for i in conversation.merged))
+    merged = [before[index] for index in conversation.merged]
+    facts = read_facts(parsed, merged, mail.mail_from, trusted, decision.sender)
     if probe_key is not None and is_probe(parsed, probe_key):
-        return as_probe(record, planned)
-    return record, planned
+        return as_probe(Outcome(record, planned, facts))
+    return Outcome(record, planned, facts)
 
 
 def completes(record: DecisionRecord) -> list[int]:
     """The held mails an escalated follow-up completed: they leave the review queue."""
-    merged = record.contract.get("merged_with") or []
-    return [int(mail_id) for mail_id in merged] if record.verdict == "escalate" else []
+    return list(record.completes)
 
 
-def as_probe(record: DecisionRecord, planned: tuple[PlannedAction, ...]) -> Outcome:
+def as_probe(outcome: Outcome) -> Outcome:
     """A probe is decided like any mail, but nothing of it leaves and no one reviews it: its
     actions are recorded as skipped, and the stored decision says it was a probe."""
-    skipped = tuple(replace(action, state="skipped", note=PROBE_NOTE) for action in planned)
-    return replace(record, contract={**record.contract, "probe": True}, review=None), skipped
+    skipped = tuple(replace(action, state="skipped", note=PROBE_NOTE) for action in outcome.planned)
+    return Outcome(outcome.record.as_probe(), skipped, outcome.facts)
 
 
 def is_probe_record(record: DecisionRecord) -> bool:
-    return record.contract.get("probe") is True
+    return record.probe
 
 
 _worker_policy: Policy | None = None
@@ -154,23 +163,13 @@ def _decide_in_worker(mail: MailRow, earlier: tuple[MailRow, ...] = ()) -> Outco
 
 def decision_record(decision: Decision, decided_at: datetime) -> DecisionRecord:
     """Rejected mails are held for a person to review; escalations need no review."""
-    rejected = decision.verdict is Verdict.REJECT
-    return DecisionRecord(
-        verdict=decision.verdict.value,
-        reasons=tuple(reason.value for reason in decision.triage.reasons),
-        slack_channel=decision.triage.slack_channel,
-        window=decision.routing.window.value,
-        contract=decision.to_contract(),
-        decided_at=decided_at,
-        review="held" if rejected else None,
-    )
+    return DecisionRecord.decided(decision, decided_at)
 
 
 def failed_record(mail: MailRow, error: BaseException) -> Outcome:
-    """The core promises never to raise; if it ever does, a person sees the mail, no one else."""
-    contract = {"verdict": "reject", "reasons": [], "error": f"decision failed: {error!r}"}
-    now = datetime.now(UTC)
-    return DecisionRecord("reject", (), None, "unknown", contract, now, "held"), ()
+    """The core promises never to raise; if it ever does, a person sees the mail, no one else
+    (without facts: the review page says the text could not be read)."""
+    return Outcome(DecisionRecord.failed(error, datetime.now(UTC)), ())
 
 
 def log_decision(mail: MailRow, record: DecisionRecord, planned: tuple[PlannedAction, ...]) -> None:
@@ -281,8 +280,8 @@ class Processor:
         # Recorded together: the store's group commit makes the batch one transaction.
         results = await asyncio.gather(
             *(
-                self._store.record_decision(mail.id, record, planned)
-                for mail, (record, planned) in zip(mails, outcomes, strict=True)
+                self._store.record_decision(mail.id, record, planned, facts)
+                for mail, (record, planned, facts) in zip(mails, outcomes, strict=True)
             ),
             return_exceptions=True,
         )
@@ -324,8 +323,8 @@ class Processor:
     async def _close_completed(self, written: list[tuple[MailRow, Outcome]]) -> None:
         """An escalated follow-up carries its original's facts and pages for both: the
         original is released from review (audited), so no one reviews it a second time."""
-        for mail, (record, _) in written:
-            for original in completes(record):
+        for mail, outcome in written:
+            for original in completes(outcome.record):
                 await self._store.resolve_review(
                     original, "released", "escalator", f"completed by follow-up mail {mail.id}"
                 )
@@ -334,19 +333,19 @@ class Processor:
         """A decision the store refuses (RecordRejected: say, text it cannot hold) must not
         block the mails behind it: the mail is held for review with the error instead."""
         log.error("storing the decision of mail %d failed: %r; held for review", mail.id, error)
-        record, planned = failed_record(mail, error)
-        return (record, planned), await self._store.record_decision(mail.id, record, planned)
+        outcome = failed_record(mail, error)
+        return outcome, await self._store.record_decision(mail.id, *outcome)
 
     def _report(self, written: list[tuple[MailRow, Outcome]]) -> None:
         """Log and count what was recorded; wake the dispatcher if any of it is to be done."""
         self.decided += len(written)
-        for mail, (record, planned) in written:
+        for mail, (record, planned, _) in written:
             log_decision(mail, record, planned)
             if is_probe_record(record):
                 metrics.LAST_PROBE.set_to_current_time()
             else:
                 metrics.record_decision(record.verdict, record.reasons)
-        if any(a.state == "pending" for _, (_, planned) in written for a in planned):
+        if any(a.state == "pending" for _, outcome in written for a in outcome.planned):
             self._on_decided()
 
     def _new_executor(self) -> Executor:

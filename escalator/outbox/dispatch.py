@@ -39,8 +39,8 @@ from escalator import metrics
 from escalator.core import render
 from escalator.core.ackplace import ChannelFacts, ack_place
 from escalator.core.actions import PlannedAction
-from escalator.core.conversation import merge_follow_up
-from escalator.core.mail import ParsedMail, parse_mail
+from escalator.core.facts import MailFacts
+from escalator.core.record import DecisionRecord
 from escalator.core.retry import Backoff, GiveUp, Refused, RetryLater, next_step
 from escalator.errors import StoreUnavailable
 from escalator.outbox import notices
@@ -62,7 +62,8 @@ PAGE_WAIT_SECONDS = 2.0  # a reply waits this long (again) for its page's outcom
 RESOLVED = "resolved on the review page"  # a failing page a person took over (review/onit.py)
 EAGER_LOOKS, EAGER_STEP = 40, 0.005  # after a wake: look every 5 ms for up to 200 ms
 ACK_UNREACHABLE = CHANNEL_GONE | {"method_not_supported_for_channel_type"}
-Loaded = tuple[MailRow, ParsedMail]
+NO_FACTS = MailFacts()  # a mail whose text is gone (retention) or was never readable
+NO_DECISION = DecisionRecord({})
 TEMPLATES = {"escalate": "reply_escalated.txt.j2", "reject": "reply_rejected.txt.j2"}
 
 
@@ -234,29 +235,21 @@ class Dispatcher:
     async def _run_batch(self, batch: list[ActionRow]) -> None:
         """Pages first, one by one in claim order; then the other kinds side by side. A page is
         what wakes someone up: it must not share the CPU with rendering replies and alarms.
-        Each mail is read and parsed once per batch, however many of its actions it holds."""
+        Each mail is read once per batch, however many of its actions it holds."""
         mails = await self._load({action.mail_id for action in batch})
         pages = [action for action in batch if action.kind == "page"]
         others = [action for action in batch if action.kind != "page"]
         await self._run_pages(pages, mails)
         await asyncio.gather(*(self._run(a, mails) for a in others))
 
-    async def _load(self, mail_ids: set[int]) -> dict[int, Loaded]:
-        """Parsing is CPU work (milliseconds a mail): done in a thread, so the loop keeps
-        answering SMTP clients meanwhile. A mail decided together with earlier ones of its
-        conversation is read together with them, so the facts shown are the whole story."""
-        found = await self._rows(set(mail_ids))
-        earlier = await self._rows({i for row in found for i in merged_with(row)} - mail_ids)
-        known = {row.id: row for row in [*found, *earlier]}
-        parsed = await asyncio.to_thread(lambda: [read_conversation(row, known) for row in found])
-        return {row.id: (row, mail) for row, mail in zip(found, parsed, strict=True)}
-
-    async def _rows(self, mail_ids: set[int]) -> list[MailRow]:
+    async def _load(self, mail_ids: set[int]) -> dict[int, MailRow]:
+        """The mails with their decisions and facts as the decide worker stored them (the
+        conversation's words included): nothing is parsed here."""
         ids = sorted(mail_ids)
         rows = await asyncio.gather(*(self._store.get_mail(mail_id) for mail_id in ids))
-        return [row for row in rows if row is not None]
+        return {row.id: row for row in rows if row is not None}
 
-    async def _run_pages(self, pages: list[ActionRow], mails: dict[int, Loaded]) -> None:
+    async def _run_pages(self, pages: list[ActionRow], mails: dict[int, MailRow]) -> None:
         for action in pages:
             if self._stopping:
                 return  # the rest are handed back by _run_leased
@@ -275,19 +268,19 @@ class Dispatcher:
         self._held.discard(action.id)
         self._unstarted.discard(action.id)
 
-    async def _run(self, action: ActionRow, mails: dict[int, Loaded]) -> None:
+    async def _run(self, action: ActionRow, mails: dict[int, MailRow]) -> None:
         """Run one action and record its outcome. Once started it is not cancelled by a stop
         (shielded): the outcome, such as PagerDuty's 202, is recorded before the process ends."""
         await asyncio.shield(self._run_recorded(action, mails))
 
-    async def _run_recorded(self, action: ActionRow, mails: dict[int, Loaded]) -> None:
+    async def _run_recorded(self, action: ActionRow, mails: dict[int, MailRow]) -> None:
         self._unstarted.discard(action.id)
         try:
             await self._attempt(action, mails)
         finally:
             self._held.discard(action.id)
 
-    async def _attempt(self, action: ActionRow, mails: dict[int, Loaded]) -> None:
+    async def _attempt(self, action: ActionRow, mails: dict[int, MailRow]) -> None:
         try:
             done = await self._execute(action, mails.get(action.mail_id))
         except WaitFor as exc:
@@ -358,12 +351,12 @@ class Dispatcher:
 
     # -- the four kinds ----------------------------------------------------------------------
 
-    async def _execute(self, action: ActionRow, loaded: Loaded | None) -> Done:
+    async def _execute(self, action: ActionRow, loaded: MailRow | None) -> Done:
         if notices.is_notice(action):  # issue 11: rendered when planned, no mail to read
             return await self._notice(action)
         if loaded is None:
             return Done("skipped", note="mail no longer stored")
-        incident = self._incident(*loaded, action)
+        incident = self._incident(loaded, action)
         handler = {
             "page": self._page,
             "alarm": self._alarm,
@@ -527,29 +520,29 @@ class Dispatcher:
 
     # -- building the incident ---------------------------------------------------------------
 
-    def _incident(self, mail: MailRow, parsed: ParsedMail, action: ActionRow) -> render.Incident:
-        decision = mail.decision or {}
-        page_at = decision.get("page_at")
+    def _incident(self, mail: MailRow, action: ActionRow) -> render.Incident:
+        decision, facts = mail.decision or NO_DECISION, mail.facts or NO_FACTS
+        page_at = decision.page_at
         return render.Incident(
             mail_id=mail.id,
             received_at=mail.received_at.astimezone(self._zone),
-            sender=parsed.from_addr or mail.from_addr,
-            sender_name=parsed.from_name,
-            subject=parsed.subject or mail.subject,
-            message_id=parsed.message_id,
-            references=parsed.references or tuple(filter(None, [parsed.in_reply_to])),
-            facts=parsed.body.new,
+            sender=facts.from_addr or mail.from_addr,
+            sender_name=facts.from_name,
+            subject=facts.subject or mail.subject,
+            message_id=facts.message_id,
+            references=facts.references,
+            facts=facts.facts,
             verdict=mail.verdict or "reject",
             reasons=mail.reasons,
             slack_channel=mail.slack_channel,
             window=mail.window or "unknown",
             # a page planned later (issue 11: an unanswered alarm) says so in its payload
-            page=str(action.payload.get("page") or decision.get("page", "none")),
-            page_at=datetime.fromisoformat(page_at).astimezone(self._zone) if page_at else None,
-            alarm=bool(decision.get("alarm")),
+            page=str(action.payload.get("page") or decision.page),
+            page_at=page_at.astimezone(self._zone) if page_at else None,
+            alarm=decision.alarm,
             dedup_key=render.bounded_dedup_key(action.dedup_key),
             notes=tuple(str(note) for note in action.payload.get("notes", ())),
-            evidence=evidence_of(decision),
+            evidence=tuple(dict(item) for item in decision.evidence),
             support_from=self._calendar.next_support_start(mail.received_at),
             status_page_url=self._settings.status_page_url,
             zone=self._zone,
@@ -598,28 +591,6 @@ def finished(action: ActionRow, state: str) -> None:
             "state": state,
         },
     )
-
-
-def evidence_of(decision: dict[str, Any]) -> tuple[dict[str, Any], ...]:
-    """The decision's evidence items (the reply names the specific reason from them)."""
-    items = decision.get("evidence") or ()
-    return tuple(item for item in items if isinstance(item, dict))
-
-
-def merged_with(mail: MailRow) -> list[int]:
-    """The earlier mails of the conversation this mail was decided together with (the decide
-    worker records their ids as "merged_with" in the decision)."""
-    ids = (mail.decision or {}).get("merged_with") or ()
-    return [int(i) for i in ids if isinstance(i, int) and not isinstance(i, bool)]
-
-
-def read_conversation(mail: MailRow, known: dict[int, MailRow]) -> ParsedMail:
-    """The mail as it was decided: with the earlier mails it completes, when there are any."""
-    parsed = parse_mail(mail.raw or b"")
-    earlier = [known[i] for i in merged_with(mail) if i in known and known[i].raw]
-    if not earlier:
-        return parsed
-    return merge_follow_up(parsed, [parse_mail(row.raw or b"") for row in earlier])
 
 
 def fallback_action(action: ActionRow, error: str, now: datetime) -> PlannedAction | None:

@@ -16,17 +16,18 @@ DISMISS records a person's note and ends the review; nothing is sent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from escalator.core.actions import plan_actions
+from escalator.core.actions import NULL_SENDER_REFUSAL, Addressed, PlannedAction, plan_addressed
 from escalator.core.decide import Policy, route
-from escalator.core.mail import ParsedMail, parse_mail
-from escalator.core.model import Decision, SenderCheck, Triage, Verdict
-from escalator.decider.processor import decision_record
+from escalator.core.facts import MailFacts
+from escalator.core.model import Decision, Triage, Verdict
+from escalator.core.record import DecisionRecord, Released
 from escalator.errors import PermanentError
-from escalator.store import ActionRow, AuditRow, DecisionRecord, MailRow, Store
+from escalator.store import ActionRow, AuditRow, MailRow, Store
 
 MAX_NOTE_CHARS = 2000
 
@@ -69,15 +70,8 @@ async def release(
     if mail.review != "held":
         return Reviewed(mail_id, mail.review, changed=False)
     at = now or datetime.now(UTC)
-    parsed = parse_mail(mail.raw or b"")
     decision = released_decision(mail, policy, at)
-    planned = plan_actions(
-        decision,
-        parsed,
-        mail.mail_from,
-        mail_id=mail.id,
-        trusted_list_ids=policy.triage.trusted_list_ids,
-    )
+    planned = released_actions(mail, decision)
     record = released_record(mail, decision, who, _clean(note))
     changed = await store.resolve_review(mail.id, "released", who, _clean(note), record, planned)
     return await _outcome(store, mail.id, changed, tuple(action.kind for action in planned))
@@ -101,29 +95,51 @@ def released_decision(mail: MailRow, policy: Policy, at: datetime) -> Decision:
     From address, not its envelope sender)."""
     triage = Triage(Verdict.ESCALATE, (), mail.slack_channel, ())
     routing = route(Verdict.ESCALATE, policy.calendar, at)
-    return Decision(triage, routing, at, sender_check(mail.decision))
+    check = mail.decision.sender_check if mail.decision is not None else None
+    return Decision(triage, routing, at, check)
 
 
-def sender_check(decision: dict[str, Any] | None) -> SenderCheck | None:
-    """The sender check stored with a decision (issue 16), or None when it was not checked."""
-    found = (decision or {}).get("sender")
-    if not isinstance(found, dict):
-        return None
-    return SenderCheck(
-        found.get("verified") is True, str(found.get("address") or ""), str(found.get("how") or "")
+def released_actions(mail: MailRow, decision: Decision) -> tuple[PlannedAction, ...]:
+    """The escalation's actions, planned from the facts the decide worker stored: the page
+    shows the whole conversation it read, the reply goes where it found the sender."""
+    facts = mail.facts or unread_facts(mail)
+    addressed = Addressed(
+        root=facts.thread_root or f"mail-{mail.id}",
+        message_id=facts.message_id,
+        subject=facts.subject,
+        from_addr=facts.from_addr,
+        to=facts.release_to,
+        refusal=facts.release_refusal,
     )
+    return plan_addressed(decision, addressed, mail.id)
+
+
+def unread_facts(mail: MailRow) -> MailFacts:
+    """A mail the decide worker could not read (its decision failed): what the envelope says."""
+    to = _bare(mail.mail_from)
+    refusal = None if to else NULL_SENDER_REFUSAL
+    return MailFacts(
+        mail.from_addr, "", mail.subject, mail.message_id, release_to=to, release_refusal=refusal
+    )
+
+
+def _bare(mail_from: str) -> str:
+    return mail_from.strip().removeprefix("<").removesuffix(">").strip()
 
 
 def released_record(
     mail: MailRow, decision: Decision, who: str, note: str | None
 ) -> DecisionRecord:
     """The escalation's record; the original reject is kept inside it for the page and audit."""
-    base = decision_record(decision, decision.at)
-    released = {"by": who, "at": decision.at.isoformat(), "note": note, "original": mail.decision}
-    contract = {**base.contract, "released": released}
-    return DecisionRecord(
-        base.verdict, base.reasons, base.slack_channel, base.window, contract, decision.at
-    )
+    original = mail.decision
+    release = DecisionRecord.decided(decision, decision.at)
+    if original is None:
+        return replace(release, review=None, released=Released(who, _iso(decision), note, None))
+    return original.releasing(release, who, decision.at, note)
+
+
+def _iso(decision: Decision) -> str:
+    return decision.at.isoformat()
 
 
 async def _mail(store: Store, mail_id: int) -> MailRow:
@@ -154,10 +170,10 @@ class MailView:
     """One mail as the review shows it: all text, never the mail's HTML, nothing clickable."""
 
     mail: MailRow
-    parsed: ParsedMail | None
+    facts: MailFacts | None
     reasons: tuple[str, ...]
     evidence: tuple[str, ...]
-    released: dict[str, Any] | None
+    released: Released | None
     actions: tuple[ActionRow, ...] = ()
     audit: tuple[AuditRow, ...] = ()
     sender_check: str | None = None  # "verified: …" / "unverified sender: …"; None when unchecked
@@ -165,32 +181,30 @@ class MailView:
     @property
     def sender(self) -> str:
         """Display name and address as the mail gave them (escaped by whoever renders it)."""
-        name = self.parsed.from_name if self.parsed else ""
+        name = self.facts.from_name if self.facts else ""
         address = self.mail.from_addr or self.mail.mail_from
         return f"{name} <{address}>" if name else address
 
     @property
     def subject(self) -> str:
-        return (self.parsed.subject if self.parsed else "") or self.mail.subject
+        return (self.facts.subject if self.facts else "") or self.mail.subject
 
 
 def mail_view(
     mail: MailRow, actions: tuple[ActionRow, ...] = (), audit: tuple[AuditRow, ...] = ()
 ) -> MailView:
-    """Parse the stored bytes (if retention has not purged them) and explain the decision."""
-    decision = mail.decision or {}
-    released = decision.get("released")
-    original = (released or {}).get("original") or decision
-    parsed = parse_mail(mail.raw) if mail.raw is not None else None
+    """The stored facts (until retention purges them) and the machine's decision explained."""
+    record = mail.decision or DecisionRecord({})
+    original = record.machine
     return MailView(
         mail=mail,
-        parsed=parsed,
-        reasons=tuple(str(reason) for reason in original.get("reasons", ())),
-        evidence=tuple(evidence_line(item) for item in original.get("evidence", ())),
-        released=released,
+        facts=mail.facts,
+        reasons=original.reasons,
+        evidence=tuple(evidence_line(item) for item in original.evidence),
+        released=record.released,
         actions=actions,
         audit=audit,
-        sender_check=sender_line(original.get("sender")),
+        sender_check=sender_line(original.decision.get("sender")),
     )
 
 
@@ -202,7 +216,7 @@ def sender_line(check: Any) -> str | None:
     return f"{label}: {check.get('how') or 'no detail'}"
 
 
-def evidence_line(item: dict[str, Any]) -> str:
+def evidence_line(item: Mapping[str, Any]) -> str:
     """ "rule pr_chaser matched 'any update on my PR' in subject (not_service_impacting)"."""
     line = f"rule {item.get('rule')} matched '{item.get('matched')}'"
     if item.get("where"):

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from escalator.core.facts import MailFacts
+from escalator.core.record import DecisionRecord
 from escalator.errors import ConfigError, PermanentError
 
 if TYPE_CHECKING:
@@ -57,19 +59,6 @@ class Accepted:
 
 
 @dataclass(frozen=True)
-class DecisionRecord:
-    """What `record_decision` writes: the decision's columns plus the full contract JSON."""
-
-    verdict: str
-    reasons: tuple[str, ...]
-    slack_channel: str | None
-    window: str
-    contract: dict[str, Any]
-    decided_at: datetime
-    review: str | None = None
-
-
-@dataclass(frozen=True)
 class MailRow:
     """One stored mail; `raw` is None when a listing did not ask for the bytes."""
 
@@ -87,11 +76,12 @@ class MailRow:
     reasons: tuple[str, ...] = ()
     slack_channel: str | None = None
     window: str | None = None
-    decision: dict[str, Any] | None = None
+    decision: DecisionRecord | None = None
     decided_at: datetime | None = None
     review: str | None = None
     raw: bytes | None = None
     raw_purged_at: datetime | None = None  # set when retention removed the raw bytes
+    facts: MailFacts | None = None  # read when decided; None: undecided, unreadable or purged
 
 
 @dataclass(frozen=True)
@@ -197,9 +187,22 @@ class Store(Protocol):
         ...
 
     async def record_decision(
-        self, mail_id: int, record: DecisionRecord, planned: tuple[PlannedAction, ...]
+        self,
+        mail_id: int,
+        record: DecisionRecord,
+        planned: tuple[PlannedAction, ...],
+        facts: MailFacts | None = None,
     ) -> bool:
-        """Write decision and actions in one transaction; False if it was already decided."""
+        """Write decision, facts and actions in one transaction; False if already decided."""
+        ...
+
+    async def mails_without_facts(self, limit: int, after: int = 0) -> list[MailRow]:
+        """Decided mails with id > `after` whose raw bytes are kept but whose facts were never
+        stored (written before facts were), oldest first, with raw bytes: for the backfill."""
+        ...
+
+    async def set_facts(self, mail_id: int, facts: MailFacts) -> bool:
+        """Store a backfilled mail's facts, only while it has none and keeps its raw bytes."""
         ...
 
     async def add_actions(self, mail_id: int, planned: tuple[PlannedAction, ...]) -> list[int]: ...

@@ -35,6 +35,8 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from escalator.core.actions import PlannedAction
+from escalator.core.facts import MailFacts
+from escalator.core.record import DecisionRecord
 from escalator.errors import ConfigError, StoreUnavailable
 from escalator.store import (
     DUPLICATE_WINDOW_DAYS,
@@ -43,7 +45,6 @@ from escalator.store import (
     Accepted,
     ActionRow,
     AuditRow,
-    DecisionRecord,
     IncomingMail,
     ListedMail,
     MailRow,
@@ -68,6 +69,7 @@ MIGRATIONS = (
     "postgres-0004-loop.sql",
     "postgres-0005-revoked-sessions.sql",
     "postgres-0006-first-due.sql",
+    "postgres-0007-facts.sql",
 )
 MAIL_CHANNEL, ACTIONS_CHANNEL = "escalator_mail", "escalator_actions"
 POOL_SIZE = 8  # the writer, the listener's reconnects aside, and concurrent reads (web, metrics)
@@ -76,7 +78,7 @@ LISTEN_RETRY = 1.0
 _SELECT_MAILS = (
     "SELECT id, received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject, "
     'from_addr, size, decision, verdict, reasons, slack_channel, "window", decided_at, review, '
-    "raw_purged_at, NULL AS raw FROM mails "
+    "raw_purged_at, facts, NULL AS raw FROM mails "
 )
 _SELECT_MAILS_RAW = _SELECT_MAILS.replace("NULL AS raw", "raw")
 
@@ -259,11 +261,23 @@ class PostgresStore(PostgresLoop):
         return await self._read(lambda conn: _undecided(conn, limit, byte_budget))
 
     async def record_decision(
-        self, mail_id: int, record: DecisionRecord, planned: tuple[PlannedAction, ...]
+        self,
+        mail_id: int,
+        record: DecisionRecord,
+        planned: tuple[PlannedAction, ...],
+        facts: MailFacts | None = None,
     ) -> bool:
         now = _now()
-        job = functools.partial(_record_decision, mail_id=mail_id, record=record, planned=planned)
+        job = functools.partial(
+            _record_decision, mail_id=mail_id, record=record, planned=planned, facts=facts
+        )
         return await self._run(self._announcing(ACTIONS_CHANNEL, lambda conn: job(conn, now=now)))
+
+    async def mails_without_facts(self, limit: int, after: int = 0) -> list[MailRow]:
+        return await self._run(lambda conn: _without_facts(conn, limit, after))
+
+    async def set_facts(self, mail_id: int, facts: MailFacts) -> bool:
+        return await self._run(lambda conn: _set_facts(conn, mail_id, facts))
 
     async def add_actions(self, mail_id: int, planned: tuple[PlannedAction, ...]) -> list[int]:
         now = _now()
@@ -512,12 +526,19 @@ async def _record_decision(
     record: DecisionRecord,
     planned: tuple[PlannedAction, ...],
     now: datetime,
+    facts: MailFacts | None = None,
 ) -> bool:
     cursor = await conn.execute(
         "UPDATE mails SET decision = %s, verdict = %s, reasons = %s, slack_channel = %s, "
-        '"window" = %s, decided_at = %s, review = COALESCE(review, %s) '
+        '"window" = %s, decided_at = %s, review = COALESCE(review, %s), facts = %s '
         "WHERE id = %s AND verdict IS NULL",
-        (*_decision_columns(record), record.decided_at, record.review, mail_id),
+        (
+            *_decision_columns(record),
+            record.decided_at or now,
+            record.review,
+            _facts_json(facts),
+            mail_id,
+        ),
     )
     if cursor.rowcount != 1:
         return False
@@ -636,7 +657,7 @@ async def _set_review(
 def _decision_columns(record: DecisionRecord) -> tuple[Any, str, Any, str | None, str]:
     """decision, verdict, reasons, slack_channel, window: what every decision write sets."""
     return (
-        _json(record.contract),
+        _json(record.to_dict()),
         record.verdict,
         _json(list(record.reasons)),
         record.slack_channel,
@@ -774,7 +795,7 @@ async def _purge(
     conn: Conn, raw_before: datetime, records_before: datetime, now: datetime
 ) -> Purged:
     raw = await conn.execute(
-        "UPDATE mails SET raw = NULL, raw_purged_at = %s "
+        "UPDATE mails SET raw = NULL, facts = NULL, raw_purged_at = %s "
         "WHERE raw IS NOT NULL AND received_at < %s",
         (now, raw_before),
     )
@@ -861,12 +882,43 @@ def _mail(row: dict[str, Any], *, with_raw: bool = False) -> MailRow:
         reasons=tuple(row["reasons"] or ()),
         slack_channel=row["slack_channel"],
         window=row["window"],
-        decision=row["decision"],
+        decision=_decision(row),
         decided_at=row["decided_at"],
         review=row["review"],
         raw=bytes(raw) if with_raw and raw is not None else None,
         raw_purged_at=row["raw_purged_at"],
+        facts=MailFacts.from_json(row["facts"]) if row.get("facts") else None,
     )
+
+
+def _decision(row: dict[str, Any]) -> DecisionRecord | None:
+    data = row["decision"]
+    if not isinstance(data, dict):
+        return None
+    return DecisionRecord.from_dict(data, row["decided_at"], row["review"])
+
+
+def _facts_json(facts: MailFacts | None) -> Jsonb | None:
+    return None if facts is None else _json(facts.to_json())
+
+
+async def _without_facts(conn: Conn, limit: int, after: int) -> list[MailRow]:
+    rows = await _all(
+        conn,
+        _SELECT_MAILS_RAW
+        + "WHERE id > %s AND facts IS NULL AND raw IS NOT NULL AND verdict IS NOT NULL "
+        "ORDER BY id LIMIT %s",
+        (after, limit),
+    )
+    return [_mail(row, with_raw=True) for row in rows]
+
+
+async def _set_facts(conn: Conn, mail_id: int, facts: MailFacts) -> bool:
+    cursor = await conn.execute(
+        "UPDATE mails SET facts = %s WHERE id = %s AND facts IS NULL AND raw IS NOT NULL",
+        (_facts_json(facts), mail_id),
+    )
+    return cursor.rowcount == 1
 
 
 def _action(row: dict[str, Any]) -> ActionRow:

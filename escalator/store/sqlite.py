@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from escalator.core.actions import PlannedAction
+from escalator.core.facts import MailFacts
+from escalator.core.record import DecisionRecord
 from escalator.errors import ConfigError, StoreUnavailable
 from escalator.store import (
     DUPLICATE_WINDOW_DAYS,
@@ -33,7 +35,6 @@ from escalator.store import (
     Accepted,
     ActionRow,
     AuditRow,
-    DecisionRecord,
     IncomingMail,
     ListedMail,
     MailRow,
@@ -58,11 +59,12 @@ MIGRATIONS = (
     "sqlite-0005-loop.sql",
     "sqlite-0006-revoked-sessions.sql",
     "sqlite-0007-first-due.sql",
+    "sqlite-0008-facts.sql",
 )
 _LIST_MAILS = (
     "SELECT id, received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject, "
     "from_addr, size, verdict, reasons, slack_channel, window, decision, decided_at, review, "
-    "raw_purged_at FROM mails ORDER BY id"
+    "raw_purged_at, facts FROM mails ORDER BY id"
 )
 _GET_MAIL = "SELECT * FROM mails WHERE id = ?"
 _FIND_MAIL = _LIST_MAILS.replace("ORDER BY id", "WHERE message_id = ? ORDER BY id DESC LIMIT 1")
@@ -177,10 +179,22 @@ class SQLiteStore(SQLiteLoop):
         return await self._run(lambda conn: _undecided(conn, limit, byte_budget))
 
     async def record_decision(
-        self, mail_id: int, record: DecisionRecord, planned: tuple[PlannedAction, ...]
+        self,
+        mail_id: int,
+        record: DecisionRecord,
+        planned: tuple[PlannedAction, ...],
+        facts: MailFacts | None = None,
     ) -> bool:
         now = _now()
-        return await self._run(lambda conn: _record_decision(conn, mail_id, record, planned, now))
+        return await self._run(
+            lambda conn: _record_decision(conn, mail_id, record, planned, now, facts)
+        )
+
+    async def mails_without_facts(self, limit: int, after: int = 0) -> list[MailRow]:
+        return await self._run(lambda conn: _without_facts(conn, limit, after))
+
+    async def set_facts(self, mail_id: int, facts: MailFacts) -> bool:
+        return await self._run(lambda conn: _set_facts(conn, mail_id, facts))
 
     async def add_actions(self, mail_id: int, planned: tuple[PlannedAction, ...]) -> list[int]:
         now = _now()
@@ -440,11 +454,13 @@ def _record_decision(
     record: DecisionRecord,
     planned: tuple[PlannedAction, ...],
     now: datetime,
+    facts: MailFacts | None = None,
 ) -> bool:
+    decided_at = _ts(record.decided_at or now)
     cursor = conn.execute(
         "UPDATE mails SET decision = ?, verdict = ?, reasons = ?, slack_channel = ?, window = ?, "
-        "decided_at = ?, review = COALESCE(review, ?) WHERE id = ? AND verdict IS NULL",
-        (*_decision_columns(record), _ts(record.decided_at), record.review, mail_id),
+        "decided_at = ?, review = COALESCE(review, ?), facts = ? WHERE id = ? AND verdict IS NULL",
+        (*_decision_columns(record), decided_at, record.review, _facts_json(facts), mail_id),
     )
     if cursor.rowcount != 1:
         return False
@@ -533,12 +549,33 @@ def _replay(conn: sqlite3.Connection, action_id: int, who: str, now: datetime) -
 def _decision_columns(record: DecisionRecord) -> tuple[str, str, str, str | None, str]:
     """decision, verdict, reasons, slack_channel, window: what every decision write sets."""
     return (
-        json.dumps(record.contract),
+        record.to_json(),
         record.verdict,
         json.dumps(list(record.reasons)),
         record.slack_channel,
         record.window,
     )
+
+
+def _facts_json(facts: MailFacts | None) -> str | None:
+    return None if facts is None else json.dumps(facts.to_json())
+
+
+def _without_facts(conn: sqlite3.Connection, limit: int, after: int) -> list[MailRow]:
+    rows = conn.execute(
+        "SELECT * FROM mails WHERE id > ? AND facts IS NULL AND raw IS NOT NULL "
+        "AND verdict IS NOT NULL ORDER BY id LIMIT ?",
+        (after, limit),
+    )
+    return [_mail(row, with_raw=True) for row in rows]
+
+
+def _set_facts(conn: sqlite3.Connection, mail_id: int, facts: MailFacts) -> bool:
+    cursor = conn.execute(
+        "UPDATE mails SET facts = ? WHERE id = ? AND facts IS NULL AND raw IS NOT NULL",
+        (_facts_json(facts), mail_id),
+    )
+    return cursor.rowcount == 1
 
 
 def _audit(
@@ -705,7 +742,8 @@ def _purge(
 ) -> Purged:
     """Old raw bytes go first; whole records (actions, audit, mail) after the longer period."""
     raw = conn.execute(
-        "UPDATE mails SET raw = NULL, raw_purged_at = ? WHERE raw IS NOT NULL AND received_at < ?",
+        "UPDATE mails SET raw = NULL, facts = NULL, raw_purged_at = ? "
+        "WHERE raw IS NOT NULL AND received_at < ?",
         (_ts(now), _ts(raw_before)),
     ).rowcount
     old = "SELECT id FROM mails WHERE received_at < ?"
@@ -770,7 +808,8 @@ def _alarm_thread(conn: sqlite3.Connection, dedup_key: str) -> dict[str, Any] | 
 
 
 def _mail(row: sqlite3.Row, *, with_raw: bool = False) -> MailRow:
-    decided_at = row["decided_at"]
+    decided_at = None if row["decided_at"] is None else _dt(row["decided_at"])
+    decision, facts = row["decision"], row["facts"]
     return MailRow(
         id=int(row["id"]),
         received_at=_dt(row["received_at"]),
@@ -786,11 +825,14 @@ def _mail(row: sqlite3.Row, *, with_raw: bool = False) -> MailRow:
         reasons=tuple(json.loads(row["reasons"])) if row["reasons"] else (),
         slack_channel=row["slack_channel"],
         window=row["window"],
-        decision=json.loads(row["decision"]) if row["decision"] else None,
-        decided_at=None if decided_at is None else _dt(decided_at),
+        decision=DecisionRecord.from_json(decision, decided_at, row["review"])
+        if decision
+        else None,
+        decided_at=decided_at,
         review=row["review"],
         raw=bytes(row["raw"]) if with_raw and row["raw"] is not None else None,
         raw_purged_at=_dt(row["raw_purged_at"]) if row["raw_purged_at"] else None,
+        facts=MailFacts.from_json(json.loads(facts)) if facts else None,
     )
 
 
