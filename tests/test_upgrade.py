@@ -1,6 +1,6 @@
 """An upgrade: a store written before facts were stored behaves the same under today's code.
 
-tests/upgrade/store-before-facts.sql was written by escalator at ae4e2e0 (tests/upgrade/
+tests/upgrade/store-before-facts.sql was written by escalator at 8aff1ba (tests/upgrade/
 make_store.py): a page deferred to 07:00 still pending, an alarm that failed, and a held
 follow-up decided together with its held original. expected.json is what that code then sent
 (dry run). Here the new code opens the same store (migrating it), backfills the facts, sends

@@ -1,5 +1,5 @@
 """Write tests/upgrade/store-before-facts.sql and expected.json with escalator as it was BEFORE
-facts were stored (issue 10): run with that code on the path, e.g. from a worktree at ae4e2e0:
+facts were stored (issue 10): run with that code on the path, e.g. from a worktree at 8aff1ba:
 
     PYTHONPATH=/path/to/old/checkout .venv/bin/python tests/upgrade/make_store.py tests/upgrade
 
