@@ -187,3 +187,32 @@ def _stop_children(pid: int) -> None:
             continue
         if int(stat.rpartition(")")[2].split()[1]) == pid:
             os.kill(int(entry.name), signal.SIGSTOP)
+
+
+def test_sigterm_of_one_replica_hands_its_work_to_the_other(
+    tmp_path: Path, pagerduty: PagerDutyThread, pg_schema: str
+) -> None:
+    """Two replicas on PostgreSQL; SIGTERM the one taking the mail stream while it has a page
+    in flight: it exits cleanly, the other carries on with what it handed back (NOTIFY), no page
+    is sent twice and every acknowledged mail is paged."""
+    pd = pagerduty.pd
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{pg_schema}"
+    extra = {"ESCALATOR_DATABASE_URL": url, **pagerduty.env()}
+    leaving = Serve(serve_env(tmp_path, free_port(), extra), tmp_path / "a.log")
+    staying = Serve(serve_env(tmp_path, free_port(), extra), tmp_path / "b.log")
+    pd.delay, acked, stop = PD_DELAY, [], threading.Event()
+    client = threading.Thread(target=send_until, args=(leaving.port, "roll", acked, stop, 0.05))
+    client.start()
+    _wait_for(lambda: len(acked) >= 15 and pd.inflight >= 1)
+    leaving.signal(signal.SIGTERM)
+    assert leaving.wait() == 0, "SIGTERM is a clean stop"
+    stop.set()
+    client.join(30)
+    pd.delay = 0.0
+    handed_over = _drain_seconds(pd, set(acked))
+    staying.signal(signal.SIGTERM)
+    assert staying.wait() == 0
+    twice = [key for key in set(pd.triggered) if pd.triggered.count(key) > 1]
+    assert twice == [], f"pages sent twice: {twice}"
+    assert _count(url, _UNDECIDED) == 0
+    print(f"acked={len(acked)} drained_by_the_other_in={handed_over}s")
