@@ -43,7 +43,7 @@ from escalator.core.conversation import decide_conversation, may_complete, threa
 from escalator.core.decide import Policy
 from escalator.core.facts import MailFacts
 from escalator.core.mail import parse_mail
-from escalator.core.model import Decision, SenderPolicy
+from escalator.core.model import Decision, Reason, SenderPolicy
 from escalator.core.record import DecisionRecord
 from escalator.decider import dkimcheck
 from escalator.decider.dkimcheck import Verifier
@@ -67,6 +67,7 @@ class Outcome(NamedTuple):
 
 DECIDE_NICENESS = 10
 PROBE_NOTE = "probe: never dispatched"
+POSTMASTER_NOTE = "postmaster@: kept for review, never escalated"
 TAKEOVER_GRACE = 1.0  # seconds another replica has to decide the mail it accepted
 
 
@@ -105,6 +106,8 @@ def decide_stored(
     facts = read_facts(parsed, merged, mail.mail_from, trusted, decision.sender)
     if probe_key is not None and is_probe(parsed, probe_key):
         return as_probe(Outcome(record, planned, facts))
+    if mail.rcpt_tos and all(is_postmaster(rcpt) for rcpt in mail.rcpt_tos):
+        return as_postmaster(Outcome(record, planned, facts))
     return Outcome(record, planned, facts)
 
 
@@ -118,6 +121,24 @@ def as_probe(outcome: Outcome) -> Outcome:
     actions are recorded as skipped, and the stored decision says it was a probe."""
     skipped = tuple(replace(action, state="skipped", note=PROBE_NOTE) for action in outcome.planned)
     return Outcome(outcome.record.as_probe(), skipped, outcome.facts)
+
+
+def as_postmaster(outcome: Outcome) -> Outcome:
+    """Mail only to postmaster@ (RFC 5321 makes us accept it: bounces, abuse reports) is kept
+    for a person to review and never escalated: rejected as automated_message, held, and its
+    actions recorded as skipped (no page, no alarm, no reply that could loop)."""
+    reasons = [Reason.AUTOMATED_MESSAGE.value]
+    decision = {**outcome.record.decision, "verdict": "reject", "reasons": reasons}
+    held = replace(outcome.record, decision={**decision, "postmaster": True}, review="held")
+    planned = outcome.planned
+    skipped = tuple(replace(action, state="skipped", note=POSTMASTER_NOTE) for action in planned)
+    return Outcome(held, skipped, outcome.facts)
+
+
+def is_postmaster(address: str) -> bool:
+    """postmaster@any-domain or bare <Postmaster>, as the SMTP listener accepts them."""
+    local = address.strip().strip("<>").rpartition("@")[0] or address.strip().strip("<>")
+    return local.partition("+")[0].lower() == "postmaster"
 
 
 def is_probe_record(record: DecisionRecord) -> bool:

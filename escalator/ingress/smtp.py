@@ -67,6 +67,33 @@ def mailbox_key(address: str) -> str:
     return f"{local.partition('+')[0]}@{domain}"
 
 
+def postmasters(addresses: tuple[str, ...]) -> frozenset[str]:
+    """RFC 5321 4.5.1: postmaster@ each local domain, and bare <Postmaster>, are accepted."""
+    domains = {mailbox_key(a).rpartition("@")[2] for a in addresses if "@" in a}
+    return frozenset({"postmaster", *(f"postmaster@{domain}" for domain in domains)})
+
+
+def is_postmaster(address: str) -> bool:
+    return mailbox_key(address).partition("@")[0] == "postmaster"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SMTPUTF8_PARAM = re.compile(r"\sSMTPUTF8(?:\s|$)", re.IGNORECASE)
+
+
+def address_refusal(arg: str | None, smtputf8: bool, command: str) -> str | None:
+    """Hygiene before aiosmtpd parses a MAIL/RCPT argument: control characters -> 501,
+    non-ASCII without SMTPUTF8 -> 553 5.6.7, bytes that are not UTF-8 -> 501."""
+    if not arg:
+        return None
+    code = "5.1.7" if command == "MAIL" else "5.1.3"
+    if _CONTROL.search(arg) or any("\udc80" <= char <= "\udcff" for char in arg):
+        return f"501 {code} Control characters or invalid bytes in the address"
+    if not arg.isascii() and not (smtputf8 or _SMTPUTF8_PARAM.search(arg)):
+        return "553 5.6.7 Non-ASCII address needs the SMTPUTF8 parameter"
+    return None
+
+
 # -- sessions -----------------------------------------------------------------------------
 
 
@@ -128,7 +155,7 @@ class MailHandler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
-        self._addresses = frozenset(mailbox_key(a) for a in addresses)
+        self._addresses = frozenset(mailbox_key(a) for a in addresses) | postmasters(addresses)
         self._max_recipients = max_recipients
         self._on_accepted = on_accepted
         self._clock = clock
@@ -444,6 +471,10 @@ class EscalatorSMTP(SMTP):
             await self.push(REPLY_SHUTTING_DOWN)
             self.abort()
             return
+        refusal = address_refusal(arg, False, "MAIL")
+        if refusal is not None:
+            await self.push(refusal)
+            return
         await super().smtp_MAIL(arg)
 
     async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd dispatches by name
@@ -504,6 +535,14 @@ class EscalatorSMTP(SMTP):
 
     async def smtp_RCPT(self, arg: str) -> None:  # noqa: N802 - aiosmtpd dispatches by name
         self._counting = "RCPT"
+        envelope = self.envelope
+        smtputf8 = envelope is not None and bool(envelope.smtp_utf8)
+        refusal = (
+            address_refusal(arg, smtputf8, "RCPT") if envelope and envelope.mail_from else None
+        )
+        if refusal is not None:
+            await self.push(refusal)
+            return
         await super().smtp_RCPT(arg)
 
     def close_if_idle(self) -> None:
