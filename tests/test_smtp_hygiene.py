@@ -76,7 +76,7 @@ def test_postmaster_is_accepted_held_for_review_and_never_escalated(server: Runn
     (listed,) = server.mails()
     mail = listed.mail
     assert (mail.verdict, mail.reasons, mail.review) == ("reject", ("automated_message",), "held")
-    assert mail.decision is not None and mail.decision["postmaster"] is True
+    assert mail.decision is not None and mail.decision.decision["postmaster"] is True
     assert all(a.state == "skipped" for a in listed.actions), listed.actions
 
 
