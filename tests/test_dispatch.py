@@ -371,10 +371,17 @@ async def test_follow_up_decided_with_its_original_pages_with_the_original_facts
     await decide_as_the_worker_will(world, accepted.mail_id, original.id)
     await world.dispatcher().burst()
     (event,) = [r.body for r in world.pd.received]
-    assert "502 error" in event["payload"]["custom_details"]["what they wrote"]
+    wrote = event["payload"]["custom_details"]["what they wrote"]
+    # the root mail's facts first, then the follow-up as an update (issue 13)
+    assert wrote.index("502 error") < wrote.index("Update from the sender:\nThe channel is #")
     assert event["dedup_key"] == "m1@digital.justice.gov.uk"
+    pages = [link["href"] for link in event["links"]]
+    for mail_id in (original.id, accepted.mail_id):  # every mail of the thread is linked
+        assert f"{world.settings.public_url}/mails/{mail_id}" in pages
     (alarm,) = world.slack.posts_in("high-priority-alarms")
-    assert "502 error" in str(alarm.blocks)
+    facts = str(alarm.blocks)
+    assert "502 error" in facts and "Update from the sender:" in facts
+    assert f"/mails/{original.id}|Mail #{original.id} (first mail)>" in facts
 
 
 async def decide_as_the_worker_will(world: World, mail_id: int, original_id: int) -> None:

@@ -319,3 +319,18 @@ def test_one_time_convention_london_wall_clock_with_its_zone(
 ) -> None:
     assert words.when(moment) == expected
     assert words.when(moment, year=True) == f"{expected} {moment.year}"
+
+
+def test_completed_follow_up_pages_with_the_root_facts_first_then_the_update() -> None:
+    """On-call reads the original mail's facts, then the follow-up under 'Update from the
+    sender', with a link to each mail of the thread."""
+    own = "The channel is #laa-apply-incident."
+    earlier, update = render.split_conversation(f"{own}\n\nSince 20:40 every user gets a 502.", own)
+    assert (earlier, update) == ("Since 20:40 every user gets a 502.", own)
+    thread = (("Mail #3 (first mail)", "http://x/mails/3"), ("Mail #7 (update)", PAGE))
+    follow_up = incident(facts=earlier, update=update, thread=thread)
+    wrote = render.pagerduty_event(follow_up, PAGE)["payload"]["custom_details"]["what they wrote"]
+    assert wrote == f"Since 20:40 every user gets a 502.\n\nUpdate from the sender:\n{own}"
+    _, blocks = render.slack_alarm(follow_up, PAGE)
+    assert "<http://x/mails/3|Mail #3 (first mail)>" in repr(blocks)
+    assert render.split_conversation("alone", "other") == ("alone", "")

@@ -81,10 +81,17 @@ async def test_old_store_pages_replays_and_releases_as_before(old_store: SQLiteS
     new_words, old_words = (page["payload"]["custom_details"] for page in (new_page, old_page))
     assert FACTS in new_words["what they wrote"] and FACTS not in old_words["what they wrote"]
     assert new_words["since"] == "23:10" and old_words["since"] == "not stated"
-    assert "(since 23:10)" in new_page["payload"]["summary"]
+    # issue 13: the original's facts lead (the subject says little), the follow-up is an update,
+    # and every mail of the thread is linked
+    assert "Since 23:10" in new_page["payload"]["summary"]
+    assert "Update from the sender:" in new_words["what they wrote"]
+    thread = [link for link in new_page["links"] if link["text"].startswith("Mail #")]
+    assert [link["text"].split(" (")[1] for link in thread] == ["first mail)", "update)"]
+    new_page["links"] = [link for link in new_page["links"] if link not in thread]
     for page in (new_page, old_page):  # what the original's words add; the rest is the same
         page["payload"].pop("summary")
-        for field in ("what they wrote", "since"):
+        # 'what is wrong' leads with the original's words too (issue 13)
+        for field in ("what they wrote", "since", "what is wrong"):
             page["payload"]["custom_details"].pop(field)
     assert new_page == old_page
 

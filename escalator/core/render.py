@@ -68,6 +68,10 @@ class Incident:
     support_from: datetime | None = None
     status_page_url: str | None = None
     zone: ZoneInfo = words.LONDON
+    # a follow-up decided together with earlier mails: `facts` are theirs (the root first) and
+    # `update` the follow-up's own words; `thread` links every mail of it (label, URL)
+    update: str = ""
+    thread: tuple[tuple[str, str], ...] = ()
     page_failing: bool = False  # PagerDuty has not accepted the page (yet): say so, not "paged"
 
 
@@ -267,6 +271,26 @@ def told(incident: Incident) -> str:
     return f"the support team will {join}"
 
 
+UPDATE_LABEL = "Update from the sender:"
+
+
+def people_facts(incident: Incident) -> str:
+    """What the sender wrote, as on-call reads it: the root mail's facts first, then the
+    follow-up that completed them under 'Update from the sender:'."""
+    if not incident.update.strip():
+        return incident.facts
+    return f"{incident.facts.strip()}\n\n{UPDATE_LABEL}\n{incident.update.strip()}"
+
+
+def split_conversation(conversation: str, own: str) -> tuple[str, str]:
+    """(earlier mails' words, the follow-up's own words) from a conversation joined follow-up
+    first (core.conversation.merge_follow_up); ("", conversation) when it is not one."""
+    head = own.strip()
+    if not head or not conversation.startswith(head):
+        return conversation, ""
+    return conversation[len(head) :].strip(), head
+
+
 # --- PagerDuty --------------------------------------------------------------------------------
 
 
@@ -290,7 +314,7 @@ def pagerduty_details(incident: Incident, review_url: str) -> dict[str, Any]:
         "service": service_name(incident) or namespace(incident) or "not named in the mail",
         "since": since(incident) or "not stated",
         "talk in": channel_words(incident.slack_channel),
-        "what they wrote": incident.facts[:PD_DETAIL_MAX],
+        "what they wrote": people_facts(incident)[:PD_DETAIL_MAX],
         "raised by": one_line(f"{incident.sender_name} <{incident.sender}>".strip(), 600),
         "received": words.when(incident.received_at, incident.zone),
         "cover": words.window(incident.window),
@@ -312,6 +336,7 @@ def pagerduty_links(incident: Incident, review_url: str) -> list[dict[str, str]]
         label = channel_words(incident.slack_channel)
         text = f"Reporter's channel {label}" if label.startswith("#") else "Reporter's channel"
         links.insert(0, {"href": link, "text": text})
+    links.extend({"href": url, "text": label} for label, url in incident.thread)
     if incident.status_page_url:
         links.append({"href": incident.status_page_url, "text": "Platform status page"})
     return links
@@ -413,12 +438,20 @@ def slack_alarm(incident: Incident, review_url: str) -> tuple[str, list[dict[str
         {"type": "header", "text": {"type": "plain_text", "text": alarm_header(incident)}},
         _section(f"*{what}*"),
         _section(truncate_escaped(facts, SLACK_BLOCK_TEXT_MAX - 500) + notes),
-        _section(_facts_text(incident.facts)),
+        _section(_facts_text(people_facts(incident))),
         _alarm_buttons(incident, review_url),
-        {"type": "context", "elements": [_mrkdwn(f"{mail_page} · reply to the sender from there")]},
+        {"type": "context", "elements": [_mrkdwn(_alarm_context(incident, mail_page))]},
     ]
     fallback = f"{alarm_header(incident)}: {what}. Talk in {channel}. Raised by {who}.{notes}"
     return truncate_escaped(fallback, SLACK_TEXT_MAX), blocks
+
+
+def _alarm_context(incident: Incident, mail_page: str) -> str:
+    """The mail's page, and every mail of the thread when a follow-up completed an earlier one."""
+    if not incident.thread:
+        return f"{mail_page} · reply to the sender from there"
+    others = ", ".join(slack_link(url, label) for label, url in incident.thread)
+    return f"{mail_page} · the whole thread: {others}"
 
 
 def slack_review(incident: Incident, review_url: str) -> tuple[str, list[dict[str, Any]]]:

@@ -35,6 +35,7 @@ class Frames:
         """The incident as renderers read it: the stored decision and facts, typed."""
         decision, facts = mail.decision or NO_DECISION, mail.facts or NO_FACTS
         page_at = decision.page_at
+        earlier, update = conversation(mail)
         return render.Incident(
             mail_id=mail.id,
             received_at=mail.received_at.astimezone(self._zone),
@@ -43,7 +44,9 @@ class Frames:
             subject=facts.subject or mail.subject,
             message_id=facts.message_id,
             references=facts.references,
-            facts=facts.facts,
+            facts=earlier,
+            update=update,
+            thread=self.thread(mail) if update else (),
             verdict=mail.verdict or "reject",
             reasons=mail.reasons,
             slack_channel=mail.slack_channel,
@@ -60,6 +63,13 @@ class Frames:
             zone=self._zone,
         )
 
+    def thread(self, mail: MailRow) -> tuple[tuple[str, str], ...]:
+        """Every mail of the conversation, oldest first, each with its page."""
+        ids = [*sorted((mail.decision or NO_DECISION).conversation), mail.id]
+        labels = ["first mail"] + ["update"] * (len(ids) - 1)
+        pairs = zip(ids, labels, strict=True)
+        return tuple((f"Mail #{i} ({label})", self.review_url(i)) for i, label in pairs)
+
     def template(self, incident: render.Incident) -> str:
         return self._templates["escalate" if incident.verdict == "escalate" else "reject"]
 
@@ -74,3 +84,12 @@ class Frames:
 
     def review_url(self, mail_id: int) -> str:
         return f"{self._settings.public_url.rstrip('/')}/mails/{mail_id}"
+
+
+def conversation(mail: MailRow) -> tuple[str, str]:
+    """(the facts, the follow-up's own update): a follow-up decided together with earlier mails
+    shows their words first (the root's facts), then its own as an update (issue 13)."""
+    decision, facts = mail.decision or NO_DECISION, mail.facts or NO_FACTS
+    if not decision.conversation or facts.conversation is None:
+        return facts.facts, ""
+    return render.split_conversation(facts.conversation, facts.body.new)
