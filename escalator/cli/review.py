@@ -162,7 +162,7 @@ def _audit_line(record: AuditRow, zone: ZoneInfo) -> str:
 
 def _text_lines(view: deeds.MailView) -> list[str]:
     if view.facts is None and view.mail.raw_purged_at is None:
-        return ["(text not read: the decision failed; the raw bytes are kept)"]
+        return ["(text not read: its decision failed, or no service started since the upgrade)"]
     if view.facts is None:
         purged = view.mail.raw_purged_at.isoformat() if view.mail.raw_purged_at else "unknown"
         return [f"(text purged on {purged} by retention)"]
