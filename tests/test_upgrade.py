@@ -3,9 +3,11 @@
 tests/upgrade/store-before-facts.sql was written by escalator at 8aff1ba (tests/upgrade/
 make_store.py): a page deferred to 07:00 still pending, an alarm that failed, and a held
 follow-up decided together with its held original. expected.json is what that code then sent
-(dry run). Here the new code opens the same store (migrating it), backfills the facts, sends
-the deferred page, replays the alarm and releases the follow-up: every payload is the same,
-except that the released follow-up's page now carries its original's words (the defect fix).
+(dry run) and the incident its dispatcher built for each action (by parsing). Here the new
+code opens the same store (migrating it), backfills the facts, sends the deferred page, replays
+the alarm and releases the follow-up: every incident and payload is the same, except that the
+released follow-up's page now carries its original's words (the defect fix). The incidents do
+not depend on how renderers word things, so they hold as the rendering changes.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from typing import Any
 
 import pytest
 from conftest import RunningServer
-from upgrade.make_store import FACTS, SUNDAY_MORNING
+from upgrade.make_store import FACTS, INCIDENT_FIELDS, SUNDAY_MORNING
+from upgrade.make_store import _plain as _plain  # one JSON form for both sides
 
 from escalator.decider.backfill import backfill_facts
 from escalator.outbox.dispatch import Adapters, Dispatcher
+from escalator.outbox.incident import Frames
 from escalator.policy import load_policy
 from escalator.review.deeds import release
 from escalator.settings import Settings
@@ -94,6 +98,37 @@ async def test_old_store_pages_replays_and_releases_as_before(old_store: SQLiteS
         for field in ("what they wrote", "since", "what is wrong"):
             page["payload"]["custom_details"].pop(field)
     assert new_page == old_page
+
+
+async def test_old_store_renders_from_the_incident_the_old_code_built(
+    old_store: SQLiteStore,
+) -> None:
+    """The renderers' input, action by action, is what the old dispatcher built by parsing
+    (expected.json "incidents", taken after the release), whatever the renderers make of it
+    since: only the released follow-up's actions differ, by the original's words (the fix: the
+    old code lost them once the release moved "merged_with" down a level)."""
+    assert await backfill_facts(old_store) == 3
+    await dispatch(old_store)
+    await old_store.replay_action(IDS["alarm"], "cli:op", SUNDAY_MORNING)
+    await dispatch(old_store)
+    policy = load_policy(Settings())
+    await release(old_store, policy, IDS["follow-up"], "token:amy", "real", now=SUNDAY_MORNING)
+    frames, before = Frames(Settings(), lambda: SUNDAY_MORNING), EXPECTED["incidents"]
+    now: dict[str, dict[str, Any]] = {}
+    for listed in await old_store.list_mails():
+        for action in listed.actions:
+            incident = frames.incident(listed.mail, action)
+            now[f"{listed.mail.id}:{action.kind}:{action.id}"] = {
+                name: _plain(getattr(incident, name)) for name in INCIDENT_FIELDS
+            }
+    assert sorted(now) == sorted(before)
+    changed = sorted(key for key in now if now[key] != before[key])
+    assert changed and all(key.startswith(f"{IDS['follow-up']}:") for key in changed)
+    assert f"{IDS['follow-up']}:page:7" in changed
+    for key in changed:
+        new, old = now[key], before[key]
+        assert FACTS in new.pop("facts") and FACTS not in old.pop("facts")
+        assert new == old
 
 
 async def test_backfill_reads_each_old_mail_once_and_only_once(old_store: SQLiteStore) -> None:

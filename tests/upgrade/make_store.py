@@ -94,12 +94,35 @@ async def expected(path: Path, ids: dict[str, int]) -> dict[str, Any]:
     policy = load_policy(Settings())
     await release(store, policy, ids["follow-up"], "token:amy", "real", now=SUNDAY_MORNING)
     await dispatch(store, SUNDAY_MORNING + timedelta(minutes=1))
-    sent = {}
+    sent, incidents = {}, {}
     for listed in await store.list_mails():
         for action in listed.actions:
-            sent[f"{listed.mail.id}:{action.kind}:{action.id}"] = [action.state, action.result]
+            key = f"{listed.mail.id}:{action.kind}:{action.id}"
+            sent[key] = [action.state, action.result]
+            incidents[key] = await old_incident(store, action)
     await store.close()
-    return {"ids": ids, "sent": sent}
+    return {"ids": ids, "sent": sent, "incidents": incidents}
+
+
+INCIDENT_FIELDS = (
+    "sender", "sender_name", "subject", "message_id", "references", "facts", "verdict",
+    "reasons", "slack_channel", "window", "page", "page_at", "alarm", "dedup_key", "notes",
+)  # fmt: skip
+
+
+async def old_incident(store: SQLiteStore, action: Any) -> dict[str, Any]:
+    """What the old dispatcher handed the renderers for `action` (its private API, as it was:
+    it parsed the mail, and the earlier mails it found under "merged_with", to build it)."""
+    dispatcher = Dispatcher(store, Settings(), adapters=Adapters(), clock=lambda: SUNDAY_MORNING)
+    loaded = (await dispatcher._load({action.mail_id}))[action.mail_id]
+    incident = dispatcher._incident(*loaded, action)
+    return {name: _plain(getattr(incident, name)) for name in INCIDENT_FIELDS}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return list(value) if isinstance(value, tuple) else value
 
 
 def dump(path: Path, out: Path) -> None:
