@@ -53,6 +53,9 @@ def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SettingsFa
             "data_dir": tmp_path / "var",
             "smtp_listen": f"127.0.0.1:{free_port()}",
             "http_listen": f"127.0.0.1:{free_port()}",
+            # Tests run at the real now: a 09:00/18:00 handover digest would land in whichever
+            # test happens to run then. Handover tests pass their own times and a pinned clock.
+            "handover_times": (),
         }
         values.update(overrides)
         return Settings(**values)

@@ -150,6 +150,7 @@ async def loop_world(
             "relay_url": sink.url,
             "pagerduty_webhook_secret": SECRET,
             "review_token": TOKEN,
+            "handover_times": ("09:00", "18:00"),  # the default, on this world's pinned clock
         }
         settings = make_settings(**{**values, **overrides})
         clock = Clock(start)

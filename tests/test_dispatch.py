@@ -744,7 +744,8 @@ async def test_service_dispatches_what_it_decided_from_smtp_to_standins(
     assert len(world.slack.posts_in("high-priority-alarms")) == int(decision.alarm)
     assert len(world.slack.posts_in("laa-apply-incident")) == 1
     assert len(world.sink.delivered) == 1
-    assert all(mentions(post) == [] for post in world.slack.posts)
+    ours = (f"{server.settings.public_url}/mails/", *SLACK_CHANNEL_LINKS)
+    assert all(mentions(post, ours) == [] for post in world.slack.posts)
 
 
 async def settled(server: Any) -> ListedMail:
