@@ -45,6 +45,7 @@ COUNTERS = frozenset(
         "escalator_mails_received_total", "escalator_smtp_replies_total",
         "escalator_decisions_total", "escalator_actions_total",
         "escalator_action_retries_total", "escalator_store_errors_total",
+        "escalator_smtp_idle_shed_total", "escalator_smtp_rate_limited_total",
     }
 )  # fmt: skip
 GAUGES = frozenset(
@@ -64,6 +65,7 @@ KNOWN_SERIES = (
 # The labels escalator puts on each metric; a matcher on any other finds nothing, silently.
 METRIC_LABELS: dict[str, frozenset[str]] = {
     "escalator_smtp_replies_total": frozenset({"code"}),
+    "escalator_smtp_rate_limited_total": frozenset({"scope"}),
     "escalator_decisions_total": frozenset({"verdict", "reason"}),
     "escalator_actions_total": frozenset({"kind", "outcome"}),
     "escalator_action_retries_total": frozenset({"kind"}),

@@ -33,6 +33,14 @@ MAILS_RECEIVED = Counter(
 SMTP_REPLIES = Counter(
     "escalator_smtp_replies", "Final replies to DATA and refusals at RCPT, by SMTP code", ["code"]
 )
+SMTP_SHED = Counter(
+    "escalator_smtp_idle_shed", "Idle SMTP sessions closed to make room while at the session cap"
+)
+SMTP_RATE_LIMITED = Counter(
+    "escalator_smtp_rate_limited",
+    "Mails refused with 450 4.7.1 for going over a rate limit, by scope (sender, client)",
+    ["scope"],
+)
 DECISIONS = Counter(
     "escalator_decisions", "Decisions by verdict and primary reason", ["verdict", "reason"]
 )

@@ -31,6 +31,7 @@ from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, login_always_fail
 from escalator import metrics
 from escalator.core import headers as core_headers
 from escalator.errors import ConfigError, StoreUnavailable
+from escalator.ingress.ratelimit import RateLimits
 from escalator.settings import Settings, split_host_port
 from escalator.store import IncomingMail, Store
 from escalator.store.digest import content_digest
@@ -44,11 +45,15 @@ PROXY_TIMEOUT = 10.0
 HEADER_SCAN_LIMIT = 64 * 1024  # Message-ID/Subject/From sit in the header block
 FAST_INIT_VERSION = "1.4.6"  # EscalatorSMTP._fast_init mirrors this release's SMTP.__init__
 NO_AUTH = ("LOGIN", "PLAIN")
+PRESSURE_FRACTION = 0.8  # of ESCALATOR_MAX_CONNECTIONS in use: idle sessions get the short timer
+PRESSURE_IDLE_TIMEOUT = 10.0  # Postfix's smtpd_timeout under stress (${stress?{10}:{300}}s)
 
 REPLY_STORED = "250 2.0.0 Ok: queued as {mail_id}"
 REPLY_STORE_DOWN = "451 4.3.0 Temporarily unable to store the message, try again later"
 REPLY_TOO_MANY_SESSIONS = b"421 4.7.0 Too many connections, try again later\r\n"
 REPLY_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+REPLY_SHED = b"421 4.7.0 Idle too long while the server is busy, closing\r\n"
+REPLY_RATE_LIMITED = "450 4.7.1 Too many mails from this {scope} just now, try again later"
 REPLY_UNKNOWN_RCPT = "550 5.1.1 <{address}>: recipient address rejected"
 REPLY_TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 REPLY_TOO_BIG = "552 5.3.4 Message too big for this system (limit {limit} bytes)"
@@ -99,23 +104,52 @@ def address_refusal(arg: str | None, smtputf8: bool, command: str) -> str | None
 
 @dataclass
 class SessionGate:
-    """Counts live sessions overall and per client; refuses over either cap."""
+    """Counts live sessions overall and per client; refuses over either cap.
+
+    Under pressure (`pressure` of the cap in use, like Postfix's stress mode) idle sessions,
+    those with no transaction under way, get the short `PRESSURE_IDLE_TIMEOUT`, and when the cap
+    is reached the longest-idle one is closed to make room for the newcomer: a few addresses
+    holding idle connections cannot lock everyone else out, and a sender mid-transaction (MAIL
+    given, or in DATA) always keeps its slot."""
 
     max_total: int
     max_per_client: int
     sessions: set[EscalatorSMTP] = field(default_factory=set)
     per_client: Counter[str] = field(default_factory=Counter)
     draining: bool = False
+    pressure: float = PRESSURE_FRACTION
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     def admit(self, session: EscalatorSMTP, client: str) -> bool:
-        if self.draining or len(self.sessions) >= self.max_total:
+        if self.draining or self.per_client[client] >= self.max_per_client:
             return False
-        if self.per_client[client] >= self.max_per_client:
+        if self.under_pressure(extra=1):
+            self._squeeze()
+        if len(self.sessions) >= self.max_total and not self._shed_one():
             return False
         self.sessions.add(session)
         self.per_client[client] += 1
         self._idle.clear()
+        return True
+
+    def under_pressure(self, extra: int = 0) -> bool:
+        return len(self.sessions) + extra > self.max_total * self.pressure
+
+    def _squeeze(self) -> None:
+        """Pressure: every idle session gets the short idle timeout."""
+        for session in self.sessions:
+            if session.idle_since is not None:
+                session.shorten_timeout(PRESSURE_IDLE_TIMEOUT)
+
+    def _shed_one(self) -> bool:
+        """Close the longest-idle session; False when every session is mid-transaction."""
+        idle = [s for s in self.sessions if s.idle_since is not None]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda s: s.idle_since or 0.0)
+        metrics.SMTP_SHED.inc()
+        oldest.shed()
+        self.sessions.discard(oldest)  # its slot is the newcomer's now; release() skips it
         return True
 
     def release(self, session: EscalatorSMTP, client: str) -> None:
@@ -153,8 +187,10 @@ class MailHandler:
         max_recipients: int,
         on_accepted: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        limits: RateLimits | None = None,
     ) -> None:
         self._store = store
+        self._limits = limits or RateLimits(0, 0, time.monotonic)
         self._addresses = frozenset(mailbox_key(a) for a in addresses) | postmasters(addresses)
         self._max_recipients = max_recipients
         self._on_accepted = on_accepted
@@ -165,6 +201,22 @@ class MailHandler:
             for name in dir(self)
             if name.startswith("handle_")
         }
+
+    async def handle_MAIL(  # noqa: N802 - aiosmtpd finds hooks by this exact name
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        over = self._limits.refusal(address, client_address(session) or "unknown")
+        if over is not None:
+            metrics.SMTP_RATE_LIMITED.labels(scope=over).inc()
+            return REPLY_RATE_LIMITED.format(scope=over)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Ok"
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd finds hooks by this exact name
         self,
@@ -202,6 +254,7 @@ class MailHandler:
             ", duplicate" if accepted.duplicate else "",
         )
         if not accepted.duplicate:
+            self._limits.record(mail.mail_from, mail.client_address or "unknown")
             self._on_accepted()
         return REPLY_STORED.format(mail_id=accepted.mail_id)
 
@@ -366,6 +419,8 @@ class EscalatorSMTP(SMTP):
         self._client: str | None = None
         self._refused = False
         self._counting: str | None = None  # the command whose reply the metrics count
+        self._last_active = time.monotonic()
+        self._in_data = False
 
     def _fast_init(
         self,
@@ -440,7 +495,28 @@ class EscalatorSMTP(SMTP):
             self._client = None
         super().connection_lost(error)
 
+    @property
+    def idle_since(self) -> float | None:
+        """When this session last answered, or None while a transaction is under way."""
+        envelope = self.envelope
+        if self._in_data or (envelope is not None and envelope.mail_from):
+            return None
+        return self._last_active
+
+    def shorten_timeout(self, seconds: float) -> None:
+        if self._timeout_duration > seconds and self.transport is not None:
+            self._timeout_duration = seconds
+            self._reset_timeout()
+
+    def shed(self) -> None:
+        """Closed to make room under pressure (SessionGate._shed_one)."""
+        if self.transport is not None:
+            count_reply(REPLY_SHED.decode())
+            self.transport.write(REPLY_SHED)  # type: ignore[attr-defined]
+            self.transport.close()
+
     async def push(self, status: AnyStr) -> None:
+        self._last_active = time.monotonic()
         if isinstance(status, str):
             status = self._enhanced(status)
             self._count(status)
@@ -485,6 +561,14 @@ class EscalatorSMTP(SMTP):
         self._counting = "DATA"
         if await self._data_refused(arg):
             return
+        assert self.envelope is not None
+        self._in_data = True
+        try:
+            await self._data()
+        finally:
+            self._in_data = False
+
+    async def _data(self) -> None:
         assert self.envelope is not None
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         reader = MessageReader(
@@ -618,7 +702,10 @@ async def start_smtp(
     """Listen on ESCALATOR_SMTP_LISTEN in the running loop. `clock` stamps received_at (the
     instant a mail is decided at); tests pin it to a cover window."""
     host, port = split_host_port(settings.smtp_listen, "ESCALATOR_SMTP_LISTEN")
-    handler = MailHandler(store, settings.addresses, settings.max_recipients, on_accepted, clock)
+    limits = RateLimits(settings.sender_rate_limit, settings.client_rate_limit, time.monotonic)
+    handler = MailHandler(
+        store, settings.addresses, settings.max_recipients, on_accepted, clock, limits
+    )
     # Behind a PROXY-protocol load balancer every TCP peer is the balancer itself, so the
     # per-client cap would throttle everyone together: only the overall cap applies there.
     per_client = settings.max_connections if settings.proxy_protocol else None
