@@ -28,16 +28,19 @@ _HASH = Prefiltered(
 # After a dash ("Slack - grateful if ...") only a name shaped like a channel (with '-', '_' or a
 # digit) is taken: a dash there is as often punctuation of a sentence as a label.
 _LABELLED = Prefiltered.compile(
-    r"(?<!teams )(?<!teams' )\b(?:slack\s+channel|slack|channel)\s*(?:is|name)?\s*([:=\-\u2013])\s*"
+    r"(?<!teams )(?<!teams' )(?<!notification )"
+    r"\b(?:slack\s+channel|slack|channel)\s*(?:is|name)?\s*([:=\-\u2013])\s*"
     r"([A-Za-z0-9][A-Za-z0-9_-]{1,79})\b",
     re.IGNORECASE,
     starts=("slack", "channel"),
 )
-# "our Slack channel is name": without punctuation only a hyphenated name is taken as a channel.
+# "our Slack channel is name", "channel hmpps-auth-incident": without punctuation only a
+# hyphenated name is taken as a channel.
 _NAMED = Prefiltered.compile(
-    r"\bslack\s+channel\s+(?:is|called|named)\s+#?([A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)+)\b",
+    r"(?<!notification )\b(?:slack\s+)?channel\s+(?:(?:is|called|named)\s+)?#?"
+    r"([A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)+)\b",
     re.IGNORECASE,
-    starts=("slack",),
+    starts=("slack", "channel"),
 )
 # JIRA keys, PR numbers, "#1st", incident and change references (INC0012345, P1, CHG42).
 _TICKET_KEY = re.compile(r"^(?:[A-Z]{2,10}-\d+|[A-Za-z]{1,4}\d+|\d+[A-Za-z]{0,2})$")
@@ -129,6 +132,17 @@ _ARCHIVED = Prefiltered.compile(
     starts=("archived", "no longer", "old", "previous", "last", "channel"),
 )
 
+# Said to have gone unanswered there: where the sender already asked, not where to talk next.
+_UNANSWERED = re.compile(
+    r"\b(no|nobody|no one|not|never|haven't|hasn't|didn't|don't|n't)\b[^.!?\n]{0,60}?"
+    r"\b(answer\w*|respon\w*|repl(y|ies|ied)|picked (it |this |that )?up|got back)\b",
+    re.IGNORECASE,
+)
+# Platform channels that announce or alert: never where a team talks unless the mail says so.
+BROADCAST_CHANNELS = PLATFORM_CHANNELS - {"ask-cloud-platform"}
+# A line of hashtags only ("#TeamMoJ #OneHMPPS"): a signature's slogans, not channels.
+_HASHTAG_LINE = re.compile(r"[ \t]*(?:#[\w-]+[ \t]*){2,}")
+
 _WHERE_SCORE = {"new": 2, "subject": 1, "forwarded": 0, "quoted": -3, "signature": -4}
 
 
@@ -140,7 +154,8 @@ class ChannelMention:
     where: str
     position: int
     score: int
-    context: str
+    context: str  # the mention's sentence, up to the neighbouring mentions
+    clause: str = ""  # the piece of it that holds the mention (split at commas, "so", "but")
 
 
 @dataclass(frozen=True)
@@ -149,16 +164,18 @@ class TextPart:
     text: str
 
 
-def find_channel(parts: list[TextPart]) -> ChannelMention | None:
-    """The channel meant for further communication, or None when no channel is named."""
+def find_channel(parts: list[TextPart], platform: bool = True) -> ChannelMention | None:
+    """The channel meant for further communication, or None when no channel is named.
+    `platform`: whether the platform team's own channels may be the answer at all."""
     mentions = [mention for part in parts for mention in _mentions(part)]
     if any(part.where == "new" and _ARCHIVED.search(part.text) for part in parts):
-        # "the old channel is archived": the quoted history's channel is not where to talk now.
-        mentions = [
-            mention
-            for mention in mentions
-            if mention.where != "quoted" and not _ARCHIVED.search(mention.context)
-        ]
+        # "the old channel is archived": the quoted history's channel is not where to talk now,
+        # nor any other mention of a channel the sender says is archived.
+        said = [m for m in mentions if m.where != "quoted" and _ARCHIVED.search(m.clause)]
+        archived = {mention.channel for mention in said}
+        mentions = [m for m in mentions if m.where != "quoted" and m.channel not in archived]
+    if not platform:
+        mentions = [mention for mention in mentions if mention.channel not in PLATFORM_CHANNELS]
     if not mentions:
         return None
     order = {part.where: index for index, part in enumerate(parts)}
@@ -174,9 +191,40 @@ def _mentions(part: TextPart) -> list[ChannelMention]:
         before_from = max(line_start, found[index - 1][1] if index else 0)
         after_to = min(line_end, found[index + 1][0] if index + 1 < len(found) else line_end)
         before, after = part.text[before_from:start], part.text[end:after_to]
+        if _HASHTAG_LINE.fullmatch(part.text[line_start:line_end]):
+            continue
         score = _WHERE_SCORE[part.where] + _context_score(before, after, channel)
-        mentions.append(ChannelMention(channel, part.where, start, score, (before + after)[:200]))
-    return _fold_link_names(mentions, found, part.text)
+        low = found[index - 1][1] if index else 0
+        high = found[index + 1][0] if index + 1 < len(found) else len(part.text)
+        sentence = _sentence(part.text, start, end, low, high)
+        context = sentence if len(sentence) <= 300 else (before + after)
+        clause = next((c for c in _CLAUSE_BREAK.split(context) if _MARK in c), context)
+        context, clause = context.replace(_MARK, " "), clause.replace(_MARK, " ")
+        mentions.append(ChannelMention(channel, part.where, start, score, context, clause))
+    return [m for m in _fold_link_names(mentions, found, part.text) if _candidate(m)]
+
+
+def _candidate(mention: ChannelMention) -> bool:
+    """Not a channel the sender says went unanswered, nor an announcement channel, unless the
+    same sentence also asks for further communication there."""
+    further = bool(_FURTHER.search(_UNANSWERED.sub(" ", mention.context)))
+    if _UNANSWERED.search(mention.context) and not further:
+        return False
+    return further or mention.channel not in BROADCAST_CHANNELS
+
+
+_MARK = "\x00"  # where the mention stood, in its sentence
+_CLAUSE_BREAK = re.compile(r"[,;:]|\s[-\u2013]\s|\b(?:so|but|and|instead)\b", re.IGNORECASE)
+_STOPS = (". ", "! ", "? ", ".\n", "\n\n")
+
+
+def _sentence(text: str, start: int, end: int, low: int, high: int) -> str:
+    """The sentence around a mention, across the sender's line wrapping (not a blank line),
+    without the neighbouring mentions (between `low` and `high`)."""
+    left = max([low - 1] + [text.rfind(mark, low, start) for mark in _STOPS])
+    stops = [text.find(mark, end, high) for mark in _STOPS]
+    right = min([stop for stop in stops if stop >= 0], default=high)
+    return " ".join(f"{text[left + 1 : start]}{_MARK}{text[end:right]}".split())
 
 
 def _fold_link_names(
@@ -205,6 +253,8 @@ _LINK_TO_NAME_GAP = re.compile(
 def _names_the_link(previous: tuple[int, int, str], channel: str, text: str, start: int) -> bool:
     """An archive ID (upper case) and a name beside it, either order, on one line."""
     gap = text[previous[1] : start]
+    if gap.count("\n") == 1 and gap.split("\n")[1].lstrip().startswith("("):
+        gap = gap.replace("\n", " ")  # the name in brackets on the link's next line
     if "\n" in gap or previous[2].isupper() == channel.isupper():
         return False
     return bool(_LINK_TO_NAME_GAP.fullmatch(gap))

@@ -48,6 +48,8 @@ class Cues:
     production: re.Pattern[str]
     tooling: re.Pattern[str]
     people: re.Pattern[str]
+    unaffected: re.Pattern[str]
+    conditional: re.Pattern[str]
 
 
 _NEVER = r"(?!)"
@@ -102,6 +104,8 @@ def state_of(clause: Clause, start: int, lasting: bool, cues: Cues) -> State:
     if cues.negation.search(before):
         return State.NEGATED
     if cues.hypothetical.search(before):
+        return State.HYPOTHETICAL
+    if cues.conditional.search(clause.text[: start - clause.start]):
         return State.HYPOTHETICAL
     if cues.non_production.search(clause.text) and not cues.production.search(clause.text):
         return State.NON_PRODUCTION

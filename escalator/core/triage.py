@@ -38,9 +38,9 @@ class TriagePolicy:
 
 def triage(mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = None) -> Triage:
     """Decide escalate or reject for one parsed mail."""
-    channel = find_channel(_channel_parts(mail))
+    automated = automated_evidence(mail, policy, envelope_from)
     findings: dict[Reason, list[Evidence]] = {
-        Reason.AUTOMATED_MESSAGE: automated_evidence(mail, policy, envelope_from),
+        Reason.AUTOMATED_MESSAGE: automated,
         Reason.SENDER_NOT_ALLOWED: _sender_evidence(mail, policy),
         Reason.NOT_SERVICE_IMPACTING: [],
         Reason.MISSING_SLACK_CHANNEL: [],
@@ -49,6 +49,10 @@ def triage(mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = N
     content = _content_parts(mail)
     impact = _impact_evidence(content, _thread_parts(mail, content), policy.rules)
     findings[Reason.NOT_SERVICE_IMPACTING] = impact.excluded
+    channel = find_channel(
+        _channel_parts(mail, automated, _earlier_matter_over(impact, policy.rules)),
+        platform=not automated,
+    )
     if channel is None:
         findings[Reason.MISSING_SLACK_CHANNEL] = [
             Evidence("channel", "no Slack channel named", "mail", Reason.MISSING_SLACK_CHANNEL)
@@ -264,7 +268,9 @@ def _impact_evidence(content: list[TextPart], thread: list[TextPart], rules: Rul
     # The mail itself says the problem is in a test environment: only impacts placed in
     # production (or exposures, which are incidents anywhere) overrule that.
     # The same holds when the sender says production or its users are unaffected.
-    elsewhere = bool(no_impact) or len(non_production) >= 2
+    # ("The site is up" does not say production is unaffected: its data may still be lost.)
+    elsewhere = any(rules.cues.unaffected.search(item.matched) for item in no_impact)
+    elsewhere = elsewhere or len(non_production) >= 2
     elsewhere = elsewhere or any(item.where == "subject" for item in non_production)
     lasting, located, unlocated = reading.strong(elsewhere)
     if lasting or located:
@@ -441,7 +447,10 @@ def _content_parts(mail: ParsedMail) -> list[TextPart]:
 
 _FORWARD_SUBJECT = re.compile(r"^\s*(fw|fwd|forward(ed)?)\s*:", re.IGNORECASE)
 # A line break inside a sentence (clients wrap plain text at ~72 columns), not before a list item.
-_WRAPPED = re.compile(r"(?<=[^\s.!?:;])[ \t]*\n[ \t]*(?=[^\s>*\u2022\d-])")
+# "*.example.org" and "3,100 bookings" continue a sentence; "* item" and "1. item" start a list.
+_WRAPPED = re.compile(
+    r"(?<=[^\s.!?:;])[ \t]*\n[ \t]*(?=[^\s>*\u2022\d-]|\*[^\s*]|\d+(?![\d.)]*[.)]\s))"
+)
 
 
 def _unwrap(text: str) -> str:
@@ -455,8 +464,28 @@ def _thread_parts(mail: ParsedMail, content: list[TextPart]) -> list[TextPart]:
     return [*content, quoted] if quoted.text else content
 
 
-def _channel_parts(mail: ParsedMail) -> list[TextPart]:
+_REVIEW_RULE = "incident_review"
+
+
+def _earlier_matter_over(impact: _Impact, rules: Rules) -> bool:
+    """The sender's words say the thread's matter is over and ask something new: a review of it,
+    or another request ("thanks, fine since; separately, could you ..."). A bare "thanks, that's
+    fixed it" stays on the thread's channel."""
+    over = {rule.name for rule in rules.of_kind("resolved")}
+    own = [item for item in impact.excluded if item.where != "quoted"]
+    ended = any(item.rule in over for item in own)
+    new_ask = any(item.rule == _REVIEW_RULE or item.rule not in over for item in own)
+    return ended and new_ask
+
+
+# Quoted and bounced material a machine sent back, or the history of a matter the sender says is
+# over, is not where the sender asks to talk now.
+_MACHINE_COPIES = frozenset({"forwarded", "quoted"})
+
+
+def _channel_parts(mail: ParsedMail, automated: list[Evidence], over: bool) -> list[TextPart]:
     body = mail.body
+    dropped = set(_MACHINE_COPIES) if automated else {"quoted"} if over else set()
     parts = [
         TextPart("new", body.new),
         TextPart("subject", mail.subject),
@@ -464,7 +493,8 @@ def _channel_parts(mail: ParsedMail) -> list[TextPart]:
         TextPart("quoted", body.quoted),
         TextPart("signature", body.signature),
     ]
-    return [TextPart(part.where, part.text.translate(_QUOTES)) for part in parts]
+    kept = [part for part in parts if part.where not in dropped]
+    return [TextPart(part.where, part.text.translate(_QUOTES)) for part in kept]
 
 
 _NOISE = re.compile(

@@ -39,6 +39,7 @@ RULES = {
     "feature_request": "it asks for a new feature",
     "planned_work": "it is about planned work",
     "post_incident": "it is about an incident that is already over",
+    "incident_review": "it asks for a review of an incident that is already over",
 }
 
 WINDOWS = {
