@@ -51,10 +51,10 @@ class Settings(BaseSettings):
     addresses: CommaList = ("escalations@localhost", "critical-incident@localhost")
     max_message_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_recipients: int = Field(default=20, gt=0)
-    max_connections: int = Field(default=100, gt=0)
-    max_connections_per_client: int = Field(default=10, gt=0)
-    sender_rate_limit: int = Field(default=60, ge=0)
-    client_rate_limit: int = Field(default=600, ge=0)
+    max_connections: int = Field(default=200, gt=0)
+    max_connections_per_client: int = Field(default=20, gt=0)
+    sender_rate_limit: int = Field(default=0, ge=0)  # 0 = off
+    client_rate_limit: int = Field(default=0, ge=0)  # 0 = off
     smtp_command_timeout: float = Field(default=300.0, gt=0)
     smtp_hostname: str = "escalator.localhost"
     tls_cert_file: Path | None = None
