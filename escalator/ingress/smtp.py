@@ -32,6 +32,7 @@ from escalator import metrics
 from escalator.core import headers as core_headers
 from escalator.errors import ConfigError, StoreUnavailable
 from escalator.ingress.ratelimit import RateLimits
+from escalator.ingress.spool import MEMORY_BYTES, CommitBudget, Spool
 from escalator.settings import Settings, split_host_port
 from escalator.store import IncomingMail, Store
 from escalator.store.digest import content_digest
@@ -191,6 +192,7 @@ class MailHandler:
     ) -> None:
         self._store = store
         self._limits = limits or RateLimits(0, 0, time.monotonic)
+        self._budget = CommitBudget()
         self._addresses = frozenset(mailbox_key(a) for a in addresses) | postmasters(addresses)
         self._max_recipients = max_recipients
         self._on_accepted = on_accepted
@@ -236,7 +238,14 @@ class MailHandler:
     async def handle_DATA(  # noqa: N802 - aiosmtpd finds hooks by this exact name
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
-        mail = incoming_mail(session, envelope, self._clock())
+        spool = getattr(server, "spool", None)
+        size = spool.size if spool is not None else len(envelope.original_content or b"")
+        async with self._budget.reserve(size):
+            raw = b"" if spool is None else await _read(spool)
+            mail = incoming_mail(session, envelope, self._clock(), raw or envelope.original_content)
+            return await self._store_mail(mail)
+
+    async def _store_mail(self, mail: IncomingMail) -> str:
         started = time.perf_counter()
         try:
             accepted = await self._store.accept(mail)
@@ -269,8 +278,17 @@ class MailHandler:
         return "451 4.3.0 Internal error, try again later"
 
 
-def incoming_mail(session: Session, envelope: Envelope, received_at: datetime) -> IncomingMail:
-    raw = envelope.original_content or b""
+async def _read(spool: Spool) -> bytes:
+    """A spooled message back as bytes: off the loop when it went to a file."""
+    if spool.size <= MEMORY_BYTES:
+        return spool.read()
+    return await asyncio.to_thread(spool.read)
+
+
+def incoming_mail(
+    session: Session, envelope: Envelope, received_at: datetime, raw: bytes | None = None
+) -> IncomingMail:
+    raw = raw or b""
     message_id, subject, from_addr = header_summary(raw)
     return IncomingMail(
         raw=raw,
@@ -361,7 +379,7 @@ class MessageReader:
     bare_lf_session: bool
     state: DataState = DataState.NOMINAL
     size: int = 0
-    content: bytearray = field(default_factory=bytearray)
+    spool: Spool = field(default_factory=Spool)
     _previous_crlf: bool = True
     _continued: bool = False  # the next chunk continues an overlong line
 
@@ -390,13 +408,12 @@ class MessageReader:
         elif self.size_limit and self.size > self.size_limit:
             self._fail(DataState.TOO_MUCH)
         if self.state is DataState.NOMINAL:
-            self.content += text
-            self.content += b"\r\n"
+            self.spool.write(text + b"\r\n")
 
     def _fail(self, state: DataState) -> None:
         if self.state is DataState.NOMINAL:
             self.state = state
-            self.content = bytearray()
+            self.spool.close()
 
 
 # -- the protocol -------------------------------------------------------------------------
@@ -421,6 +438,7 @@ class EscalatorSMTP(SMTP):
         self._counting: str | None = None  # the command whose reply the metrics count
         self._last_active = time.monotonic()
         self._in_data = False
+        self.spool: Spool | None = None  # the message of the DATA being handled
 
     def _fast_init(
         self,
@@ -574,15 +592,18 @@ class EscalatorSMTP(SMTP):
         reader = MessageReader(
             self.data_size_limit, self.line_length_limit, not getattr(self._reader, "crlf", True)
         )
-        if not await self._read_message(reader):
-            return
-        if reader.state is not DataState.NOMINAL:
-            self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd, unannotated
-            await self.push(self._refusal(reader.state))
-            return
-        self.envelope.original_content = self.envelope.content = bytes(reader.content)
-        reader.content = bytearray()
-        status = await self._call_handler_hook("DATA")
+        try:
+            if not await self._read_message(reader):
+                return
+            if reader.state is not DataState.NOMINAL:
+                self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd, unannotated
+                await self.push(self._refusal(reader.state))
+                return
+            self.spool = reader.spool
+            status = await self._call_handler_hook("DATA")
+        finally:
+            reader.spool.close()
+            self.spool = None
         self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd, unannotated
         await self.push("250 OK" if status is MISSING else status)
 

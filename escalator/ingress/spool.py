@@ -1,0 +1,78 @@
+"""Where a message goes while it arrives: a small buffer, then an unlinked temporary file.
+
+A session holds at most `MEMORY_BYTES` of its message in memory, whatever the message's size
+(aiosmtpd kept every line in a list). The bytes are read back once, for the commit, and only
+while `CommitBudget` allows: twenty 10 MiB mails arriving together are stored a few at a time
+rather than all held in memory at once. The file is anonymous (TemporaryFile), so a crash
+leaves nothing behind; the store commit, not this file, is what makes a 250 durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from collections.abc import AsyncIterator
+from typing import IO
+
+MEMORY_BYTES = 256 * 1024  # per session, before the message moves to a temporary file
+COMMIT_BUDGET_BYTES = 48 * 1024 * 1024  # raw bytes read back for commits at any one time
+
+
+class Spool:
+    """Append-only message bytes: in memory up to MEMORY_BYTES, then in a temporary file."""
+
+    def __init__(self, memory_bytes: int = MEMORY_BYTES) -> None:
+        self._memory_bytes = memory_bytes
+        self._buffer = bytearray()
+        self._file: IO[bytes] | None = None
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        self.size += len(data)
+        if len(self._buffer) >= self._memory_bytes:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="escalator-spool-")  # noqa: SIM115 - closed in close()
+        self._file.write(self._buffer)
+        self._buffer = bytearray()
+
+    def read(self) -> bytes:
+        """The whole message (blocking file I/O: call it off the loop for large ones)."""
+        if self._file is None:
+            return bytes(self._buffer)
+        self._file.seek(0)
+        return self._file.read() + bytes(self._buffer)
+
+    def close(self) -> None:
+        self._buffer = bytearray()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class CommitBudget:
+    """A byte semaphore: how much raw mail may be in memory for commits at once. One mail is
+    always let through, however large, so no size can wait forever."""
+
+    def __init__(self, limit: int = COMMIT_BUDGET_BYTES) -> None:
+        self._limit = limit
+        self._in_use = 0
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def reserve(self, size: int) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: not self._in_use or self._in_use + size <= self._limit
+            )
+            self._in_use += size
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._in_use -= size
+                self._changed.notify_all()
