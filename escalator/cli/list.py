@@ -1,8 +1,10 @@
 """`escalator list [--json]`: every stored mail with its decision and actions, oldest first.
 
 The JSON Lines shape is a contract (shared/spec/settings.md); the table is for people. Beside
-the contract's keys, "incident" holds what PagerDuty said of the incident the mail's page opened
-(issue 11: status, who acknowledged and when), or null.
+the contract's keys, "confidence" says how sure the decision was (issue 15; the notices of a
+low-confidence reject are the "doubt" entries of "other_actions"), and "incident" holds what
+PagerDuty said of the incident the mail's page opened (issue 11: status, who acknowledged and
+when), or null.
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ def mail_json(listed: ListedMail) -> dict[str, Any]:
         # "actions" holds the contract's kinds only; newer kinds (e.g. "review") go beside it
         "actions": [action_json(a) for a in listed.actions if a.kind in ACTION_KINDS],
         "other_actions": [action_json(a) for a in listed.actions if a.kind not in ACTION_KINDS],
+        # issue 15: how sure the machine was (null until decided); a low-confidence reject's
+        # notices are the "doubt" entries of "other_actions"
+        "confidence": mail.decision.confidence if mail.decision is not None else None,
     }
 
 

@@ -7,6 +7,14 @@ forbids answering (automated mail, null sender, list or bulk mail, mailer daemon
 is planned in state "skipped" with the reason, so operators see why nobody was answered. In
 support hours a reject also gets a "review" post in the support review channel (issue 5).
 
+A low-confidence reject (issue 15: it may be an incident) is held like any reject and is never
+silent: "doubt" notices, a kind beside the contract's four. In support hours one ("via" slack)
+is posted in the alarm channel: held, may be an incident, release to page. On call one ("via"
+pagerduty) is a PagerDuty event of severity "warning" (low urgency) under a dedup key of its
+own ("doubt:<root>"), so a later release pages the conversation's own incident. Support and
+on-call together: both. Out of cover: the PagerDuty one at the next on-call start (07:00); the
+dispatcher skips a notice whose mail was released or dismissed before it was due.
+
 Behind the deployment's own mail group (a trusted List-Id, as triage treats it), list headers
 and Precedence list/bulk are the group's, not a robot's: the person is answered, at their
 Reply-To or From address, since the envelope sender is the group's bounce address.
@@ -41,6 +49,8 @@ _BULK_PRECEDENCE = frozenset({"bulk", "list", "junk"})
 _GROUP_PRECEDENCE = frozenset({"bulk", "list"})  # what a trusted group itself adds
 _MAILTO = re.compile(r"mailto:([^\s<>?,]+)", re.IGNORECASE)
 _REVIEW_WINDOWS = frozenset({Window.SUPPORT, Window.SUPPORT_AND_ON_CALL})
+_ON_CALL_WINDOWS = frozenset({Window.ON_CALL, Window.SUPPORT_AND_ON_CALL})
+DOUBT_KIND = "doubt"
 UNVERIFIED_NOTE = "unverified sender"
 NULL_SENDER_REFUSAL = "not answered: null sender <> (RFC 3834)"
 
@@ -105,7 +115,11 @@ def plan_addressed(
     reply = _reply_action(decision.at, root, common, addressed.to, addressed.refusal)
     if decision.verdict is Verdict.ESCALATE:
         return (*_escalation(decision, root, common), reply)
-    return (reply, *_review_post(decision, common, mail_id))
+    return (
+        reply,
+        *_review_post(decision, common, mail_id),
+        *_doubt_notices(decision, root, common),
+    )
 
 
 def address(
@@ -143,6 +157,29 @@ def _review_post(
     if decision.routing.window not in _REVIEW_WINDOWS:
         return ()
     return (PlannedAction("review", decision.at, f"review:mail-{mail_id}", common),)
+
+
+def _doubt_notices(
+    decision: Decision, root: str, common: dict[str, Any]
+) -> tuple[PlannedAction, ...]:
+    """A reject that may be an incident raises a notice where someone is watching now, or at
+    the next on-call start when nobody is (issue 15, the doubt path)."""
+    if not decision.triage.low_confidence_reject:
+        return ()
+    window, now = decision.routing.window, decision.at
+    if window is Window.NO_COVER:
+        return (_doubt("pagerduty", decision.routing.notice_at or now, root, common),)
+    vias = (
+        *(("slack",) if window in _REVIEW_WINDOWS else ()),
+        *(("pagerduty",) if window in _ON_CALL_WINDOWS else ()),
+    )
+    return tuple(_doubt(via, now, root, common) for via in vias)
+
+
+def _doubt(via: str, due: datetime, root: str, common: dict[str, Any]) -> PlannedAction:
+    """One notice; its key never equals a page's (the root) or an alarm's ("alarm:<root>")."""
+    key = f"doubt:{root}" if via == "pagerduty" else f"doubt-alarm:{root}"
+    return PlannedAction(DOUBT_KIND, due, key, {**common, "via": via})
 
 
 def _common_payload(

@@ -47,7 +47,8 @@ def route(verdict: Verdict, calendar: CoverCalendar, at: datetime) -> Routing:
     """The contract's routing table: escalations by window; rejects are never paged or alarmed."""
     window = calendar.window_at(at)
     if verdict is Verdict.REJECT:
-        return Routing(window, Page.NONE, None, False)
+        later = calendar.next_on_call_start(at) if window is Window.NO_COVER else None
+        return Routing(window, Page.NONE, None, False, notice_at=later)
     page, alarm = _ROUTES[window]
     page_at = calendar.next_on_call_start(at) if page is Page.DEFERRED else None
     return Routing(window, page, page_at, alarm)

@@ -116,6 +116,9 @@ class Routing:
     page: Page
     page_at: datetime | None
     alarm: bool
+    # a reject out of cover: when a notice about it would reach on-call (the next on-call start,
+    # 07:00); not part of the contract's JSON, only the outbox's due time (issue 15)
+    notice_at: datetime | None = None
 
 
 @dataclass(frozen=True)

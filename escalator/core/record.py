@@ -170,6 +170,17 @@ class DecisionRecord:
         return tuple(item for item in items if isinstance(item, Mapping))
 
     @property
+    def confidence(self) -> str:
+        """ "high" or "low" (issue 15); a decision stored before confidence existed is "high"."""
+        return "low" if self.decision.get("confidence") == "low" else "high"
+
+    @property
+    def doubts(self) -> tuple[Mapping[str, Any], ...]:
+        """The evidence that made the confidence low; empty when it is high."""
+        items = self.decision.get("doubts") or ()
+        return tuple(item for item in items if isinstance(item, Mapping))
+
+    @property
     def sender_check(self) -> SenderCheck | None:
         """What the sender check found (issue 16), or None when the sender was not checked."""
         found = self.decision.get("sender")

@@ -73,6 +73,7 @@ class Incident:
     update: str = ""
     thread: tuple[tuple[str, str], ...] = ()
     page_failing: bool = False  # PagerDuty has not accepted the page (yet): say so, not "paged"
+    doubts: tuple[Mapping[str, Any], ...] = field(default=())  # why the verdict may be wrong
 
 
 # --- text hygiene ---------------------------------------------------------------------------
@@ -326,6 +327,8 @@ def pagerduty_details(incident: Incident, review_url: str) -> dict[str, Any]:
         details["status page"] = incident.status_page_url
     if incident.notes:
         details["notes"] = list(incident.notes)
+    if incident.doubts:
+        details["in doubt"] = doubt_lines(incident)
     return details
 
 
@@ -428,6 +431,7 @@ def slack_alarm(incident: Incident, review_url: str) -> tuple[str, list[dict[str
     what = slack_text(headline(incident), 500)
     channel = slack_channel_ref(incident.slack_channel)
     notes = "".join(f"\n:warning: {slack_text(note, 500)}" for note in incident.notes)
+    notes += _doubt_note(incident)
     facts = (
         f"*Talk in:* {channel}\n*Raised by:* {who}\n"
         f"*Received:* {words.when(incident.received_at, incident.zone)} "
@@ -465,6 +469,79 @@ def slack_review(incident: Incident, review_url: str) -> tuple[str, list[dict[st
         _section(truncate_escaped(text, SLACK_BLOCK_TEXT_MAX)),
         _section(_facts_text(incident.facts)),
     ]
+
+
+# --- the doubt path (issue 15): a reject that may be an incident is never silent -----------
+
+DOUBT_HEADER = "Held, may be an incident — release to page"
+DOUBT_SHOWN = 4
+
+
+def doubt_lines(incident: Incident) -> list[str]:
+    """Why the verdict may be wrong, one plain line per doubt (not escaped: callers escape for
+    their channel)."""
+    return describe_doubts(incident.doubts)
+
+
+def describe_doubts(items: tuple[Mapping[str, Any], ...]) -> list[str]:
+    """Stored doubts (the decision's "doubts") in plain words, at most DOUBT_SHOWN."""
+    return [_doubt_words(item) for item in items[:DOUBT_SHOWN]]
+
+
+_WHERE = {"new": "sender's new text", "quoted": "quoted history", "subject": "subject"}
+
+
+def _doubt_words(item: Mapping[str, Any]) -> str:
+    rule = one_line(str(item.get("rule") or "a reading rule").replace("_", " "), 80)
+    matched = one_line(str(item.get("matched") or ""), 200)
+    where = str(item.get("where") or "mail")
+    place = one_line(_WHERE.get(where, where), 40)
+    return f"{rule}: “{matched}” (in the {place})" if matched else f"{rule} (in the {place})"
+
+
+def _doubt_note(incident: Incident) -> str:
+    """The alarm's doubt line for a low-confidence escalation (escaped, like any mail text)."""
+    if not incident.doubts:
+        return ""
+    return f"\n:grey_question: *In doubt:* {slack_text('; '.join(doubt_lines(incident)), 800)}"
+
+
+def slack_doubt(incident: Incident, review_url: str) -> tuple[str, list[dict[str, Any]]]:
+    """The alarm-channel notice for a held reject that may be an incident: mention-safe (mail
+    text escaped, verbatim mrkdwn), the reasons and doubts in plain words, the review link."""
+    who = slack_text(f"{incident.sender_name} <{incident.sender}>".strip(), 500)
+    subject = slack_text(one_line(incident.subject, SUBJECT_MAX) or "(no subject)", 400)
+    reasons = slack_escape("; ".join(words.reason(code) for code in incident.reasons) or "none")
+    doubts = "\n".join(f"• {slack_text(line, 400)}" for line in doubt_lines(incident))
+    link = slack_link(review_url, f"Review mail #{incident.mail_id}")
+    text = (
+        f"{DOUBT_HEADER}: {subject} from {who}. Rejected ({reasons}), but it may be an "
+        f"incident:\n{doubts or '• (no detail kept)'}\nRelease it to page on-call: {link}"
+    )
+    blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": DOUBT_HEADER}},
+        _section(truncate_escaped(text, SLACK_BLOCK_TEXT_MAX)),
+        _section(_facts_text(incident.facts)),
+        {"type": "actions", "elements": [_button("Open the mail's page", review_url, "open-mail")]},
+    ]
+    return truncate_escaped(text, SLACK_TEXT_MAX), blocks
+
+
+def pagerduty_doubt_event(incident: Incident, review_url: str) -> dict[str, Any]:
+    """A low-urgency PagerDuty event for a held reject that may be an incident: severity
+    "warning" (low urgency under dynamic notifications), its own dedup key (the planner's
+    "doubt:<root>"), the review page linked so on-call can release it to page properly."""
+    event = pagerduty_event(incident, review_url)
+    reasons = "; ".join(words.reason(code) for code in incident.reasons) or "none"
+    details = {
+        "held because": reasons,
+        "may be an incident because": doubt_lines(incident) or ["(no detail kept)"],
+        "to page": f"release it on the mail's page: {review_url}",
+        **{k: v for k, v in event["payload"]["custom_details"].items() if k != "in doubt"},
+    }
+    summary = one_line(f"[{DOUBT_HEADER}] {headline(incident)}", PD_SUMMARY_MAX)
+    payload = {**event["payload"], "summary": summary, "severity": "warning"}
+    return {**event, "payload": {**payload, "custom_details": details}}
 
 
 def _facts_text(facts: str) -> str:
@@ -534,6 +611,8 @@ def reply_context(incident: Incident, review_url: str) -> dict[str, Any]:
         "review_url": review_url,
         "status_page_url": incident.status_page_url,
         "on_call_minutes": ON_CALL_MINUTES,
+        # a reject that may be an incident (issue 15): support is told; no page is promised
+        "in_doubt": incident.verdict == "reject" and bool(incident.doubts),
     }
 
 

@@ -102,6 +102,8 @@ class Deliverer:
         if loaded is None:
             return Done("skipped", note="mail no longer stored")
         incident = self._frames.incident(loaded, action)
+        if action.kind == "doubt":
+            return await self._doubt(action, incident, loaded.review)
         handler = {
             "page": self._page,
             "alarm": self._alarm,
@@ -196,6 +198,29 @@ class Deliverer:
         return Done(
             "sent", {**posted, "payload": {"channel": channel, "text": text, "blocks": blocks}}
         )
+
+    async def _doubt(
+        self, action: ActionRow, incident: render.Incident, review: str | None
+    ) -> Done:
+        """A held reject that may be an incident (issue 15): a post in the alarm channel or a
+        low-urgency PagerDuty event, unless a person already released or dismissed the mail
+        (`review`, as read with this batch)."""
+        if review != "held":
+            return Done("skipped", note=f"not needed: the mail was {review or 'not held'} first")
+        url = self._frames.review_url(incident.mail_id)
+        if action.payload.get("via") == "pagerduty":
+            event = render.pagerduty_doubt_event(incident, url)
+            if self._adapters.pagerduty is None:
+                return Done("dry_run", {"event": event})
+            sent = await self._adapters.pagerduty.send(event)
+            return Done("sent", {**sent, "summary": event["payload"]["summary"], "payload": event})
+        text, blocks = render.slack_doubt(incident, url)
+        channel = self._settings.slack_alarm_channel
+        request = {"channel": channel, "text": text, "blocks": blocks}
+        if self._adapters.slack is None:
+            return Done("dry_run", request)
+        posted = await self._slack_once(action, channel, text, blocks)
+        return Done("sent", {**posted, "payload": request})
 
     async def _reply(self, action: ActionRow, incident: render.Incident) -> Done:
         to = render.header_address(str(action.payload.get("to") or incident.sender))

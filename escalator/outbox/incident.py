@@ -58,6 +58,7 @@ class Frames:
             dedup_key=render.bounded_dedup_key(action.dedup_key),
             notes=tuple(str(note) for note in action.payload.get("notes", ())),
             evidence=tuple(dict(item) for item in decision.evidence),
+            doubts=tuple(dict(item) for item in decision.doubts),
             support_from=self._calendar.next_support_start(mail.received_at),
             status_page_url=self._settings.status_page_url,
             zone=self._zone,

@@ -21,7 +21,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from escalator.core.actions import NULL_SENDER_REFUSAL, Addressed, PlannedAction, plan_addressed
+from escalator.core import render
+from escalator.core.actions import (
+    DOUBT_KIND,
+    NULL_SENDER_REFUSAL,
+    Addressed,
+    PlannedAction,
+    plan_addressed,
+)
 from escalator.core.decide import Policy, route
 from escalator.core.facts import MailFacts
 from escalator.core.model import Decision, Triage, Verdict
@@ -177,6 +184,12 @@ class MailView:
     actions: tuple[ActionRow, ...] = ()
     audit: tuple[AuditRow, ...] = ()
     sender_check: str | None = None  # "verified: …" / "unverified sender: …"; None when unchecked
+    doubts: tuple[str, ...] = ()  # why the machine's reject may be an incident (issue 15)
+
+    @property
+    def doubt_notices(self) -> tuple[ActionRow, ...]:
+        """The notices raised because this reject may be an incident (kind "doubt")."""
+        return tuple(action for action in self.actions if action.kind == DOUBT_KIND)
 
     @property
     def sender(self) -> str:
@@ -205,6 +218,9 @@ def mail_view(
         actions=actions,
         audit=audit,
         sender_check=sender_line(original.decision.get("sender")),
+        doubts=tuple(render.describe_doubts(original.doubts))
+        if original.verdict == "reject"
+        else (),
     )
 
 
@@ -238,6 +254,7 @@ _DONE_WORDS = {
     "ack": "acknowledged",
     "reply": "replied",
     "review": "posted for review",
+    "doubt": "notice sent",
 }
 
 

@@ -70,6 +70,7 @@ MIGRATIONS = (
     "postgres-0005-revoked-sessions.sql",
     "postgres-0006-first-due.sql",
     "postgres-0007-facts.sql",
+    "postgres-0008-doubt.sql",
 )
 MAIL_CHANNEL, ACTIONS_CHANNEL = "escalator_mail", "escalator_actions"
 POOL_SIZE = 8  # the writer, the listener's reconnects aside, and concurrent reads (web, metrics)

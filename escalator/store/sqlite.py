@@ -60,6 +60,7 @@ MIGRATIONS = (
     "sqlite-0006-revoked-sessions.sql",
     "sqlite-0007-first-due.sql",
     "sqlite-0008-facts.sql",
+    "sqlite-0009-doubt.sql",
 )
 _LIST_MAILS = (
     "SELECT id, received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject, "
