@@ -46,6 +46,7 @@ COUNTERS = frozenset(
         "escalator_decisions_total", "escalator_actions_total",
         "escalator_action_retries_total", "escalator_store_errors_total",
         "escalator_smtp_idle_shed_total", "escalator_smtp_rate_limited_total",
+        "escalator_storm_joined_total", "escalator_pagerduty_throttled_total",
     }
 )  # fmt: skip
 GAUGES = frozenset(

@@ -163,8 +163,12 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     )
     store = open_store(settings)
     await store.open()
-    processor = Processor(store, load_policy(settings), worker_settings=settings)
     dispatcher = Dispatcher(store, settings)
+    # as app.py wires it: a recorded decision wakes the dispatcher (no storm window: every
+    # mail here is one sender's, and each must page for the path to be measured)
+    processor = Processor(
+        store, load_policy(settings), worker_settings=settings, on_decided=dispatcher.wake
+    )
 
     def accepted() -> None:  # what app.py is asked to wire: wake both workers on accept
         processor.wake()

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from escalator import metrics, probe
@@ -97,6 +97,7 @@ class Service:
             probe_key=probe.probe_key(self.settings),  # read once: a new key needs a restart
             on_decided=self._wake_dispatcher,
             verify=dkimcheck.verifier(self.settings.verify_dkim),  # children build their own
+            storm_window=storm_window(self.settings),
         )
 
     async def _start_optional_workers(self) -> None:
@@ -255,6 +256,12 @@ class Service:
         done, _ = await asyncio.wait({task}, timeout=max(budget, 0.0))
         if not done:
             log.warning("shutdown deadline passed: in-flight actions left to their leases")
+
+
+def storm_window(settings: Settings) -> timedelta | None:
+    """ESCALATOR_STORM_WINDOW_SECONDS; 0 switches storm collapse off."""
+    seconds = settings.storm_window_seconds
+    return timedelta(seconds=seconds) if seconds > 0 else None
 
 
 async def serve(settings: Settings, *, on_started: Callable[[Service], None] | None = None) -> None:

@@ -48,6 +48,12 @@ ACTIONS = Counter(
     "escalator_actions", "Finished outbox actions by kind and outcome", ["kind", "outcome"]
 )
 ACTION_RETRIES = Counter("escalator_action_retries", "Action attempts to be retried", ["kind"])
+STORM_JOINED = Counter(
+    "escalator_storm_joined", "Escalations that joined an open storm's first mail (not paged)"
+)
+PAGERDUTY_THROTTLED = Counter(
+    "escalator_pagerduty_throttled", "Pages held back by PagerDuty's rate limit (ours or a 429)"
+)
 STORE_ERRORS = Counter("escalator_store_errors", "Store operations that failed")
 OUTBOX_PENDING = Gauge("escalator_outbox_pending", "Actions waiting in the outbox", ["kind"])
 OUTBOX_OLDEST = Gauge(

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8025"
     status_page_url: str | None = None
     retry_horizon_seconds: float = Field(default=600.0, gt=0)
+    storm_window_seconds: float = Field(default=900.0, ge=0)
+    pagerduty_events_per_minute: int = Field(default=120, gt=0)
 
     timezone: str = "Europe/London"
     extra_holidays_file: Path | None = None

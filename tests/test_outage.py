@@ -68,6 +68,7 @@ def _settings(tmp: Path, pd: PagerDutyStandIn, slack: SlackStandIn, sink: SmtpSi
         "slack_api_url": slack.api_url,
         "relay_url": sink.url,
         "retry_horizon_seconds": HORIZON,
+        "storm_window_seconds": 0,  # one sender's look-alike mails, each to be paged
         **paging_now(tmp),
     }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -19,7 +20,7 @@ from typing import Any
 from escalator import metrics
 from escalator.core import render
 from escalator.core.ackplace import ChannelFacts, ack_place
-from escalator.core.retry import Refused
+from escalator.core.retry import Refused, RetryLater
 from escalator.outbox import notices
 from escalator.outbox.incident import Frames
 from escalator.outbox.pagerduty import PagerDuty
@@ -79,6 +80,28 @@ class Adapters:
         )
 
 
+class PageBudget:
+    """A token bucket for one routing key: `per_minute` events, refilled continuously."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float]) -> None:
+        self._rate, self._cap, self._clock = per_minute / 60.0, float(per_minute), clock
+        self._tokens, self._at = float(per_minute), clock()
+
+    def take(self) -> float:
+        """0 when a page may leave now (its token taken), else the seconds until one may."""
+        now = self._clock()
+        self._tokens = min(self._cap, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self._rate
+
+    def empty(self) -> None:
+        """PagerDuty said 429: its own count is ahead of ours."""
+        self._tokens, self._at = 0.0, self._clock()
+
+
 class Deliverer:
     """Sends one action through the adapters (or records it as a dry run)."""
 
@@ -94,6 +117,7 @@ class Deliverer:
         self._adapters = adapters
         self._clock = clock
         self._frames = Frames(settings, clock)
+        self._budget = PageBudget(settings.pagerduty_events_per_minute, time.monotonic)
 
     async def execute(self, action: ActionRow, loaded: MailRow | None) -> Done:
         """Carry out one action for its stored mail (RetryLater, Refused, WaitFor as values)."""
@@ -127,7 +151,17 @@ class Deliverer:
         event = render.pagerduty_event(incident, self._frames.review_url(incident.mail_id))
         if self._adapters.pagerduty is None:
             return Done("dry_run", {"event": event})
-        sent = await self._adapters.pagerduty.send(event)
+        wait = self._budget.take()
+        if wait > 0:
+            metrics.PAGERDUTY_THROTTLED.inc()
+            raise RetryLater("held back: PagerDuty's rate limit for the routing key", wait)
+        try:
+            sent = await self._adapters.pagerduty.send(event)
+        except RetryLater as exc:
+            if "HTTP 429" in str(exc):
+                metrics.PAGERDUTY_THROTTLED.inc()
+                self._budget.empty()
+            raise
         if incident.page != "deferred":  # a deferred page waits for on-call on purpose
             waited = self._clock() - incident.received_at
             metrics.ACCEPT_TO_PAGE_SECONDS.observe(max(waited.total_seconds(), 0.0))
@@ -141,6 +175,8 @@ class Deliverer:
         request = {"channel": channel, "text": text, "blocks": blocks, "thread_ts": thread}
         if self._adapters.slack is None:
             return Done("dry_run", request)
+        if thread is None and action.payload.get("storm_of"):  # a storm's counter: in its thread
+            raise RetryLater("waiting for the storm's first alarm to be posted")
         posted = await self._slack_once(action, channel, text, blocks, thread_ts=thread)
         return Done("sent", {**posted, "payload": request})
 
@@ -290,7 +326,7 @@ class Deliverer:
 
     async def close(self) -> None:
         if self._adapters.pagerduty is not None:
-            self._adapters.pagerduty.close()
+            await self._adapters.pagerduty.close()
         if self._adapters.slack is not None:
             await self._adapters.slack.close()
 

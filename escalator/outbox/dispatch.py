@@ -25,6 +25,13 @@ Pages leave in order: once a page fails, later pages wait behind it rather than 
 A reply to an escalation says "paged" only once PagerDuty accepted the page. Without a routing
 key / bot token / relay, an action is recorded as "dry_run" with the exact payload it would
 have sent.
+
+No waits on the page path (issue 12): the store hands out pages before other kinds and each
+sender's oldest before anyone's second (a storm cannot starve other reporters); pages run side
+by side on a bounded pool (one lane per sender, so a sender's pages keep their order) over one
+keep-alive HTTPS pool, before the other kinds of their batch; and PagerDuty's rate limit
+(ESCALATOR_PAGERDUTY_EVENTS_PER_MINUTE per routing key) is kept by deliver.py, so a burst is
+retried later instead of answered 429 (a 429 empties the budget too).
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ LEASE_SECONDS = 5.0  # a dead replica's claims are free again this long after it
 HEARTBEAT_SECONDS = 1.5
 PERSISTENT_KINDS = frozenset({"page", "alarm"})  # never given up: they are what reaches a person
 EAGER_LOOKS, EAGER_STEP = 40, 0.005  # after a wake: look every 5 ms for up to 200 ms
+PAGE_POOL = 8  # pages in flight at once (PagerDuty pool: escalator.outbox.pagerduty.POOL_SIZE)
 
 
 @dataclass
@@ -94,6 +102,7 @@ class Dispatcher:
         self._stopping = False
         self._held: set[int] = set()  # claimed by this dispatcher and not yet settled
         self._unstarted: set[int] = set()  # of those, the ones not started yet
+        self._pool = asyncio.Semaphore(PAGE_POOL)
         self.done = 0
 
     def wake(self) -> None:
@@ -176,9 +185,10 @@ class Dispatcher:
                 log.info("dispatch: handed back %d claimed actions", released)
 
     async def _run_batch(self, batch: list[ActionRow]) -> None:
-        """Pages first, one by one in claim order; then the other kinds side by side. A page is
-        what wakes someone up: it must not share the CPU with rendering replies and alarms.
-        Each mail is read once per batch, however many of its actions it holds."""
+        """Pages first, side by side on the bounded pool, one lane per sender (claimed fairly:
+        one per sender in turn); then the other kinds side by side (a reply says "paged" only
+        once the page was accepted). Each mail is read once per batch, however many of its
+        actions it holds."""
         mails = await self._load({action.mail_id for action in batch})
         pages = [action for action in batch if action.kind == "page"]
         others = [action for action in batch if action.kind != "page"]
@@ -193,14 +203,23 @@ class Dispatcher:
         return {row.id: row for row in rows if row is not None}
 
     async def _run_pages(self, pages: list[ActionRow], mails: dict[int, MailRow]) -> None:
+        """One lane per sender: a sender's pages leave in order, senders side by side."""
+        lanes: dict[str, list[ActionRow]] = {}
         for action in pages:
+            lanes.setdefault(str(action.payload.get("from_addr") or ""), []).append(action)
+        await asyncio.gather(*(self._run_lane(lane, mails) for lane in lanes.values()))
+
+    async def _run_lane(self, lane: list[ActionRow], mails: dict[int, MailRow]) -> None:
+        for action in lane:
             if self._stopping:
                 return  # the rest are handed back by _run_leased
             gate = self._gate.until
             if gate is not None and self._clock() < gate:
                 await self._hold(action, gate)
-            else:
+                continue
+            if gate is not None:
                 self._gate = _PageGate()
+            async with self._pool:  # a page waits only for a free slot in the pool
                 await self._run(action, mails)
 
     async def _hold(self, action: ActionRow, gate: datetime) -> None:

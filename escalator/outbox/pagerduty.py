@@ -1,43 +1,28 @@
-"""PagerDuty Events API v2 through the `pagerduty` package, one attempt per call.
+"""PagerDuty Events API v2 on the event loop: one keep-alive HTTPS pool, one attempt per call.
 
-The client is synchronous (httpx2), so each send runs in a worker thread. Its own retry loop
-(unbounded on 429, blind to Retry-After) is switched off: every non-2xx answer and every network
-error comes back at once as RetryLater or Refused, and the outbox owns the retries.
+POST {events_url}/v2/enqueue with the documented body (routing_key, event_action, dedup_key,
+payload, links, ...), as https://developer.pagerduty.com/docs/events-api-v2/trigger-events/
+describes it. The connection stays open between pages (aiohttp's pool, TLS handshake once), so
+a page costs one request on a warm connection, not a thread hop and a handshake. Every non-2xx
+answer and every network error comes back at once as RetryLater (429, 5xx, unreachable) or
+Refused (other 4xx); the outbox owns the retries. 429 means "not ingested": retried later.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import pagerduty
+import aiohttp
 
 from escalator.core.retry import Refused, RetryLater, parse_retry_after
 from escalator.errors import ConfigError
 
-
-class _Retryable(Exception):
-    """Raised from the client's response hook so its retry loop never sees a 429 or 5xx."""
-
-    def __init__(self, status: int, retry_after: str | None) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-        self.retry_after = retry_after
-
-
-class _SingleShotClient(pagerduty.EventsApiV2Client):
-    """EventsApiV2Client with its retries off: one request per call, failures raised."""
-
-    max_network_attempts = 0
-    max_http_attempts = 0
-
-    def postprocess(self, response: Any) -> None:
-        status = int(response.status_code)
-        if status == 429 or status >= 500:
-            raise _Retryable(status, response.headers.get("Retry-After"))
+POOL_SIZE = 8  # concurrent pages in flight on their own keep-alive connections
+KEEP_ALIVE_SECONDS = 120.0
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -48,49 +33,78 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     return context
 
 
+def enqueue_url(events_url: str) -> str:
+    """The enqueue endpoint; anything but https is a configuration error (the key is secret)."""
+    parts = urlsplit(events_url)
+    if parts.scheme != "https" or not parts.netloc:
+        scheme = parts.scheme or "no scheme"
+        raise ConfigError(f"ESCALATOR_PAGERDUTY_EVENTS_URL must be an https URL, not {scheme}")
+    return f"{events_url.rstrip('/')}/v2/enqueue"
+
+
 class PagerDuty:
-    """Sends trigger events; one instance per process (it keeps a connection pool)."""
+    """Sends events; one instance per process and loop (it keeps the connection pool)."""
 
     def __init__(
         self, routing_key: str, events_url: str, ca_file: Path | None, timeout: float = 10.0
     ) -> None:
-        try:
-            self._client = _SingleShotClient(
-                routing_key, base_url=events_url.rstrip("/"), verify=tls_context(ca_file)
+        self._url = enqueue_url(events_url)
+        self._key = routing_key
+        self._tls = tls_context(ca_file)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _pool(self) -> aiohttp.ClientSession:
+        """Made on first use, inside the running loop it then belongs to."""
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                ssl=self._tls, limit=POOL_SIZE, keepalive_timeout=KEEP_ALIVE_SECONDS
             )
-        except pagerduty.UrlError as exc:
-            raise ConfigError(f"ESCALATOR_PAGERDUTY_EVENTS_URL: {exc}") from None
-        self._client.retry = {}
-        self._client.timeout = timeout  # type: ignore[assignment]  # httpx takes float seconds
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                headers={"User-Agent": "escalator"},
+            )
+        return self._session
 
     async def send(self, event: dict[str, Any]) -> dict[str, Any]:
         """Send one event; returns {"dedup_key": …} as PagerDuty acknowledged it."""
-        return await asyncio.to_thread(self._send_blocking, event)
-
-    def close(self) -> None:
-        self._client.close()
-
-    def _send_blocking(self, event: dict[str, Any]) -> dict[str, Any]:
-        fields = {
-            key: value for key, value in event.items() if key not in ("event_action", "dedup_key")
-        }
+        body = {"routing_key": self._key, **event}
         try:
-            key = self._client.send_event(event["event_action"], event.get("dedup_key"), **fields)
-        except _Retryable as exc:
-            hint = parse_retry_after(exc.retry_after, datetime.now(UTC))
-            raise RetryLater(f"PagerDuty answered HTTP {exc.status}", hint) from None
-        except pagerduty.HttpError as exc:
-            raise Refused(_refusal(exc), code="http_error") from None
-        except pagerduty.Error as exc:
-            raise RetryLater(f"PagerDuty unreachable: {type(exc.__cause__).__name__}") from None
-        return {"dedup_key": key}
+            async with self._pool().post(self._url, json=body) as response:
+                return await _answer(response)
+        except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as exc:
+            raise RetryLater(f"PagerDuty unreachable: {type(exc).__name__}") from None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
-def _refusal(exc: Any) -> str:
-    """A short reason from PagerDuty's 4xx body (never the routing key, which is not in it)."""
+async def _answer(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    status = response.status
+    if status == 429 or status >= 500:
+        hint = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
+        raise RetryLater(f"PagerDuty answered HTTP {status}", hint)
+    body = await _json(response)
+    if status >= 300:
+        raise Refused(_refusal(status, body), code="http_error")
+    if not isinstance(body, dict) or "dedup_key" not in body:
+        raise RetryLater(f"PagerDuty answered HTTP {status} without a dedup_key")
+    return {"dedup_key": body["dedup_key"]}
+
+
+async def _json(response: aiohttp.ClientResponse) -> Any:
     try:
-        body = exc.response.json()
-    except ValueError:
-        return f"PagerDuty refused the event: HTTP {exc.response.status_code}"
+        return await response.json(content_type=None)
+    except (ValueError, aiohttp.ContentTypeError):
+        return None
+
+
+def _refusal(status: int, body: Any) -> str:
+    """A short reason from PagerDuty's 4xx body (never the routing key, which is not in it)."""
+    if not isinstance(body, dict):
+        return f"PagerDuty refused the event: HTTP {status}"
     errors = "; ".join(str(item) for item in body.get("errors", []))[:300]
     return f"PagerDuty refused the event: {body.get('message', '')} {errors}".strip()

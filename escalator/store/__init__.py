@@ -20,6 +20,7 @@ from escalator.errors import ConfigError, PermanentError
 
 if TYPE_CHECKING:
     from escalator.core.actions import PlannedAction
+    from escalator.core.storms import StormJoin
     from escalator.settings import Settings
 
 REVIEW_STATES = ("held", "released", "dismissed")
@@ -286,6 +287,13 @@ class Store(Protocol):
 
     async def alarm_thread(self, dedup_key: str) -> dict[str, Any] | None:
         """The result (Slack channel and ts) of the first sent alarm under `dedup_key`."""
+        ...
+
+    async def join_storm(
+        self, keys: tuple[str, ...], mail_id: int, root: str, at: datetime, since: datetime
+    ) -> StormJoin:
+        """Storms (issue 16): join the storm one of `keys` names if it opened at or after
+        `since`, else open one with `mail_id` (thread `root`) at `at`; atomically, counted."""
         ...
 
     # -- review sessions signed out before they expire (issue 16) --

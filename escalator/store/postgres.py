@@ -37,6 +37,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from escalator.core.actions import PlannedAction
 from escalator.core.facts import MailFacts
 from escalator.core.record import DecisionRecord
+from escalator.core.storms import StormJoin
 from escalator.errors import ConfigError, StoreUnavailable
 from escalator.store import (
     DUPLICATE_WINDOW_DAYS,
@@ -55,6 +56,7 @@ from escalator.store import (
     summarise,
 )
 from escalator.store.loop_postgres import PostgresLoop
+from escalator.store.storms import STORM_KEEP, storm_outcome
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ MIGRATIONS = (
     "postgres-0006-first-due.sql",
     "postgres-0007-facts.sql",
     "postgres-0008-doubt.sql",
+    "postgres-0009-storms.sql",
 )
 MAIL_CHANNEL, ACTIONS_CHANNEL = "escalator_mail", "escalator_actions"
 POOL_SIZE = 8  # the writer, the listener's reconnects aside, and concurrent reads (web, metrics)
@@ -406,6 +409,11 @@ class PostgresStore(PostgresLoop):
 
         return run
 
+    async def join_storm(
+        self, keys: tuple[str, ...], mail_id: int, root: str, at: datetime, since: datetime
+    ) -> StormJoin:
+        return await self._run(lambda conn: _join_storm(conn, keys, mail_id, root, at, since))
+
     # -- review sessions ------------------------------------------------------------------
 
     async def revoke_session(self, session_key: str, expires_at: datetime, now: datetime) -> None:
@@ -576,14 +584,20 @@ async def _insert_actions(
 
 
 async def _claim(conn: Conn, now: datetime, limit: int, lease_seconds: float) -> list[ActionRow]:
-    """SKIP LOCKED: concurrent claimers in other processes each get different rows."""
+    """SKIP LOCKED: concurrent claimers in other processes each get different rows. Fair
+    (issue 12/16): pages first, then each sender's oldest before anyone's second."""
     rows = await _all(
         conn,
+        "WITH due AS (SELECT id, kind, first_due_at, row_number() OVER (PARTITION BY kind, "
+        "payload->>'from_addr' ORDER BY first_due_at, id) AS turn FROM actions "
+        "WHERE state = 'pending' AND due_at <= %s "
+        "AND (claimed_until IS NULL OR claimed_until <= %s)), "
+        "picked AS (SELECT a.id FROM actions a JOIN due ON due.id = a.id "
+        "ORDER BY due.kind <> 'page', due.turn, due.first_due_at, due.id LIMIT %s "
+        "FOR UPDATE OF a SKIP LOCKED) "
         "UPDATE actions SET claimed_until = %s, attempts = attempts + 1, updated_at = %s "
-        "WHERE id IN (SELECT id FROM actions WHERE state = 'pending' AND due_at <= %s "
-        "AND (claimed_until IS NULL OR claimed_until <= %s) ORDER BY first_due_at, id LIMIT %s "
-        "FOR UPDATE SKIP LOCKED) RETURNING *",
-        (now + timedelta(seconds=lease_seconds), now, now, now, limit),
+        "WHERE id IN (SELECT id FROM picked) RETURNING *",
+        (now, now, limit, now + timedelta(seconds=lease_seconds), now),
     )
     return sorted((_action(row) for row in rows), key=claim_order)
 
@@ -811,6 +825,29 @@ async def _purge(
     )
     mails = await conn.execute("DELETE FROM mails WHERE received_at < %s", old)
     return Purged(raw.rowcount, mails.rowcount, audit.rowcount)
+
+
+async def _join_storm(
+    conn: Conn, keys: tuple[str, ...], mail_id: int, root: str, at: datetime, since: datetime
+) -> StormJoin:
+    """As SQLite's: join the open storm a key names, or open one; every key then names it. The
+    rows are locked in key order, so two replicas deciding one storm's mails take turns."""
+    await conn.execute("DELETE FROM storms WHERE first_at < %s", (since - STORM_KEEP,))
+    found = [await _one(conn, _STORM_ROW, (_text(key),)) for key in sorted(keys)]
+    rows = [(r["first_mail_id"], r["root"], r["first_at"], r["count"]) for r in found if r]
+    join = storm_outcome(rows, mail_id, root, at, since)
+    for key in keys:
+        row = (_text(key), join.first_mail_id, _text(join.root), join.first_at, join.count)
+        await conn.execute(_STORM_UPSERT.encode(), row)
+    return StormJoin(join.first_mail_id, join.root, join.count)
+
+
+_STORM_ROW = "SELECT first_mail_id, root, first_at, count FROM storms WHERE key = %s FOR UPDATE"
+_STORM_UPSERT = (
+    "INSERT INTO storms (key, first_mail_id, root, first_at, count) VALUES (%s, %s, %s, %s, %s) "
+    "ON CONFLICT (key) DO UPDATE SET first_mail_id = excluded.first_mail_id, "
+    "root = excluded.root, first_at = excluded.first_at, count = excluded.count"
+)
 
 
 async def _claim_reply_slot(

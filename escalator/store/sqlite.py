@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from escalator.core.actions import PlannedAction
 from escalator.core.facts import MailFacts
 from escalator.core.record import DecisionRecord
+from escalator.core.storms import StormJoin
 from escalator.errors import ConfigError, StoreUnavailable
 from escalator.store import (
     DUPLICATE_WINDOW_DAYS,
@@ -45,6 +46,7 @@ from escalator.store import (
     summarise,
 )
 from escalator.store.loop_sqlite import SQLiteLoop
+from escalator.store.storms import STORM_KEEP, storm_outcome
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ MIGRATIONS = (
     "sqlite-0007-first-due.sql",
     "sqlite-0008-facts.sql",
     "sqlite-0009-doubt.sql",
+    "sqlite-0010-storms.sql",
 )
 _LIST_MAILS = (
     "SELECT id, received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject, "
@@ -286,6 +289,11 @@ class SQLiteStore(SQLiteLoop):
     async def alarm_thread(self, dedup_key: str) -> dict[str, Any] | None:
         return await self._run(lambda conn: _alarm_thread(conn, dedup_key))
 
+    async def join_storm(
+        self, keys: tuple[str, ...], mail_id: int, root: str, at: datetime, since: datetime
+    ) -> StormJoin:
+        return await self._run(lambda conn: _join_storm(conn, keys, mail_id, root, at, since))
+
     # -- review sessions ------------------------------------------------------------------
 
     async def revoke_session(self, session_key: str, expires_at: datetime, now: datetime) -> None:
@@ -497,11 +505,16 @@ def _insert_actions(
 def _claim(
     conn: sqlite3.Connection, now: datetime, limit: int, lease_seconds: float
 ) -> list[ActionRow]:
-    """One UPDATE ... RETURNING under BEGIN IMMEDIATE: no other writer can claim the same row."""
+    """One UPDATE ... RETURNING under BEGIN IMMEDIATE: no other writer can claim the same row.
+    Fair (issue 12/16): pages first, then each sender's oldest before anyone's second."""
     rows = conn.execute(
         "UPDATE actions SET claimed_until = ?, attempts = attempts + 1, updated_at = ? "
-        "WHERE id IN (SELECT id FROM actions WHERE state = 'pending' AND due_at <= ? "
-        "AND (claimed_until IS NULL OR claimed_until <= ?) ORDER BY first_due_at, id LIMIT ?) "
+        "WHERE id IN (SELECT id FROM (SELECT id, kind, first_due_at, row_number() OVER ("
+        "PARTITION BY kind, json_extract(payload, '$.from_addr') "
+        "ORDER BY first_due_at, id) AS turn "
+        "FROM actions WHERE state = 'pending' AND due_at <= ? "
+        "AND (claimed_until IS NULL OR claimed_until <= ?)) "
+        "ORDER BY kind <> 'page', turn, first_due_at, id LIMIT ?) "
         "RETURNING *",
         (_ts(now + timedelta(seconds=lease_seconds)), _ts(now), _ts(now), _ts(now), limit),
     ).fetchall()
@@ -796,6 +809,31 @@ def _session_revoked(conn: sqlite3.Connection, session_key: str) -> bool:
     return row is not None
 
 
+def _join_storm(
+    conn: sqlite3.Connection,
+    keys: tuple[str, ...],
+    mail_id: int,
+    root: str,
+    at: datetime,
+    since: datetime,
+) -> StormJoin:
+    """Join the open storm one of `keys` names, or open one with this mail; every key then
+    names it. A mail decided again after a crash finds itself and counts once."""
+    conn.execute("DELETE FROM storms WHERE first_at < ?", (_ts(since - STORM_KEEP),))
+    found = [conn.execute(_STORM_ROW, (key,)).fetchone() for key in keys]
+    join = storm_outcome(
+        [(r["first_mail_id"], r["root"], _dt(r["first_at"]), r["count"]) for r in found if r],
+        mail_id,
+        root,
+        at,
+        since,
+    )
+    for key in keys:
+        row = (key, join.first_mail_id, join.root, _ts(join.first_at), join.count)
+        conn.execute(_STORM_UPSERT, row)
+    return StormJoin(join.first_mail_id, join.root, join.count)
+
+
 def _alarm_thread(conn: sqlite3.Connection, dedup_key: str) -> dict[str, Any] | None:
     row = conn.execute(
         "SELECT result FROM actions WHERE dedup_key = ? AND kind = 'alarm' AND state = 'sent' "
@@ -804,6 +842,13 @@ def _alarm_thread(conn: sqlite3.Connection, dedup_key: str) -> dict[str, Any] | 
     ).fetchone()
     return None if row is None else dict(json.loads(row["result"]))
 
+
+_STORM_ROW = "SELECT first_mail_id, root, first_at, count FROM storms WHERE key = ?"
+_STORM_UPSERT = (
+    "INSERT INTO storms (key, first_mail_id, root, first_at, count) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET first_mail_id = excluded.first_mail_id, "
+    "root = excluded.root, first_at = excluded.first_at, count = excluded.count"
+)
 
 # -- rows and times -----------------------------------------------------------------------
 
