@@ -134,8 +134,11 @@ _ARCHIVED = Prefiltered.compile(
 
 # Said to have gone unanswered there: where the sender already asked, not where to talk next.
 _UNANSWERED = re.compile(
-    r"\b(no|nobody|no one|not|never|haven't|hasn't|didn't|don't|n't)\b[^.!?\n]{0,60}?"
-    r"\b(answer\w*|respon\w*|repl(y|ies|ied)|picked (it |this |that )?up|got back)\b",
+    r"\bno (reply|response|answer)\b|"
+    r"(\b(nobody|no one|no-one)|(n't|\bnot) (think |believe |see )?anyone)\b[^.!?\n]{0,50}?"
+    r"\b(answer\w*|respon\w*|repl(y|ies|ied)|picked (it |this |that )?up|got back)\b|"
+    r"\b(haven't|hasn't|have not|has not|not|didn't|did not|never) (had|got|gotten|received|heard)"
+    r"\b[^.!?\n]{0,20}\b(answer|response|reply|back)\b",
     re.IGNORECASE,
 )
 # Platform channels that announce or alert: never where a team talks unless the mail says so.

@@ -33,6 +33,7 @@ class State(StrEnum):
     RESOLVED = "resolved"
     NON_PRODUCTION = "non_production"
     TOOLING = "tooling"
+    SCHEDULED = "scheduled"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class Cues:
     people: re.Pattern[str]
     unaffected: re.Pattern[str]
     conditional: re.Pattern[str]
+    scheduled: re.Pattern[str]
+    prelaunch: re.Pattern[str]
+    users: re.Pattern[str]
 
 
 _NEVER = r"(?!)"
@@ -116,6 +120,20 @@ def state_of(clause: Clause, start: int, lasting: bool, cues: Cues) -> State:
         return State.RESOLVED if cues.recovered.search(after) else State.PRESENT
     if cues.resolved.search(after):
         return State.RESOLVED
+    if _scheduled(after, cues):
+        return State.SCHEDULED
     if cues.tooling.search(clause.text) and not cues.people.search(clause.text):
         return State.TOOLING
     return State.PRESENT
+
+
+_SCHEDULE_REACH = 80  # characters after an outage word where its planned window may stand
+
+
+def _scheduled(after: str, cues: Cues) -> bool:
+    """The outage's own window follows it ("offline Saturday 20:00-22:00"), with no "since"
+    between them ("down since 20:10, after the 18:00-19:00 window" is happening now)."""
+    window = cues.scheduled.search(after[:_SCHEDULE_REACH])
+    if window is None:
+        return False
+    return not re.search(r"\bsince\b", after[: window.start()], re.IGNORECASE)

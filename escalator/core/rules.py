@@ -70,6 +70,9 @@ class Rules:
     rules: tuple[Rule, ...]
     min_words: int
     cues: Cues
+    # [facts]: words that name nothing ("again", "same"), and the vocabulary of a problem.
+    vague_words: frozenset[str] = frozenset()
+    problem: re.Pattern[str] = re.compile(r"(?s).")
 
     def of_kind(self, kind: str) -> tuple[Rule, ...]:
         return self._by_kind.get(kind, ())
@@ -89,9 +92,20 @@ def parse_rules(text: str, source: str = "rules") -> Rules:
             rules=tuple(_rule(item) for item in data.get("rule", [])),
             min_words=int(data.get("facts", {}).get("min_words", 12)),
             cues=parse_cues(data.get("reading", {})),
+            **_facts(data.get("facts", {})),
         )
     except (tomllib.TOMLDecodeError, re.error, KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {type(exc).__name__}: {exc}") from None
+
+
+def _facts(data: dict[str, Any]) -> dict[str, Any]:
+    """The optional lists of [facts]; an older copy without them keeps the old behaviour."""
+    found: dict[str, Any] = {}
+    if "vague_words" in data:
+        found["vague_words"] = frozenset(str(data["vague_words"]).lower().split())
+    if "problem" in data:
+        found["problem"] = re.compile(str(data["problem"]), re.IGNORECASE)
+    return found
 
 
 def _automated(data: dict[str, Any]) -> AutomatedRules:

@@ -61,15 +61,7 @@ def triage(mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = N
     words = -1 if impact.symptoms or impact.strong else _word_count(content)
     if 0 <= words < policy.rules.min_words:
         impact = replace(impact, strong=_stated_impact(content, policy.rules))
-    if not (impact.symptoms or impact.strong) and 0 <= words < policy.rules.min_words:
-        findings[Reason.MISSING_INCIDENT_FACTS] = [
-            Evidence(
-                "facts",
-                f"no symptom and under {policy.rules.min_words} words",
-                "mail",
-                Reason.MISSING_INCIDENT_FACTS,
-            )
-        ]
+    findings[Reason.MISSING_INCIDENT_FACTS] = _missing_facts(mail, content, impact, words, policy)
     reasons = tuple(reason for reason in REASON_ORDER if findings[reason])
     evidence = [item for reason in reasons for item in findings[reason]]
     if channel is not None:
@@ -108,9 +100,59 @@ def _doubts(
         outage = {rule.name for rule in rules.of_kind("outage")}
         quoted_outage = [item for item in quoted if item.rule in outage][:1]
         return impact.doubts or [_quoted(item) for item in quoted_outage]
+    if primary is Reason.MISSING_INCIDENT_FACTS and words >= rules.min_words:
+        return [Evidence("thin", f"{words} words without a word of a problem", "mail")]
+    if primary is Reason.MISSING_INCIDENT_FACTS and words < 0:
+        return [Evidence("thin", "a problem word with nothing named beside it", "mail")]
     if primary is Reason.MISSING_INCIDENT_FACTS and words >= rules.min_words - _THIN_MARGIN:
         return [Evidence("thin", f"{words} words of facts, {rules.min_words} needed", "mail")]
     return []
+
+
+# --- incident facts: what is wrong, and with what ----------------------------------------------
+
+_SHORT_NEW_TEXT = 300  # characters: only a mail this short can be too vague to name anything
+
+
+def _missing_facts(
+    mail: ParsedMail, content: list[TextPart], impact: _Impact, words: int, policy: TriagePolicy
+) -> list[Evidence]:
+    """Why the mail states no incident facts; empty when it does (rules.toml, [facts])."""
+    rules = policy.rules
+    if impact.strong:
+        return []
+    if not impact.symptoms and 0 <= words < rules.min_words:
+        return _facts_evidence(f"no symptom and under {rules.min_words} words")
+    if impact.excluded:
+        return []  # the readings below only where no exclusion already rejects
+    if impact.symptoms:
+        vague = _vague(mail, impact, rules)
+        return _facts_evidence("a problem word, nothing named") if vague else []
+    text = "\n".join(part.text for part in content)
+    if not rules.problem.search(text) and not _stated_impact(content, rules):
+        return _facts_evidence(f"no symptom and no word of a problem in {words} words")
+    return []
+
+
+def _facts_evidence(matched: str) -> list[Evidence]:
+    return [Evidence("facts", matched, "mail", Reason.MISSING_INCIDENT_FACTS)]
+
+
+def _vague(mail: ParsedMail, impact: _Impact, rules: Rules) -> bool:
+    """A short mail whose problem words (none quoted) stand beside no word naming anything."""
+    if len(mail.body.new) > _SHORT_NEW_TEXT or mail.body.forwarded or mail.body.quoted:
+        return False
+    if any(item.where not in ("new", "subject") for item in impact.symptoms):
+        return False
+    text = _NOISE.sub(" ", f"{mail.subject}\n{mail.body.new}")
+    named = [
+        word
+        for word in (w.lower().split("'")[0] for w in re.findall(r"[A-Za-z][A-Za-z'-]*", text))
+        if len(word) >= _FACT_WORD_MIN_LETTERS
+        and word not in _FILLER
+        and word not in rules.vague_words
+    ]
+    return not named
 
 
 def _quoted(item: Evidence) -> Evidence:
@@ -272,7 +314,9 @@ def _impact_evidence(content: list[TextPart], thread: list[TextPart], rules: Rul
     elsewhere = any(rules.cues.unaffected.search(item.matched) for item in no_impact)
     elsewhere = elsewhere or len(non_production) >= 2
     elsewhere = elsewhere or any(item.where == "subject" for item in non_production)
-    lasting, located, unlocated = reading.strong(elsewhere)
+    # "Nothing is live yet": an outage in that production has no users to hurt.
+    prelaunch = any(rules.cues.prelaunch.search(item.matched) for item in no_impact)
+    lasting, located, unlocated = reading.strong(elsewhere, prelaunch)
     if lasting or located:
         # Strong impact beats an exclusion; only a lasting one (data, credentials, a breach)
         # also beats "resolved": an outage the sender says is over is over.
@@ -315,19 +359,28 @@ class _Reading:
         self._doubted: list[Evidence] = []
 
     def strong(
-        self, elsewhere: bool = False
+        self, elsewhere: bool = False, prelaunch: bool = False
     ) -> tuple[list[Evidence], list[Evidence], list[Evidence]]:
         """Impacts stated as present: (lasting: an exposure, or data lost; located: money,
         liberty, or an outage whose clause names production or its users; unlocated: an outage
         sign whose clause does not say where). `elsewhere`: the mail places its problem in a
-        test environment, so data and money impacts must name production to count."""
+        test environment, so data and money impacts must name production to count.
+        `prelaunch`: the mail says its service is not live yet, so no money impact is placed and
+        an outage only when its clause names the people it hurts (exposures and data lost still
+        are)."""
         cues = self._rules.cues
         exposure = self._present("exposure", lasting=True)
         lasting = self._present("lasting_impact", lasting=True)
         present = self._present("present_impact")
         outages = self._present("outage") + self._present("work_stopped")
         placed = [i for i in [*lasting, *present] if not elsewhere or _located(i.clause, cues)]
-        located = [item for item in outages if _located(item.clause, cues)]
+        # Not live yet: only an outage or money impact whose clause names the people it hurts.
+        placed = [i for i in placed if i in lasting or _hurts_users(i.clause, prelaunch, cues)]
+        located = [
+            i
+            for i in outages
+            if _located(i.clause, cues) and _hurts_users(i.clause, prelaunch, cues)
+        ]
         unlocated = [item for item in [*lasting, *present, *outages] if item not in placed]
         unlocated = [item for item in unlocated if item not in located]
         placed_lasting = [item for item in lasting if item in placed]
@@ -375,7 +428,7 @@ class _Reading:
         item = Evidence(rule.name, match.group(0)[:_SNIPPET], part.where, None, clause.shown)
         if state is State.PRESENT:
             return item
-        if state in (State.NEGATED, State.HYPOTHETICAL) and rule.kind != "symptom":
+        if state in _DOUBTED_STATES and rule.kind != "symptom":
             doubted = Evidence(
                 f"{rule.name} ({state.value})", item.matched, part.where, None, clause.shown
             )
@@ -387,6 +440,14 @@ class _Reading:
         if index not in self._clauses:
             self._clauses[index] = clauses(self._parts[index].haystack.text, self._rules.cues)
         return self._clauses[index]
+
+
+_DOUBTED_STATES = (State.NEGATED, State.HYPOTHETICAL, State.SCHEDULED)
+
+
+def _hurts_users(clause: str, prelaunch: bool, cues: Cues) -> bool:
+    """Before launch, a clause must name the people hurt; otherwise any placement stands."""
+    return not prelaunch or bool(cues.users.search(clause))
 
 
 def _located(clause: str, cues: Cues) -> bool:
