@@ -223,3 +223,17 @@ def test_subjects_that_differ_by_numbers_or_prefixes_are_one() -> None:
 
 def test_the_counter_posts_at_a_handful_of_milestones() -> None:
     assert [n for n in range(2, 5001) if is_milestone(n)] == [2, 5, 10, 50, 100, 500, 1000, 5000]
+
+
+async def test_the_decide_queue_takes_one_mail_per_sender_in_turn(store: Store) -> None:
+    """40 undecided mails of one sender, then one of another: a batch of 8 includes it."""
+    t0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    for n, sender in enumerate(["storm@x.gov.uk"] * 40 + ["other@y.gov.uk"]):
+        rcpt = ("escalations@localhost",)
+        incoming = IncomingMail(mail(n, sender), sender, rcpt, None, False, t0)
+        await store.accept(incoming)
+    batch = await store.undecided_mails(8, 10_000_000)
+    assert "other@y.gov.uk" in {m.mail_from for m in batch}
+    assert [m.id for m in batch if m.mail_from == "storm@x.gov.uk"] == sorted(
+        m.id for m in batch if m.mail_from == "storm@x.gov.uk"
+    )

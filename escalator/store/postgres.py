@@ -514,10 +514,15 @@ async def _accept(conn: Conn, mail: IncomingMail) -> Accepted:
     return Accepted(int(row["id"]), duplicate=False)
 
 
+# As SQLite's: each sender's oldest undecided mail before anyone's second (issue 12/16).
+_UNDECIDED_FAIRLY = (
+    "SELECT id, size FROM (SELECT id, size, row_number() OVER (PARTITION BY lower(mail_from) "
+    "ORDER BY id) AS turn FROM mails WHERE verdict IS NULL) AS undecided ORDER BY turn, id"
+)
+
+
 async def _undecided(conn: Conn, limit: int, byte_budget: int) -> list[MailRow]:
-    sizes = await _all(
-        conn, "SELECT id, size FROM mails WHERE verdict IS NULL ORDER BY id LIMIT %s", (limit,)
-    )
+    sizes = await _all(conn, _UNDECIDED_FAIRLY + " LIMIT %s", (limit,))
     chosen: list[int] = []
     total = 0
     for row in sizes:

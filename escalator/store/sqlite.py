@@ -442,10 +442,16 @@ def _accept(conn: sqlite3.Connection, mail: IncomingMail) -> Accepted:
     return Accepted(_rowid(cursor), duplicate=False)
 
 
+# Fair (issue 12/16): each envelope sender's oldest undecided mail before anyone's second, so a
+# storm's backlog never holds another sender's mail back; one sender's mails keep their order.
+_UNDECIDED_FAIRLY = (
+    "SELECT id, size FROM (SELECT id, size, row_number() OVER (PARTITION BY lower(mail_from) "
+    "ORDER BY id) AS turn FROM mails WHERE verdict IS NULL) AS undecided ORDER BY turn, id"
+)
+
+
 def _undecided(conn: sqlite3.Connection, limit: int, byte_budget: int) -> list[MailRow]:
-    sizes = conn.execute(
-        "SELECT id, size FROM mails WHERE verdict IS NULL ORDER BY id LIMIT ?", (limit,)
-    ).fetchall()
+    sizes = conn.execute(_UNDECIDED_FAIRLY + " LIMIT ?", (limit,)).fetchall()
     chosen: list[int] = []
     total = 0
     for row in sizes:
