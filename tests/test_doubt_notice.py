@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import test_dispatch
+import test_web
 from standins.slack import SLACK_CHANNEL_LINKS, mentions
 from test_dispatch import FRIDAY, HOSTILE, World, mail
 
@@ -176,3 +177,19 @@ async def test_a_doubtful_escalation_pages_as_usual_with_the_doubt_shown(world: 
     (alarm,) = world.slack.posts_in(ALARMS)
     assert any("In doubt" in text for text in alarm.all_text())
     assert await doubts(world) == []
+
+
+# The review site's fixtures (a running review web app on the test store), shared by name.
+start_site, site = test_web.start_site, test_web.site
+
+
+async def test_the_review_page_shows_the_doubt_and_the_notice_state(site: test_web.Site) -> None:
+    """The mail's page says it is held and may be an incident, why, and what the notice did."""
+    mail_id = await site.held(mail(1, channel=None))
+    async with site.client() as client:
+        await test_web.sign_in(client)
+        async with client.get(f"/mails/{mail_id}", headers=test_web.HTML) as response:
+            page = await response.text()
+    assert 'id="doubt"' in page and "Held, may be an incident" in page
+    assert "nobody can" in page and "release to page if it is one" in page
+    assert "PagerDuty (low urgency): pending, due" in page  # decided on call, not yet sent
