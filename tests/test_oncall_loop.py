@@ -118,6 +118,8 @@ async def test_friday_1800_digest_is_posted_once(
     await at(world, scheduler, utc(2026, 11, 27, 18, 1))
     new = world.slack.posts_in("high-priority-alarms")[alarms:]
     posted = [post for post in new if post.thread_ts is None]  # (the page is chased in-thread)
+    # triage reads the held how-to as a reject in doubt: its notice (issue 15) is not the digest
+    posted = [post for post in posted if not post.text.startswith("Held, may be an incident")]
     assert len(posted) == 1
     text = posted[0].text
     assert "since Fri 27 Nov 09:00 GMT" in text and "LAA apply is down (1)" in text
