@@ -98,6 +98,7 @@ class Service:
             on_decided=self._wake_dispatcher,
             verify=dkimcheck.verifier(self.settings.verify_dkim),  # children build their own
             storm_window=storm_window(self.settings),
+            join_window=join_window(self.settings),
         )
 
     async def _start_optional_workers(self) -> None:
@@ -127,7 +128,7 @@ class Service:
             *webhooks.routes(
                 self.store, self.settings, clock=clock, on_recorded=self._wake_dispatcher
             ),
-            *onit.routes(clock),
+            *onit.routes(clock, on_split=self._wake_dispatcher),
         ]
 
     def _loop_scheduler(self) -> LoopScheduler:
@@ -261,6 +262,12 @@ class Service:
 def storm_window(settings: Settings) -> timedelta | None:
     """ESCALATOR_STORM_WINDOW_SECONDS; 0 switches storm collapse off."""
     seconds = settings.storm_window_seconds
+    return timedelta(seconds=seconds) if seconds > 0 else None
+
+
+def join_window(settings: Settings) -> timedelta | None:
+    """ESCALATOR_JOIN_WINDOW; 0 switches joining another sender's open incident off."""
+    seconds = settings.join_window
     return timedelta(seconds=seconds) if seconds > 0 else None
 
 

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     pagerduty_ca_file: Path | None = None
     pagerduty_webhook_secret: SecretStr | None = None
     unanswered_after: float = Field(default=900.0, gt=0)
+    join_window: float = Field(default=1800.0, ge=0)
     handover_times: CommaList = ("09:00", "18:00")
     slack_bot_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"

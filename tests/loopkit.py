@@ -109,13 +109,13 @@ class LoopWorld:
             text = await response.text()
             return response.status, text
 
-    async def acknowledge(self, mail_id: int) -> int:
-        """Click "Acknowledge" on the mail's page (as an API client: bearer token)."""
+    async def acknowledge(self, mail_id: int, what: str = "acknowledge") -> int:
+        """Click "Acknowledge" (or `what`: "split") on the mail's page (as an API client)."""
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with (
             aiohttp.ClientSession() as session,
             session.post(
-                self.url(f"/mails/{mail_id}/acknowledge"), headers=headers, allow_redirects=False
+                self.url(f"/mails/{mail_id}/{what}"), headers=headers, allow_redirects=False
             ) as response,
         ):
             return response.status
@@ -162,7 +162,8 @@ async def loop_world(
             public_paths=frozenset({webhooks.PATH}),
             clock=clock,
         )
-        processor = Processor(store, load_policy(settings))
+        join = timedelta(seconds=settings.join_window) if settings.join_window else None
+        processor = Processor(store, load_policy(settings), join_window=join)
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
         try:

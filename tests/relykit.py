@@ -100,6 +100,8 @@ def serve_env(folder: Path, smtp_port: int, extra: dict[str, str]) -> dict[str, 
         "ESCALATOR_LOG_FORMAT": "json",
         "ESCALATOR_HANDOVER_TIMES": "",  # no digest posted by whichever test runs at 09:00
         "ESCALATOR_STORM_WINDOW_SECONDS": "0",  # one sender's look-alike mails, each paged
+        # these mails are one outage from many senders on purpose, yet each must page: no joining
+        "ESCALATOR_JOIN_WINDOW": "0",
         **extra,
     }
 

@@ -202,6 +202,23 @@ class DecisionRecord:
         return self.merged_with or self.machine.merged_with
 
     @property
+    def joined(self) -> Mapping[str, Any] | None:
+        """Same outage, another reporter (issue 11): {"mail_id", "why"} of the open incident
+        this escalation joined, or None."""
+        found = self.decision.get("joined")
+        return found if isinstance(found, Mapping) else None
+
+    @property
+    def joined_mail_id(self) -> int | None:
+        """The first mail of the open incident this one joined, by either rule (the same
+        outage from another sender, or a storm of its own sender), or None."""
+        storm = self.decision.get("storm")
+        for found in (self.joined or {}).get("mail_id"), (storm or {}).get("joined"):
+            if isinstance(found, int) and not isinstance(found, bool):
+                return found
+        return None
+
+    @property
     def completes(self) -> tuple[int, ...]:
         """The held mails an escalated follow-up completed: they leave the review queue."""
         return self.merged_with if self.verdict == "escalate" else ()

@@ -45,11 +45,11 @@ from escalator.core.facts import MailFacts
 from escalator.core.mail import parse_mail
 from escalator.core.model import Decision, Reason, SenderPolicy
 from escalator.core.record import DecisionRecord
-from escalator.core.storms import collapse, storm_contract, storm_keys, storm_sender
 from escalator.decider import dkimcheck
 from escalator.decider.dkimcheck import Verifier
 from escalator.decider.facts import read_facts
 from escalator.errors import StoreUnavailable, TransientError
+from escalator.oncall.joining import JoinWindows, join_batch, joining_of
 from escalator.policy import load_policy
 from escalator.probe import is_probe
 from escalator.settings import Settings
@@ -230,6 +230,7 @@ class Processor:
         on_decided: Callable[[], None] = lambda: None,
         verify: Verifier | None = None,
         storm_window: timedelta | None = None,
+        join_window: timedelta | None = None,
     ) -> None:
         """With `worker_settings`, decisions run in `processes` child processes (default: one
         per core, at most 4) that load the policy from them (the policy holds closures and
@@ -237,8 +238,9 @@ class Processor:
         (escalator.probe); `on_decided` is called once recorded decisions left work in the
         outbox (the service wakes the dispatcher with it). `verify`: the direct DKIM check in
         the thread (the child processes build theirs from `worker_settings`). `storm_window`:
-        mails that look like one incident inside it join the first one (core/storms.py)."""
-        self._storm_window = storm_window
+        one sender's look-alike mails inside it join the first one (core/storms.py);
+        `join_window`: another sender's report of an open outage joins it (core/grouping.py)."""
+        self._join_windows = JoinWindows(storm_window, join_window)
         self._probe_key = probe_key
         self._verify = verify
         self._on_decided = on_decided
@@ -302,8 +304,8 @@ class Processor:
     async def _decide_batch(self, mails: list[MailRow]) -> int:
         earlier = {mail.id: await self._earlier(mail) for mail in mails}
         outcomes = await self._decide_all(mails, earlier)
-        if self._storm_window is not None:
-            outcomes = await self._join_storms(mails, outcomes, self._storm_window)
+        if self._join_windows != JoinWindows():
+            outcomes = await self._join_open(mails, outcomes)
         # Recorded together: the store's group commit makes the batch one transaction.
         results = await asyncio.gather(
             *(
@@ -324,30 +326,17 @@ class Processor:
         self._report(written)
         return len(written)
 
-    async def _join_storms(
-        self, mails: list[MailRow], outcomes: list[Outcome], window: timedelta
-    ) -> list[Outcome]:
-        """Escalations that look like an open storm's incident join it (one group commit for
-        the batch: the joins are queued together, in mail order)."""
-        pairs = zip(mails, outcomes, strict=True)
-        joined = await asyncio.gather(*(self._join_storm(m, o, window) for m, o in pairs))
-        return list(joined)
-
-    async def _join_storm(self, mail: MailRow, outcome: Outcome, window: timedelta) -> Outcome:
-        record, planned = outcome.record, outcome.planned
-        loud = [a for a in planned if a.kind in ("page", "alarm") and a.state == "pending"]
-        if record.verdict != "escalate" or not loud:
-            return outcome
-        root = str(loud[0].payload.get("thread") or f"mail-{mail.id}")
-        keys = storm_keys(storm_sender(record.decision, mail.mail_from), mail.subject, root)
-        at = mail.received_at
-        join = await self._store.join_storm(keys, mail.id, root, at, at - window)
-        if join.first_mail_id != mail.id:
-            metrics.STORM_JOINED.inc()
-        decision = {**record.decision, **storm_contract(join, mail.id)}
-        return outcome._replace(
-            record=replace(record, decision=decision), planned=collapse(planned, join, mail.id)
-        )
+    async def _join_open(self, mails: list[MailRow], outcomes: list[Outcome]) -> list[Outcome]:
+        """Escalations that belong to an open incident join it (oncall/joining.py: one path,
+        two rules: a storm of one sender, the same outage from another)."""
+        joinings = [
+            joining_of(m.id, o.record, o.planned) for m, o in zip(mails, outcomes, strict=True)
+        ]
+        joined = await join_batch(self._store, mails, joinings, self._join_windows)
+        return [
+            o if j is None else o._replace(record=j[0], planned=j[1])
+            for o, j in zip(outcomes, joined, strict=True)
+        ]
 
     async def _earlier(self, mail: MailRow) -> tuple[MailRow, ...]:
         """Held rejects by the same sender, within 7 days, that this mail is a reply to."""

@@ -65,6 +65,13 @@ class LoopStore(Protocol):
         row "acknowledged", together; False (nothing written) when someone already did."""
         ...
 
+    async def split(
+        self, mail_id: int, who: str, now: datetime, planned: tuple[PlannedAction, ...]
+    ) -> bool:
+        """Support splits a wrongly joined mail: the mark `split:<id>`, an audit row "split" and
+        the mail's own actions, together; False (nothing written) when it was already split."""
+        ...
+
     async def seen(self, mail_ids: list[int]) -> set[int]:
         """Which of these mails a person acknowledged on the review page."""
         ...

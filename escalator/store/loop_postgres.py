@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.types.json import Jsonb
 
+from escalator.core.actions import PlannedAction
 from escalator.core.webhooks import IncidentState, WebhookEvent
 from escalator.store.loop import Found, Outcome, React, reply_to, state_from, state_json
 
@@ -36,6 +37,11 @@ class PostgresLoop:
 
     async def acknowledge(self, mail_id: int, who: str, now: datetime) -> bool:
         return await self._run(lambda conn: _acknowledge(conn, mail_id, who, now))
+
+    async def split(
+        self, mail_id: int, who: str, now: datetime, planned: tuple[PlannedAction, ...]
+    ) -> bool:
+        return await self._run(lambda conn: _split(conn, mail_id, who, now, planned))
 
     async def seen(self, mail_ids: list[int]) -> set[int]:
         marks = [f"seen:{mail_id}" for mail_id in mail_ids]
@@ -181,3 +187,19 @@ async def _marks(conn: Conn, marks: list[str]) -> set[str]:
         await conn.execute(b"SELECT mark FROM loop_marks WHERE mark = ANY(%s)", (marks,))
     ).fetchall()
     return {str(row["mark"]) for row in rows}
+
+
+async def _split(
+    conn: Conn, mail_id: int, who: str, now: datetime, planned: tuple[PlannedAction, ...]
+) -> bool:
+    from escalator.store.postgres import _insert_actions
+
+    if not await _take_mark(conn, f"split:{mail_id}", now):
+        return False
+    await _exec(
+        conn,
+        "INSERT INTO audit (at, who, what, mail_id, note) VALUES (%s, %s, 'split', %s, %s)",
+        (now, who, mail_id, "split from the incident it had joined"),
+    )
+    await _insert_actions(conn, mail_id, planned, now)
+    return True

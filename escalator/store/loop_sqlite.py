@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from escalator.core.actions import PlannedAction
 from escalator.core.webhooks import IncidentState, WebhookEvent
 from escalator.store.loop import Found, Outcome, React, reply_to, state_from, state_json
 
@@ -34,6 +35,11 @@ class SQLiteLoop:
 
     async def acknowledge(self, mail_id: int, who: str, now: datetime) -> bool:
         return await self._run(lambda conn: _acknowledge(conn, mail_id, who, now))
+
+    async def split(
+        self, mail_id: int, who: str, now: datetime, planned: tuple[PlannedAction, ...]
+    ) -> bool:
+        return await self._run(lambda conn: _split(conn, mail_id, who, now, planned))
 
     async def seen(self, mail_ids: list[int]) -> set[int]:
         marks = [f"seen:{mail_id}" for mail_id in mail_ids]
@@ -176,3 +182,22 @@ def _marks(conn: sqlite3.Connection, marks: list[str]) -> set[str]:
         query = f"SELECT mark FROM loop_marks WHERE mark IN ({places})"  # noqa: S608 - placeholders only
         found.update(row["mark"] for row in conn.execute(query, chunk))
     return found
+
+
+def _split(
+    conn: sqlite3.Connection,
+    mail_id: int,
+    who: str,
+    now: datetime,
+    planned: tuple[PlannedAction, ...],
+) -> bool:
+    from escalator.store.sqlite import _insert_actions
+
+    if not _take_mark(conn, f"split:{mail_id}", now):
+        return False
+    conn.execute(
+        "INSERT INTO audit (at, who, what, mail_id, note) VALUES (?, ?, 'split', ?, ?)",
+        (_ts(now), who, mail_id, "split from the incident it had joined"),
+    )
+    _insert_actions(conn, mail_id, planned, now)
+    return True
