@@ -1,6 +1,7 @@
 """Shared fixtures: settings on a temporary data dir and free loopback ports, stores per backend.
 
 - `make_settings(**overrides)`: Settings with data_dir in tmp_path, SMTP and HTTP on free ports.
+- `sink`: a local SMTP server standing in for the relay that replies go through.
 - `store` / `store_factory`: an opened Store for each backend (SQLite; PostgreSQL when reachable).
 - `free_port()`: a TCP port on 127.0.0.1 nobody listens on right now.
 - `start_server(store=None, **overrides)` / `server`: a running Service (SMTP, store, decide
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 from psycopg import sql
+from standins.smtp_sink import SmtpSink
 
 from escalator.settings import Settings
 from escalator.store import ListedMail, Store
@@ -189,3 +191,10 @@ def start_server(make_settings: SettingsFactory) -> Iterator[Callable[..., Runni
 def server(start_server: Callable[..., RunningServer]) -> RunningServer:
     """A service on default settings (dry run), SMTP on a free loopback port."""
     return start_server()
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    """A local SMTP server standing in for the relay replies go through (tests/standins)."""
+    with SmtpSink() as running:
+        yield running

@@ -17,14 +17,13 @@ from trustkit import (
     Outside,
     escalation,
     outside,
-    sink,
     through_the_front_door,
 )
 
 from escalator.core.ackplace import DEFAULT_PATTERNS, AckPlace, ChannelFacts, ack_place
 from escalator.store import Store
 
-__all__ = ["outside", "sink"]  # fixtures, used by name
+__all__ = ["outside"]  # a fixture, used by name
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.policy
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import message_from_string
@@ -120,12 +120,6 @@ class World:
                 return
             self.clock.advance(step)
         raise AssertionError("actions still pending")
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as running:
-        yield running
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ apart get one page, two replies, one thread; the page says why; different outage
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,12 +19,6 @@ from escalator.store import Store
 
 EVENING = datetime(2026, 11, 27, 20, tzinfo=UTC)  # on call: page, ack, reply
 MORNING = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)  # page + alarm + ack + reply
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as running:
-        yield running
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ unacknowledged pages chased, the one-hour reminder. Fixed instants; the clock is
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -71,12 +71,6 @@ def test_cli_default_is_the_last_handover_at_most_a_day_back() -> None:
 
 
 # -- the world --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as running:
-        yield running
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
@@ -28,12 +27,6 @@ def reply() -> tuple[EmailMessage, str]:
     )
     template = load_template("reply_escalated.txt.j2")
     return render.reply_message(sample, template, envelope()), "ana@example.gov.uk"
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as running:
-        yield running
 
 
 async def test_reply_is_sent_with_null_reverse_path_and_threading(sink: SmtpSink) -> None:

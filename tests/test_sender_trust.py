@@ -20,7 +20,6 @@ from trustkit import (
     Outside,
     escalation,
     outside,
-    sink,
     through_the_front_door,
 )
 
@@ -35,7 +34,7 @@ from escalator.review.deeds import mail_view, release
 from escalator.settings import Settings
 from escalator.store import Store
 
-__all__ = ["outside", "sink"]  # fixtures, used by name
+__all__ = ["outside"]  # a fixture, used by name
 
 FORGED = "Authentication-Results: evil.example; dmarc=pass header.from=digital.justice.gov.uk"
 DMARC_PASS = f"Authentication-Results: {BORDER}; dmarc=pass header.from=digital.justice.gov.uk"

@@ -10,7 +10,7 @@ thread replies at the Slack stand-in and the mail at the relay stand-in.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -28,12 +28,6 @@ from escalator.store.loop import loop_store
 
 FRIDAY_0930 = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)  # page + alarm (London = UTC in Nov)
 LONDON = ZoneInfo("Europe/London")
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as running:
-        yield running
 
 
 @pytest.fixture
