@@ -22,9 +22,9 @@ from escalator.policy import load_policy
 from escalator.review import deeds
 from escalator.store import ActionRow
 
-# The dispatch tests' world (stand-ins, store, processor, clock) and its fixtures, shared by
-# name: pytest finds fixtures in the module namespace.
-world, sink = test_dispatch.world, test_dispatch.sink
+# The dispatch tests' world (stand-ins, store, processor, clock), shared by name: pytest finds
+# fixtures in the module namespace (`sink` comes from conftest).
+world = test_dispatch.world
 ALARMS = "high-priority-alarms"
 HEADER = "Held, may be an incident — release to page"
 DOUBTFUL = {"channel": None}  # a strong outage without a channel: rejected, in doubt
