@@ -484,6 +484,117 @@ buckets cause it? #team-ledger
 ]
 CASES += MORE
 
+# Kinds met in blind set d (issue 15), each written afresh in other words.
+HELD_OUT_KINDS: list[Hard] = [
+    # A bare Slack channel ID after "Slack channel", no colon: the channel, lowercased.
+    Hard(
+        "bare-slack-id-after-channel",
+        ESCALATE,
+        "c09ab3kd7qz",
+        mail(
+            "Tribunal bundles failing in production",
+            """
+Every bundle upload to the employment tribunal service has failed with a 500 since 19:10 and
+clerks cannot prepare tomorrow's hearings. We are in Slack channel C09AB3KD7QZ for updates.
+""",
+        ),
+    ),
+    # The only channel is named in the new text and said, right after it, to be archived.
+    Hard(
+        "named-channel-then-archived",
+        NO_CHANNEL,
+        None,
+        mail(
+            "Re: Legal aid means test errors",
+            """
+It is back: the means assessment returns an error to all caseworkers since 08:15 and no claims
+can be assessed. Not #laa-means-sept though (it has been archived), ring me on 07700 900777.
+""",
+        ),
+        "low",
+    ),
+    # An auto-reply's subject echoes the incident it answers: its channel is not the reply's.
+    Hard(
+        "auto-reply-echoes-channel-in-subject",
+        (Verdict.REJECT, Reason.AUTOMATED_MESSAGE),
+        None,
+        mail(
+            "Out of Office: URGENT payments down - #fines-incident",
+            """
+I am on leave until 7 December. For the fines service please email the team mailbox.
+""",
+            extra="Auto-Submitted: auto-replied\n",
+        ),
+    ),
+    # A fix waited for ("until it's fixed", "once it is resolved") is not a resolution.
+    Hard(
+        "work-stopped-until-fixed",
+        ESCALATE,
+        "warrants-live",
+        mail(
+            "Warrant lookups returning nothing (live)",
+            """
+Since 16:00 the warrant lookup returns no results for any search in live, even for warrants we
+hold. Enforcement officers have stopped executing warrants until it's fixed. #warrants-live
+""",
+        ),
+    ),
+    # The label denied, a core step failing "for every <person> who" uses it: an incident.
+    Hard(
+        "not-an-outage-but-every-person-fails",
+        ESCALATE,
+        "pvb-live",
+        mail(
+            "Visits booking - payment step",
+            """
+Not an outage as such - the site is up and the start page loads - but since 12:00 the payment
+step shows an error page for every visitor who reaches it. #pvb-live
+""",
+        ),
+        "low",
+    ),
+    # The sender's own access refused, pasted as an error: an access request.
+    Hard(
+        "own-access-refused-pasted-error",
+        NOT_IMPACTING,
+        "team-probation-dev",
+        mail(
+            "URGENT - Forbidden error, cannot exec into pod",
+            """
+kubectl exec gives me:
+Error from server (Forbidden): pods "api-0" is forbidden: User "github:someone" cannot create
+resource "pods/exec" in the namespace "probation-prod"
+Could someone grant me the right role please? #team-probation-dev
+""",
+        ),
+    ),
+    # Users refused with a Forbidden on the live site are an incident, not an access request.
+    Hard(
+        "users-refused-forbidden",
+        ESCALATE,
+        "portal-incident",
+        mail(
+            "403 Forbidden on the portal",
+            """
+Since 09:00 providers get 403 Forbidden on the portal and cannot submit claims. #portal-incident
+""",
+        ),
+    ),
+    # "This is what users are seeing" names nothing: a screenshot only is no facts.
+    Hard(
+        "screenshot-only-users-seeing",
+        NO_FACTS,
+        "team-cases",
+        mail(
+            "URGENT - case tracker",
+            """
+See the attached picture, this is what our users are seeing. Urgent! #team-cases
+""",
+        ),
+    ),
+]
+CASES += HELD_OUT_KINDS
+
 
 def test_clause_reading_scopes_negation_and_hypothesis() -> None:
     """A cue governs only the clause it is in, and only the few words before the impact."""
@@ -506,6 +617,26 @@ def test_clause_reading_scopes_negation_and_hypothesis() -> None:
     assert state("The site went down and recovered at 9.", "down", lasting=False) is State.RESOLVED
     assert state("Restored at 7 and since then rows are lost.", "rows") is State.PRESENT
     assert state("kubectl is down for me.", "down", lasting=False) is State.TOOLING
+
+
+def test_awaited_resolutions_and_refused_access() -> None:
+    """A fix waited for is not told; a past one is. A refusal naming users is not the sender's."""
+    from escalator.core.reading import awaited, refused_access
+    from escalator.core.rules import parse_rules
+    from escalator.policy import default_rules_text
+
+    cues = parse_rules(default_rules_text()).cues
+
+    def waits(text: str, said: str) -> bool:
+        return awaited(text, text.index(said), text.index(said) + len(said), cues)
+
+    assert waits("Courts stopped listing until it's fixed.", "it's fixed")
+    assert waits("Call me once it is resolved.", "is resolved")
+    assert not waits("It was down until it was restored at 10:00.", "was restored")
+    assert not waits("Thanks, it's fixed now.", "it's fixed")
+    assert refused_access('pods is forbidden: User "github:me" cannot list resource "pods"', cues)
+    assert refused_access("Forbidden error, cannot access the prod namespace", cues)
+    assert not refused_access("providers get 403 Forbidden and cannot submit claims", cues)
 
 
 def test_older_rules_without_reading_table_read_everything_as_present() -> None:

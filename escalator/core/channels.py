@@ -42,6 +42,15 @@ _NAMED = Prefiltered.compile(
     re.IGNORECASE,
     starts=("slack", "channel"),
 )
+# A bare Slack channel ID after "Slack channel", "channel ID", "in Slack" ("we're talking in Slack
+# channel C08M2QX7HJD"): taken lowercased, as a labelled one ("Slack: C07RJ4M2QTX") is. The ID's
+# shape is checked on the text as written (upper case, a digit), so "channel conversations" is none.
+_SLACK_ID = Prefiltered.compile(
+    r"\b(?:slack(?:\s+channel)?|channel)(?:\s+id)?\s*(?:is\s+|[:=]\s*)?#?([A-Za-z0-9]{9,12})\b",
+    re.IGNORECASE,
+    starts=("slack", "channel"),
+)
+_ID_SHAPE = re.compile(r"[CG][A-Z0-9]{8,11}")
 # JIRA keys, PR numbers, "#1st", incident and change references (INC0012345, P1, CHG42).
 _TICKET_KEY = re.compile(r"^(?:[A-Z]{2,10}-\d+|[A-Za-z]{1,4}\d+|\d+[A-Za-z]{0,2})$")
 _LABEL_STOPWORDS = frozenset(
@@ -132,6 +141,14 @@ _ARCHIVED = Prefiltered.compile(
     starts=("archived", "no longer", "old", "previous", "last", "channel"),
 )
 
+# Said of the channel just named: "#x - it's been archived", "#x (archived)", "#x, which was
+# archived".
+_ARCHIVED_AFTER = re.compile(
+    r"[\s,;:()\[\]\-\u2013]*(?:(?:it|that|this|which)\s*(?:'s|is|was|has|had)?\s*|"
+    r"(?:is|was|has|had)\s+)?(?:now\s+|since\s+|also\s+)?(?:been\s+)?(?:now\s+)?archived\b",
+    re.IGNORECASE,
+)
+
 # Said to have gone unanswered there: where the sender already asked, not where to talk next.
 _UNANSWERED = re.compile(
     r"\bno (reply|response|answer)\b|"
@@ -159,6 +176,7 @@ class ChannelMention:
     score: int
     context: str  # the mention's sentence, up to the neighbouring mentions
     clause: str = ""  # the piece of it that holds the mention (split at commas, "so", "but")
+    after: str = ""  # the rest of its sentence ("#x - it's been archived")
 
 
 @dataclass(frozen=True)
@@ -174,7 +192,7 @@ def find_channel(parts: list[TextPart], platform: bool = True) -> ChannelMention
     if any(part.where == "new" and _ARCHIVED.search(part.text) for part in parts):
         # "the old channel is archived": the quoted history's channel is not where to talk now,
         # nor any other mention of a channel the sender says is archived.
-        said = [m for m in mentions if m.where != "quoted" and _ARCHIVED.search(m.clause)]
+        said = [m for m in mentions if m.where != "quoted" and _said_archived(m)]
         archived = {mention.channel for mention in said}
         mentions = [m for m in mentions if m.where != "quoted" and m.channel not in archived]
     if not platform:
@@ -183,6 +201,11 @@ def find_channel(parts: list[TextPart], platform: bool = True) -> ChannelMention
         return None
     order = {part.where: index for index, part in enumerate(parts)}
     return max(mentions, key=lambda m: (m.score, -order[m.where], -m.position))
+
+
+def _said_archived(mention: ChannelMention) -> bool:
+    """The mention's own clause says it is archived, or the words right after it do."""
+    return bool(_ARCHIVED.search(mention.clause) or _ARCHIVED_AFTER.match(mention.after))
 
 
 def _mentions(part: TextPart) -> list[ChannelMention]:
@@ -202,8 +225,9 @@ def _mentions(part: TextPart) -> list[ChannelMention]:
         sentence = _sentence(part.text, start, end, low, high)
         context = sentence if len(sentence) <= 300 else (before + after)
         clause = next((c for c in _CLAUSE_BREAK.split(context) if _MARK in c), context)
+        after = context.partition(_MARK)[2]
         context, clause = context.replace(_MARK, " "), clause.replace(_MARK, " ")
-        mentions.append(ChannelMention(channel, part.where, start, score, context, clause))
+        mentions.append(ChannelMention(channel, part.where, start, score, context, clause, after))
     return [m for m in _fold_link_names(mentions, found, part.text) if _candidate(m)]
 
 
@@ -274,6 +298,7 @@ def _raw_mentions(text: str) -> list[tuple[int, int, str]]:
         (_HASH, _from_hash),
         (_LABELLED, _from_labelled),
         (_NAMED, _from_label),
+        (_SLACK_ID, _from_slack_id),
     ):
         for match in pattern.finditer(text, folded):
             channel = pick(match)
@@ -309,6 +334,12 @@ def _from_labelled(match: re.Match[str]) -> str | None:
 
 def _from_label(match: re.Match[str]) -> str | None:
     return _from_name(match.group(1).rstrip("-_"))
+
+
+def _from_slack_id(match: re.Match[str]) -> str | None:
+    name = match.group(1)
+    shaped = _ID_SHAPE.fullmatch(name) and any(char.isdigit() for char in name)
+    return name.lower() if shaped else None
 
 
 def _from_name(name: str) -> str | None:

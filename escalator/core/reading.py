@@ -54,6 +54,8 @@ class Cues:
     scheduled: re.Pattern[str]
     prelaunch: re.Pattern[str]
     users: re.Pattern[str]
+    pending: re.Pattern[str]
+    refusal: re.Pattern[str]
 
 
 _NEVER = r"(?!)"
@@ -125,6 +127,20 @@ def state_of(clause: Clause, start: int, lasting: bool, cues: Cues) -> State:
     if cues.tooling.search(clause.text) and not cues.people.search(clause.text):
         return State.TOOLING
     return State.PRESENT
+
+
+def refused_access(clause: str, cues: Cues) -> bool:
+    """The clause is the sender's own access being refused ("Forbidden error, cannot access the
+    prod namespace"), naming no users of a service as refused."""
+    if not cues.refusal.search(clause):
+        return False
+    return not cues.users.search(cues.refusal.sub(" ", clause))
+
+
+def awaited(text: str, start: int, end: int, cues: Cues) -> bool:
+    """A resolution the sentence waits for ("stopped until it's fixed", "once it is restored"),
+    not one it tells ("down until it was restored at 10:00")."""
+    return bool(cues.pending.search(text[max(0, start - _WINDOW_CHARS) : end]))
 
 
 _SCHEDULE_REACH = 80  # characters after an outage word where its planned window may stand

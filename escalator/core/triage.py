@@ -7,13 +7,23 @@ the evidence (rule, words, part of the mail) that produced it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from escalator.core.channels import TextPart, find_channel
 from escalator.core.mail import ParsedMail
 from escalator.core.model import REASON_ORDER, Confidence, Evidence, Reason, Triage, Verdict
 from escalator.core.prefilter import Haystack
-from escalator.core.reading import Clause, Cues, State, clause_at, clauses, state_of
+from escalator.core.reading import (
+    Clause,
+    Cues,
+    State,
+    awaited,
+    clause_at,
+    clauses,
+    refused_access,
+    state_of,
+)
 from escalator.core.rules import Rule, Rules
 
 _SNIPPET = 80
@@ -302,7 +312,7 @@ def _impact_evidence(content: list[TextPart], thread: list[TextPart], rules: Rul
     non_production = hits("non_production")
     non_production = [] if non_production and hits("live") else non_production
     requests = hits("exclusion")
-    resolved = hits("resolved")
+    resolved = _told_resolutions(parts, rules)
     resolved = [] if resolved and hits("ongoing") else resolved
     if not (no_impact or labels or non_production or requests or resolved):
         return _Impact(symptoms, [])  # nothing to overrule: the common mail reads no clauses
@@ -333,7 +343,9 @@ def _impact_evidence(content: list[TextPart], thread: list[TextPart], rules: Rul
     excluded = [
         item for item in [*no_impact, *labels, *non_production, *resolved] if item not in beaten
     ]
-    if requests and not beaten and not reading.several_symptoms():
+    if requests and not beaten and reading.several_symptoms():
+        beaten = list(requests)  # two problem words beat a request, shown as overruled (policy 5)
+    elif requests and not beaten:
         excluded += requests
     doubts = reading.doubts() if excluded else []
     return _Impact(symptoms, excluded, unlocated[:3], beaten if not excluded else [], doubts)
@@ -389,7 +401,11 @@ class _Reading:
 
     def several_symptoms(self) -> bool:
         """Two different problem words in present clauses about a service or its users."""
-        seen = {item.matched.lower() for item in self._present("symptom", every=True)}
+        cues = self._rules.cues
+        seen = {
+            _REFUSED if refused_access(item.clause, cues) else item.matched.lower()
+            for item in self._present("symptom", every=True)
+        }
         return len(seen) >= _SYMPTOMS_OVER_EXCLUSION
 
     def doubts(self) -> list[Evidence]:
@@ -442,6 +458,7 @@ class _Reading:
         return self._clauses[index]
 
 
+_REFUSED = "(the sender's access refused)"  # every problem word of such clauses, counted once
 _DOUBTED_STATES = (State.NEGATED, State.HYPOTHETICAL, State.SCHEDULED)
 
 
@@ -455,12 +472,25 @@ def _located(clause: str, cues: Cues) -> bool:
     return bool(cues.production.search(clause) or cues.people.search(clause))
 
 
-def _rule_matches(rule: Rule, parts: list[_Read]) -> list[Evidence]:
-    """The first match of each of the rule's patterns, at most one evidence per pattern."""
+def _told_resolutions(parts: list[_Read], rules: Rules) -> list[Evidence]:
+    """Resolutions the sender tells, not the ones a sentence waits for ("until it's fixed")."""
+
+    def told(part: _Read, match: re.Match[str]) -> bool:
+        return not awaited(part.haystack.text, match.start(), match.end(), rules.cues)
+
+    return [item for rule in rules.of_kind("resolved") for item in _rule_matches(rule, parts, told)]
+
+
+def _rule_matches(
+    rule: Rule, parts: list[_Read], keep: Callable[[_Read, re.Match[str]], bool] | None = None
+) -> list[Evidence]:
+    """The first match (that `keep` keeps) of each of the rule's patterns, at most one evidence
+    per pattern."""
     found = []
     for pattern, needles, starts in zip(rule.patterns, rule.needles, rule.starts, strict=True):
         for part in parts:
-            match = part.haystack.search(pattern, needles, starts)
+            matches = part.haystack.finditer(pattern, needles, starts)
+            match = next((m for m in matches if keep is None or keep(part, m)), None)
             if match:
                 item = Evidence(rule.name, match.group(0)[:_SNIPPET], part.where, rule.reason)
                 if item not in found:
@@ -544,9 +574,22 @@ def _earlier_matter_over(impact: _Impact, rules: Rules) -> bool:
 _MACHINE_COPIES = frozenset({"forwarded", "quoted"})
 
 
+# A machine's subject that only echoes the mail it answers ("Automatic reply: …", "Undeliverable:
+# Re: …"): the channel in it is the other mail's, as in a bounced copy. A list's own copy
+# ("[list] CICA apply DOWN - #x") is not an echo.
+_ECHO_SUBJECT = re.compile(r"^\s*(re|aw|sv|antw|fw|fwd)\s*:", re.IGNORECASE)
+
+
+def _echoed_subject(mail: ParsedMail, automated: list[Evidence]) -> bool:
+    answers = any(item.rule == "auto_subject" for item in automated)
+    return answers or bool(automated and _ECHO_SUBJECT.match(mail.subject))
+
+
 def _channel_parts(mail: ParsedMail, automated: list[Evidence], over: bool) -> list[TextPart]:
     body = mail.body
     dropped = set(_MACHINE_COPIES) if automated else {"quoted"} if over else set()
+    if _echoed_subject(mail, automated):
+        dropped.add("subject")
     parts = [
         TextPart("new", body.new),
         TextPart("subject", mail.subject),
