@@ -634,6 +634,7 @@ def test_awaited_resolutions_and_refused_access() -> None:
     assert waits("Call me once it is resolved.", "is resolved")
     assert not waits("It was down until it was restored at 10:00.", "was restored")
     assert not waits("Thanks, it's fixed now.", "it's fixed")
+    assert not waits("When I checked this morning, it's fixed.", "it's fixed")
     assert refused_access('pods is forbidden: User "github:me" cannot list resource "pods"', cues)
     assert refused_access("Forbidden error, cannot access the prod namespace", cues)
     assert not refused_access("providers get 403 Forbidden and cannot submit claims", cues)
