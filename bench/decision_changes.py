@@ -2,8 +2,9 @@
 
 Run: .venv/bin/python bench/decision_changes.py BEFORE.jsonl AFTER.jsonl > CHANGES.md
 A change is a different verdict, reason list or channel; evidence-only changes are counted, not
-listed. Each row gets a one-line why, derived from the evidence and the doubts of the new
-decision (which rule overruled which exclusion, or why an exclusion is no longer overruled):
+listed; decisions kept with another confidence are listed in a second table. Each change gets a
+one-line why, derived from the evidence and the doubts of the new decision (which rule
+overruled which exclusion, or why an exclusion is no longer overruled):
 read it as a reviewer's first guess, and check the rows that turned an escalation into a reject.
 """
 
@@ -90,15 +91,25 @@ def _no_longer_overruled(before: Row, after: Row) -> tuple[str, str]:
     )
 
 
+def confidence_row(name: str, old: Row, new: Row) -> str:
+    """A decision kept, its confidence changed: what is doubted now (or was)."""
+    doubts = new.get("doubts") or old.get("doubts") or []
+    said = "; ".join(f"{d['rule']}: '{d['matched']}'" for d in doubts[:2])
+    moved = f"{old.get('confidence')} -> {new.get('confidence')}"
+    return f"| `{name}` | {shown(new)} | {moved} | {said} |"
+
+
 def main() -> None:
     before, after = load(sys.argv[1]), load(sys.argv[2])
-    rows, categories, evidence_only = [], Counter[str](), 0
+    rows, categories, evidence_only, confidence = [], Counter[str](), 0, []
     for name, new in after.items():
         old = before.get(name)
         if old is None:
             continue
         if key(old) == key(new):
             evidence_only += old["evidence"] != new["evidence"]
+            if old.get("confidence") != new.get("confidence"):
+                confidence.append(confidence_row(name, old, new))
             continue
         category, line = why(old, new)
         categories[f"{old['verdict']} -> {new['verdict']}: {category}"] += 1
@@ -110,6 +121,9 @@ def main() -> None:
         print(f"- {count} {category}")
     print("\n| mail | before | after | confidence | why |\n|---|---|---|---|---|")
     print("\n".join(row.replace("\n", " ") for row in rows))
+    print(f"\n{len(confidence)} decisions kept with another confidence.\n")
+    print("| mail | decision | confidence | doubts now (or before) |\n|---|---|---|---|")
+    print("\n".join(row.replace("\n", " ") for row in confidence))
 
 
 if __name__ == "__main__":

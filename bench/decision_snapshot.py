@@ -3,8 +3,9 @@
 Run: .venv/bin/python bench/decision_snapshot.py OUT.jsonl   (then `cmp BEFORE.jsonl OUT.jsonl`)
 The corpus: shared/corpus/samples (also with a null sender and an allowlist), the labelled cases
 of tests/test_triage_cases.py with their own lists, every file under shared/corpus/real, the
-bench mails, and 1,500 mails mixed from the cases' lines with a fixed seed (many combinations of
-rules, quotes, forwards and signatures). Each line holds the contract (verdict, reasons, channel,
+bench mails, the labelled blind sets (tests/mails/blind, tests/mails/blind2/*), and 1,500 mails
+mixed from the cases' lines with a fixed seed (many combinations of rules, quotes, forwards and
+signatures). Each line holds the contract (verdict, reasons, channel,
 evidence) and a digest of the parsed mail, so a parse change shows too.
 """
 
@@ -33,6 +34,7 @@ cases: Any = importlib.import_module("test_triage_cases")
 bench_decide: Any = importlib.import_module("bench_decide")
 
 CORPUS = ROOT.parent / "shared" / "corpus"
+MAILS = ROOT / "tests" / "mails"
 AT = datetime(2026, 11, 28, 21, tzinfo=UTC)
 Item = tuple[str, bytes, Policy, str | None]
 
@@ -58,6 +60,8 @@ def corpus(base: Policy) -> Iterator[Item]:
     for size in (2_000, 50_000, 500_000):
         yield f"bench-text:{size}", bench_decide.text_mail(size), base, None
         yield f"bench-att:{size}", bench_decide.attachment_mail(size), base, None
+    for path in sorted(MAILS.glob("blind*/**/*.eml")):
+        yield f"blind:{path.relative_to(MAILS)}", path.read_bytes(), base, None
     for index, raw in enumerate(mixed(1_500)):
         yield f"mix:{index}", raw, base, None
 

@@ -489,8 +489,10 @@ def _rule_matches(
     found = []
     for pattern, needles, starts in zip(rule.patterns, rule.needles, rule.starts, strict=True):
         for part in parts:
-            matches = part.haystack.finditer(pattern, needles, starts)
-            match = next((m for m in matches if keep is None or keep(part, m)), None)
+            match = part.haystack.search(pattern, needles, starts)
+            if match and keep is not None and not keep(part, match):
+                matches = part.haystack.finditer(pattern, needles, starts)
+                match = next((m for m in matches if keep(part, m)), None)
             if match:
                 item = Evidence(rule.name, match.group(0)[:_SNIPPET], part.where, rule.reason)
                 if item not in found:
