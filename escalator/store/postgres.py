@@ -37,11 +37,9 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from escalator.core.actions import PlannedAction
 from escalator.core.facts import MailFacts
 from escalator.core.record import DecisionRecord
-from escalator.core.storms import StormJoin
 from escalator.errors import ConfigError, StoreUnavailable
 from escalator.store import (
     DUPLICATE_WINDOW_DAYS,
-    FINAL_ACTION_STATES,
     REVIEW_STATES,
     Accepted,
     ActionRow,
@@ -49,20 +47,21 @@ from escalator.store import (
     IncomingMail,
     ListedMail,
     MailRow,
-    OutboxSummary,
     Purged,
     RecordRejected,
-    claim_order,
-    summarise,
+    actions,
+    queries,
 )
-from escalator.store.loop_postgres import PostgresLoop
-from escalator.store.storms import STORM_KEEP, storm_outcome
+from escalator.store.actions import OutboxTables
+from escalator.store.db import Job as DbJob
+from escalator.store.db import Json, News
+from escalator.store.loop import LoopTables
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[dict[str, Any]]
-Job = Callable[[Conn], Awaitable[Any]]
+ConnJob = Callable[[Conn], Awaitable[Any]]
 
 MIGRATIONS = (
     "postgres-0001-initial.sql",
@@ -75,7 +74,11 @@ MIGRATIONS = (
     "postgres-0008-doubt.sql",
     "postgres-0009-storms.sql",
 )
+QUERIES = {
+    name: queries.to_pyformat(text).encode() for name, text in queries.load("postgres").items()
+}
 MAIL_CHANNEL, ACTIONS_CHANNEL = "escalator_mail", "escalator_actions"
+CHANNELS: dict[News, str] = {"mail": MAIL_CHANNEL, "actions": ACTIONS_CHANNEL}
 POOL_SIZE = 8  # the writer, the listener's reconnects aside, and concurrent reads (web, metrics)
 POOL_WAIT = 10.0  # seconds a caller waits for a pooled connection before StoreUnavailable
 LISTEN_RETRY = 1.0
@@ -89,13 +92,13 @@ _SELECT_MAILS_RAW = _SELECT_MAILS.replace("NULL AS raw", "raw")
 
 @dataclass
 class _Queued:
-    job: Job
+    job: ConnJob
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
 
-class PostgresStore(PostgresLoop):
+class PostgresStore(OutboxTables, LoopTables):
     """The Store protocol on PostgreSQL; see the module docstring."""
 
     def __init__(self, url: str, *, schema: str | None = None, max_batch: int = 512) -> None:
@@ -178,7 +181,11 @@ class PostgresStore(PostgresLoop):
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"store read failed: {exc}") from None
 
-    async def _read(self, job: Callable[[Conn], Awaitable[T]]) -> T:
+    async def _read(self, job: DbJob[T]) -> T:
+        """A job of store/db.py on its own pooled connection, beside the writer's commits."""
+        return await self._read_conn(lambda conn: job(PostgresDb(conn)))
+
+    async def _read_conn(self, job: Callable[[Conn], Awaitable[T]]) -> T:
         """A read on its own pooled connection, beside the writer's commits."""
         async with self._pooled() as conn:
             result: T = await job(conn)
@@ -213,6 +220,11 @@ class PostgresStore(PostgresLoop):
                     calls[note.channel]()
 
     # -- the write path -------------------------------------------------------------------
+
+    async def _write(self, job: DbJob[T], news: News | None = None) -> T:
+        """A job of store/db.py in the writer's batch; `news` NOTIFYed at its commit."""
+        run = lambda conn: job(PostgresDb(conn))  # noqa: E731 - the job, on a connection
+        return await self._run(run if news is None else self._announcing(CHANNELS[news], run))
 
     async def _run(self, job: Callable[[Conn], Awaitable[T]]) -> T:
         if self._closed or self._writer is None or self._writer.done():
@@ -262,7 +274,7 @@ class PostgresStore(PostgresLoop):
         return await self._run(self._announcing(MAIL_CHANNEL, lambda conn: _accept(conn, mail)))
 
     async def undecided_mails(self, limit: int, byte_budget: int) -> list[MailRow]:
-        return await self._read(lambda conn: _undecided(conn, limit, byte_budget))
+        return await self._read_conn(lambda conn: _undecided(conn, limit, byte_budget))
 
     async def record_decision(
         self,
@@ -283,45 +295,14 @@ class PostgresStore(PostgresLoop):
     async def set_facts(self, mail_id: int, facts: MailFacts) -> bool:
         return await self._run(lambda conn: _set_facts(conn, mail_id, facts))
 
-    async def add_actions(self, mail_id: int, planned: tuple[PlannedAction, ...]) -> list[int]:
-        now = _now()
-        job = functools.partial(_insert_actions, mail_id=mail_id, planned=planned, now=now)
-        return await self._run(self._announcing(ACTIONS_CHANNEL, job))
-
-    async def claim_due_actions(
-        self, now: datetime, limit: int, lease_seconds: float
-    ) -> list[ActionRow]:
-        return await self._run(lambda conn: _claim(conn, now, limit, lease_seconds))
-
-    async def finish_action(
-        self,
-        action_id: int,
-        state: str,
-        error: str | None = None,
-        result: dict[str, Any] | None = None,
-    ) -> None:
-        if state not in FINAL_ACTION_STATES:
-            raise ValueError(f"finish_action needs a final state, not {state!r}")
-        now = _now()
-        await self._run(lambda conn: _finish(conn, action_id, state, error, result, now))
-
-    async def retry_action(self, action_id: int, due_at: datetime, error: str) -> None:
-        now = _now()
-        await self._run(lambda conn: _retry(conn, action_id, due_at, error, now))
-
-    async def replay_action(self, action_id: int, who: str, now: datetime) -> ActionRow | None:
-        return await self._run(
-            self._announcing(ACTIONS_CHANNEL, lambda conn: _replay(conn, action_id, who, now))
-        )
-
     async def get_mail(self, mail_id: int) -> MailRow | None:
-        return await self._read(lambda conn: _get_mail(conn, mail_id))
+        return await self._read_conn(lambda conn: _get_mail(conn, mail_id))
 
     async def find_mail(self, message_id: str) -> MailRow | None:
-        return await self._read(lambda conn: _find_mail(conn, message_id))
+        return await self._read_conn(lambda conn: _find_mail(conn, message_id))
 
     async def list_mails(self) -> list[ListedMail]:
-        return await self._read(_list_mails)
+        return await self._read_conn(_list_mails)
 
     async def set_review(self, mail_id: int, review: str, who: str, note: str | None) -> None:
         if review not in REVIEW_STATES:
@@ -330,7 +311,7 @@ class PostgresStore(PostgresLoop):
         await self._run(lambda conn: _set_review(conn, mail_id, review, who, note, now))
 
     async def audit_log(self, mail_id: int | None = None) -> list[AuditRow]:
-        return await self._read(lambda conn: _audit_log(conn, mail_id))
+        return await self._read_conn(lambda conn: _audit_log(conn, mail_id))
 
     async def resolve_review(
         self,
@@ -352,54 +333,15 @@ class PostgresStore(PostgresLoop):
         )
 
     async def mails_in_review(self, review: str, limit: int) -> list[MailRow]:
-        return await self._read(lambda conn: _mails_in_review(conn, review, limit))
+        return await self._read_conn(lambda conn: _mails_in_review(conn, review, limit))
 
     async def recent_escalations(self, limit: int) -> list[ListedMail]:
-        return await self._read(lambda conn: _recent_escalations(conn, limit))
-
-    async def mail_actions(self, mail_id: int) -> list[ActionRow]:
-        return await self._read(lambda conn: _mail_actions(conn, mail_id))
+        return await self._read_conn(lambda conn: _recent_escalations(conn, limit))
 
     async def purge(self, raw_before: datetime, records_before: datetime, now: datetime) -> Purged:
         return await self._run(lambda conn: _purge(conn, raw_before, records_before, now))
 
-    async def outbox_summary(self, now: datetime) -> OutboxSummary:
-        return await self._read(lambda conn: _outbox_summary(conn, now))
-
-    # -- dispatcher memory --------------------------------------------------------------
-
-    async def claim_reply_slot(
-        self, address: str, action_id: int, now: datetime, since: datetime
-    ) -> datetime | None:
-        return await self._run(lambda conn: _claim_reply_slot(conn, address, action_id, now, since))
-
-    async def alarm_thread(self, dedup_key: str) -> dict[str, Any] | None:
-        return await self._read(lambda conn: _alarm_thread(conn, dedup_key))
-
-    # -- leases and hand-over -----------------------------------------------------------
-
-    async def renew_claims(self, action_ids: tuple[int, ...], until: datetime) -> int:
-        if not action_ids:
-            return 0
-        return await self._run(lambda conn: _renew(conn, action_ids, until))
-
-    async def release_claims(self, action_ids: tuple[int, ...]) -> int:
-        if not action_ids:
-            return 0
-        now = _now()
-        return await self._run(
-            self._announcing(ACTIONS_CHANNEL, lambda conn: _release(conn, action_ids, now))
-        )
-
-    async def hurry_retries(self, kind: str, now: datetime) -> int:
-        return await self._run(
-            self._announcing(ACTIONS_CHANNEL, lambda conn: _hurry(conn, kind, now))
-        )
-
-    async def settle_failing(self, mail_id: int, kind: str, note: str, now: datetime) -> int:
-        return await self._run(lambda conn: _settle_failing(conn, mail_id, kind, note, now))
-
-    def _announcing(self, channel: str, job: Callable[[Conn], Awaitable[T]]) -> Job:
+    def _announcing(self, channel: str, job: Callable[[Conn], Awaitable[T]]) -> ConnJob:
         """The job, then a NOTIFY on `channel`, delivered to the listeners when it commits."""
 
         async def run(conn: Conn) -> T:
@@ -408,11 +350,6 @@ class PostgresStore(PostgresLoop):
             return result
 
         return run
-
-    async def join_storm(
-        self, keys: tuple[str, ...], mail_id: int, root: str, at: datetime, since: datetime
-    ) -> StormJoin:
-        return await self._run(lambda conn: _join_storm(conn, keys, mail_id, root, at, since))
 
     # -- review sessions ------------------------------------------------------------------
 
@@ -423,7 +360,7 @@ class PostgresStore(PostgresLoop):
         return await self._run(lambda conn: _session_revoked(conn, session_key))
 
 
-async def _run_job(conn: Conn, job: Job) -> tuple[Any, BaseException | None]:
+async def _run_job(conn: Conn, job: ConnJob) -> tuple[Any, BaseException | None]:
     try:
         async with conn.transaction():  # a savepoint inside the batch's transaction
             return await job(conn), None
@@ -563,86 +500,7 @@ async def _record_decision(
 async def _insert_actions(
     conn: Conn, mail_id: int, planned: tuple[PlannedAction, ...], now: datetime
 ) -> list[int]:
-    ids = []
-    for action in planned:
-        row = await _one(
-            conn,
-            "INSERT INTO actions (mail_id, kind, state, due_at, first_due_at, last_error, "
-            "payload, dedup_key, created_at, updated_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (
-                mail_id,
-                action.kind,
-                action.state,
-                action.due_at,
-                action.due_at,
-                action.note,
-                _json(dict(action.payload)),
-                action.dedup_key,
-                now,
-                now,
-            ),
-        )
-        assert row is not None
-        ids.append(int(row["id"]))
-    return ids
-
-
-async def _claim(conn: Conn, now: datetime, limit: int, lease_seconds: float) -> list[ActionRow]:
-    """SKIP LOCKED: concurrent claimers in other processes each get different rows. Fair
-    (issue 12/16): pages first, then each sender's oldest before anyone's second."""
-    rows = await _all(
-        conn,
-        "WITH due AS (SELECT id, kind, first_due_at, row_number() OVER (PARTITION BY kind, "
-        "payload->>'from_addr' ORDER BY first_due_at, id) AS turn FROM actions "
-        "WHERE state = 'pending' AND due_at <= %s "
-        "AND (claimed_until IS NULL OR claimed_until <= %s)), "
-        "picked AS (SELECT a.id FROM actions a JOIN due ON due.id = a.id "
-        "ORDER BY due.kind <> 'page', due.turn, due.first_due_at, due.id LIMIT %s "
-        "FOR UPDATE OF a SKIP LOCKED) "
-        "UPDATE actions SET claimed_until = %s, attempts = attempts + 1, updated_at = %s "
-        "WHERE id IN (SELECT id FROM picked) RETURNING *",
-        (now, now, limit, now + timedelta(seconds=lease_seconds), now),
-    )
-    return sorted((_action(row) for row in rows), key=claim_order)
-
-
-async def _finish(
-    conn: Conn,
-    action_id: int,
-    state: str,
-    error: str | None,
-    result: dict[str, Any] | None,
-    now: datetime,
-) -> None:
-    await conn.execute(
-        "UPDATE actions SET state = %s, last_error = %s, result = %s, claimed_until = NULL, "
-        "updated_at = %s WHERE id = %s",
-        (state, error, None if result is None else _json(result), now, action_id),
-    )
-
-
-async def _retry(conn: Conn, action_id: int, due_at: datetime, error: str, now: datetime) -> None:
-    await conn.execute(
-        "UPDATE actions SET due_at = %s, last_error = %s, claimed_until = NULL, updated_at = %s "
-        "WHERE id = %s AND state = 'pending'",
-        (due_at, error, now, action_id),
-    )
-
-
-async def _replay(conn: Conn, action_id: int, who: str, now: datetime) -> ActionRow | None:
-    # last_error without "failing since": the dispatcher starts a new retry horizon from now.
-    row = await _one(
-        conn,
-        "UPDATE actions SET state = 'pending', due_at = %s, first_due_at = %s, last_error = %s, "
-        "claimed_until = NULL, updated_at = %s WHERE id = %s AND state = 'failed' RETURNING *",
-        (now, now, f"replayed by {who}", now, action_id),
-    )
-    if row is None:
-        return None
-    action = _action(row)
-    await _audit(conn, now, who, "replayed", action.mail_id, f"{action.kind} action {action_id}")
-    return action
+    return await actions.insert(PostgresDb(conn), mail_id, planned, now)
 
 
 async def _get_mail(conn: Conn, mail_id: int) -> MailRow | None:
@@ -658,11 +516,11 @@ async def _find_mail(conn: Conn, message_id: str) -> MailRow | None:
 
 async def _list_mails(conn: Conn) -> list[ListedMail]:
     mails = [_mail(row) for row in await _all(conn, _SELECT_MAILS + "ORDER BY id")]
-    actions: dict[int, list[ActionRow]] = {}
+    by_mail: dict[int, list[ActionRow]] = {}
     for row in await _all(conn, "SELECT * FROM actions ORDER BY id"):
-        action = _action(row)
-        actions.setdefault(action.mail_id, []).append(action)
-    return [ListedMail(mail, tuple(actions.get(mail.id, ()))) for mail in mails]
+        action = actions.action(PostgresDb(conn), row)
+        by_mail.setdefault(action.mail_id, []).append(action)
+    return [ListedMail(mail, tuple(by_mail.get(mail.id, ()))) for mail in mails]
 
 
 async def _set_review(
@@ -748,67 +606,9 @@ async def _recent_escalations(conn: Conn, limit: int) -> list[ListedMail]:
         (limit,),
     )
     return [
-        ListedMail(mail, tuple(await _mail_actions(conn, mail.id))) for mail in map(_mail, rows)
+        ListedMail(mail, tuple(await actions.of_mail(PostgresDb(conn), mail.id)))
+        for mail in map(_mail, rows)
     ]
-
-
-async def _mail_actions(conn: Conn, mail_id: int) -> list[ActionRow]:
-    rows = await _all(conn, "SELECT * FROM actions WHERE mail_id = %s ORDER BY id", (mail_id,))
-    return [_action(row) for row in rows]
-
-
-_OUTBOX_SUMMARY = (
-    "SELECT kind, COUNT(*) AS pending, "
-    "MIN(first_due_at) FILTER (WHERE first_due_at <= %(now)s) AS oldest, "
-    "COUNT(*) FILTER (WHERE first_due_at > %(now)s) AS later, "
-    "MIN(due_at) FILTER (WHERE due_at <= %(now)s) AS stalled, "
-    "MIN(first_due_at) FILTER (WHERE first_due_at <= %(now)s AND last_error IS NOT NULL) "
-    "AS failing FROM actions WHERE state = 'pending' GROUP BY kind"
-)
-
-
-async def _outbox_summary(conn: Conn, now: datetime) -> OutboxSummary:
-    rows = await (await conn.execute(_OUTBOX_SUMMARY.encode(), {"now": now})).fetchall()
-    return summarise(rows)
-
-
-async def _release(conn: Conn, ids: tuple[int, ...], now: datetime) -> int:
-    """Hand claimed, unstarted actions back: no lease, and the claim's attempt not counted."""
-    cursor = await conn.execute(
-        "UPDATE actions SET claimed_until = NULL, attempts = GREATEST(attempts - 1, 0), "
-        "updated_at = %s WHERE state = 'pending' AND id = ANY(%s)",
-        (now, list(ids)),
-    )
-    return cursor.rowcount
-
-
-async def _renew(conn: Conn, ids: tuple[int, ...], until: datetime) -> int:
-    cursor = await conn.execute(
-        "UPDATE actions SET claimed_until = %s "
-        "WHERE state = 'pending' AND claimed_until IS NOT NULL AND id = ANY(%s)",
-        (until, list(ids)),
-    )
-    return cursor.rowcount
-
-
-async def _settle_failing(conn: Conn, mail_id: int, kind: str, note: str, now: datetime) -> int:
-    cursor = await conn.execute(
-        "UPDATE actions SET state = 'skipped', last_error = %s, updated_at = %s "
-        "WHERE mail_id = %s AND kind = %s AND state = 'pending' AND last_error IS NOT NULL "
-        "AND (claimed_until IS NULL OR claimed_until <= %s)",
-        (note, now, mail_id, kind, now),
-    )
-    return cursor.rowcount
-
-
-async def _hurry(conn: Conn, kind: str, now: datetime) -> int:
-    """Actions of `kind` waiting for a retry become due now (oldest first by claim order)."""
-    cursor = await conn.execute(
-        "UPDATE actions SET due_at = %s WHERE state = 'pending' AND kind = %s AND due_at > %s "
-        "AND first_due_at <= %s AND last_error IS NOT NULL",
-        (now, kind, now, now),
-    )
-    return cursor.rowcount
 
 
 async def _purge(
@@ -832,51 +632,6 @@ async def _purge(
     return Purged(raw.rowcount, mails.rowcount, audit.rowcount)
 
 
-async def _join_storm(
-    conn: Conn, keys: tuple[str, ...], mail_id: int, root: str, at: datetime, since: datetime
-) -> StormJoin:
-    """As SQLite's: join the open storm a key names, or open one; every key then names it. The
-    rows are locked in key order, so two replicas deciding one storm's mails take turns."""
-    await conn.execute("DELETE FROM storms WHERE first_at < %s", (since - STORM_KEEP,))
-    found = [await _one(conn, _STORM_ROW, (_text(key),)) for key in sorted(keys)]
-    rows = [(r["first_mail_id"], r["root"], r["first_at"], r["count"]) for r in found if r]
-    join = storm_outcome(rows, mail_id, root, at, since)
-    for key in keys:
-        row = (_text(key), join.first_mail_id, _text(join.root), join.first_at, join.count)
-        await conn.execute(_STORM_UPSERT.encode(), row)
-    return StormJoin(join.first_mail_id, join.root, join.count)
-
-
-_STORM_ROW = "SELECT first_mail_id, root, first_at, count FROM storms WHERE key = %s FOR UPDATE"
-_STORM_UPSERT = (
-    "INSERT INTO storms (key, first_mail_id, root, first_at, count) VALUES (%s, %s, %s, %s, %s) "
-    "ON CONFLICT (key) DO UPDATE SET first_mail_id = excluded.first_mail_id, "
-    "root = excluded.root, first_at = excluded.first_at, count = excluded.count"
-)
-
-
-async def _claim_reply_slot(
-    conn: Conn, address: str, action_id: int, now: datetime, since: datetime
-) -> datetime | None:
-    """One upsert that only overwrites a stale slot or this action's own (a retried send); a
-    concurrent claim from another process waits on the row and then sees it taken."""
-    await conn.execute("DELETE FROM reply_guard WHERE replied_at < %s", (since,))
-    taken = await _one(
-        conn,
-        "INSERT INTO reply_guard (address, action_id, replied_at) VALUES (%s, %s, %s) "
-        "ON CONFLICT (address) DO UPDATE SET action_id = excluded.action_id, "
-        "replied_at = excluded.replied_at WHERE reply_guard.action_id = excluded.action_id "
-        "RETURNING action_id",
-        (_text(address.lower()), action_id, now),
-    )
-    if taken is not None:
-        return None
-    holder = await _one(
-        conn, "SELECT replied_at FROM reply_guard WHERE address = %s", (_text(address.lower()),)
-    )
-    return None if holder is None else holder["replied_at"]
-
-
 async def _revoke_session(
     conn: Conn, session_key: str, expires_at: datetime, now: datetime
 ) -> None:
@@ -895,14 +650,45 @@ async def _session_revoked(conn: Conn, session_key: str) -> bool:
     return row is not None
 
 
-async def _alarm_thread(conn: Conn, dedup_key: str) -> dict[str, Any] | None:
-    row = await _one(
-        conn,
-        "SELECT result FROM actions WHERE dedup_key = %s AND kind = 'alarm' AND state = 'sent' "
-        "AND result IS NOT NULL ORDER BY id LIMIT 1",
-        (dedup_key,),
-    )
-    return None if row is None else dict(row["result"])
+# -- the dialect: named queries on a connection -------------------------------------------
+
+
+class PostgresDb:
+    """store/db.py's Db on one connection: times and JSON come back as Python values; text and
+    JSON parameters have NUL replaced (PostgreSQL refuses it, mail-derived text may hold it)."""
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+
+    async def one(self, name: str, **params: Any) -> dict[str, Any] | None:
+        return await (await self._execute(name, params)).fetchone()
+
+    async def all(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        return await (await self._execute(name, params)).fetchall()
+
+    async def run(self, name: str, **params: Any) -> int:
+        return (await self._execute(name, params)).rowcount
+
+    def time(self, value: Any) -> datetime:
+        moment: datetime = value
+        return moment
+
+    def json(self, value: Any) -> Any:
+        return value
+
+    async def _execute(
+        self, name: str, params: dict[str, Any]
+    ) -> psycopg.AsyncCursor[dict[str, Any]]:
+        bound = {key: _bind(value) for key, value in params.items()}
+        return await self._conn.execute(QUERIES[name], bound)
+
+
+def _bind(value: Any) -> Any:
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, Json):
+        return _json(value.value)
+    return value
 
 
 # -- rows ---------------------------------------------------------------------------------
@@ -962,25 +748,6 @@ async def _set_facts(conn: Conn, mail_id: int, facts: MailFacts) -> bool:
         (_facts_json(facts), mail_id),
     )
     return cursor.rowcount == 1
-
-
-def _action(row: dict[str, Any]) -> ActionRow:
-    return ActionRow(
-        id=int(row["id"]),
-        mail_id=int(row["mail_id"]),
-        kind=row["kind"],
-        state=row["state"],
-        due_at=row["due_at"],
-        attempts=int(row["attempts"]),
-        last_error=row["last_error"],
-        payload=row["payload"],
-        dedup_key=row["dedup_key"],
-        claimed_until=row["claimed_until"],
-        result=row["result"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        first_due_at=row.get("first_due_at") or row["due_at"],
-    )
 
 
 def _json(value: Any) -> Jsonb:

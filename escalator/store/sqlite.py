@@ -17,7 +17,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -27,11 +27,9 @@ from typing import Any, TypeVar
 from escalator.core.actions import PlannedAction
 from escalator.core.facts import MailFacts
 from escalator.core.record import DecisionRecord
-from escalator.core.storms import StormJoin
 from escalator.errors import ConfigError, StoreUnavailable
 from escalator.store import (
     DUPLICATE_WINDOW_DAYS,
-    FINAL_ACTION_STATES,
     REVIEW_STATES,
     Accepted,
     ActionRow,
@@ -39,19 +37,20 @@ from escalator.store import (
     IncomingMail,
     ListedMail,
     MailRow,
-    OutboxSummary,
     Purged,
     RecordRejected,
-    claim_order,
-    summarise,
+    actions,
+    queries,
 )
-from escalator.store.loop_sqlite import SQLiteLoop
-from escalator.store.storms import STORM_KEEP, storm_outcome
+from escalator.store.actions import OutboxTables
+from escalator.store.db import Job as DbJob
+from escalator.store.db import Json, News
+from escalator.store.loop import LoopTables
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Job = Callable[[sqlite3.Connection], Any]
+ConnJob = Callable[[sqlite3.Connection], Any]
 
 MIGRATIONS = (
     "sqlite-0001-initial.sql",
@@ -70,17 +69,18 @@ _LIST_MAILS = (
     "from_addr, size, verdict, reasons, slack_channel, window, decision, decided_at, review, "
     "raw_purged_at, facts FROM mails ORDER BY id"
 )
+QUERIES = queries.load("sqlite")
 _GET_MAIL = "SELECT * FROM mails WHERE id = ?"
 _FIND_MAIL = _LIST_MAILS.replace("ORDER BY id", "WHERE message_id = ? ORDER BY id DESC LIMIT 1")
 
 
 @dataclass
 class _Queued:
-    job: Job
+    job: ConnJob
     future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
 
 
-class SQLiteStore(SQLiteLoop):
+class SQLiteStore(OutboxTables, LoopTables):
     """The Store protocol on SQLite; see the module docstring for the write path."""
 
     def __init__(self, path: Path, *, busy_timeout: float = 5.0, max_batch: int = 512) -> None:
@@ -114,6 +114,14 @@ class SQLiteStore(SQLiteLoop):
         await asyncio.to_thread(self._thread.join)
 
     # -- the write path -------------------------------------------------------------------
+
+    async def _write(self, job: DbJob[T], news: News | None = None) -> T:
+        """A job of store/db.py on the writer thread (one process owns the file: no news)."""
+        return await self._run(lambda conn: drive(job(SQLiteDb(conn))))
+
+    async def _read(self, job: DbJob[T]) -> T:
+        """Reads take the writer's turn too (one connection)."""
+        return await self._write(job)
 
     async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed or self._thread is None or not self._thread.is_alive():
@@ -200,34 +208,6 @@ class SQLiteStore(SQLiteLoop):
     async def set_facts(self, mail_id: int, facts: MailFacts) -> bool:
         return await self._run(lambda conn: _set_facts(conn, mail_id, facts))
 
-    async def add_actions(self, mail_id: int, planned: tuple[PlannedAction, ...]) -> list[int]:
-        now = _now()
-        return await self._run(lambda conn: _insert_actions(conn, mail_id, planned, now))
-
-    async def claim_due_actions(
-        self, now: datetime, limit: int, lease_seconds: float
-    ) -> list[ActionRow]:
-        return await self._run(lambda conn: _claim(conn, now, limit, lease_seconds))
-
-    async def finish_action(
-        self,
-        action_id: int,
-        state: str,
-        error: str | None = None,
-        result: dict[str, Any] | None = None,
-    ) -> None:
-        if state not in FINAL_ACTION_STATES:
-            raise ValueError(f"finish_action needs a final state, not {state!r}")
-        now = _now()
-        await self._run(lambda conn: _finish(conn, action_id, state, error, result, now))
-
-    async def retry_action(self, action_id: int, due_at: datetime, error: str) -> None:
-        now = _now()
-        await self._run(lambda conn: _retry(conn, action_id, due_at, error, now))
-
-    async def replay_action(self, action_id: int, who: str, now: datetime) -> ActionRow | None:
-        return await self._run(lambda conn: _replay(conn, action_id, who, now))
-
     async def get_mail(self, mail_id: int) -> MailRow | None:
         return await self._run(lambda conn: _get_mail(conn, mail_id))
 
@@ -270,29 +250,8 @@ class SQLiteStore(SQLiteLoop):
     async def recent_escalations(self, limit: int) -> list[ListedMail]:
         return await self._run(lambda conn: _recent_escalations(conn, limit))
 
-    async def mail_actions(self, mail_id: int) -> list[ActionRow]:
-        return await self._run(lambda conn: _mail_actions(conn, mail_id))
-
     async def purge(self, raw_before: datetime, records_before: datetime, now: datetime) -> Purged:
         return await self._run(lambda conn: _purge(conn, raw_before, records_before, now))
-
-    async def outbox_summary(self, now: datetime) -> OutboxSummary:
-        return await self._run(lambda conn: _outbox_summary(conn, now))
-
-    # -- dispatcher memory --------------------------------------------------------------
-
-    async def claim_reply_slot(
-        self, address: str, action_id: int, now: datetime, since: datetime
-    ) -> datetime | None:
-        return await self._run(lambda conn: _claim_reply_slot(conn, address, action_id, now, since))
-
-    async def alarm_thread(self, dedup_key: str) -> dict[str, Any] | None:
-        return await self._run(lambda conn: _alarm_thread(conn, dedup_key))
-
-    async def join_storm(
-        self, keys: tuple[str, ...], mail_id: int, root: str, at: datetime, since: datetime
-    ) -> StormJoin:
-        return await self._run(lambda conn: _join_storm(conn, keys, mail_id, root, at, since))
 
     # -- review sessions ------------------------------------------------------------------
 
@@ -301,25 +260,6 @@ class SQLiteStore(SQLiteLoop):
 
     async def session_revoked(self, session_key: str) -> bool:
         return await self._run(lambda conn: _session_revoked(conn, session_key))
-
-    # -- leases and hand-over -----------------------------------------------------------
-
-    async def renew_claims(self, action_ids: tuple[int, ...], until: datetime) -> int:
-        if not action_ids:
-            return 0
-        return await self._run(lambda conn: _renew(conn, action_ids, until))
-
-    async def release_claims(self, action_ids: tuple[int, ...]) -> int:
-        if not action_ids:
-            return 0
-        now = _now()
-        return await self._run(lambda conn: _release(conn, action_ids, now))
-
-    async def hurry_retries(self, kind: str, now: datetime) -> int:
-        return await self._run(lambda conn: _hurry(conn, kind, now))
-
-    async def settle_failing(self, mail_id: int, kind: str, note: str, now: datetime) -> int:
-        return await self._run(lambda conn: _settle_failing(conn, mail_id, kind, note, now))
 
     def subscribe(self, on_mail: Callable[[], None], on_actions: Callable[[], None]) -> None:
         """One process owns a SQLite file: it wakes its own workers; nothing to listen to."""
@@ -351,7 +291,7 @@ def _run_batch(conn: sqlite3.Connection, batch: list[_Queued]) -> None:
             item.future.set_exception(error)
 
 
-def _run_job(conn: sqlite3.Connection, job: Job) -> tuple[Any, BaseException | None]:
+def _run_job(conn: sqlite3.Connection, job: ConnJob) -> tuple[Any, BaseException | None]:
     conn.execute("SAVEPOINT job")
     try:
         result = job(conn)
@@ -486,84 +426,7 @@ def _record_decision(
 def _insert_actions(
     conn: sqlite3.Connection, mail_id: int, planned: tuple[PlannedAction, ...], now: datetime
 ) -> list[int]:
-    ids = []
-    for action in planned:
-        cursor = conn.execute(
-            "INSERT INTO actions (mail_id, kind, state, due_at, first_due_at, last_error, "
-            "payload, dedup_key, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                mail_id,
-                action.kind,
-                action.state,
-                _ts(action.due_at),
-                _ts(action.due_at),
-                action.note,
-                json.dumps(dict(action.payload)),
-                action.dedup_key,
-                _ts(now),
-                _ts(now),
-            ),
-        )
-        ids.append(_rowid(cursor))
-    return ids
-
-
-def _claim(
-    conn: sqlite3.Connection, now: datetime, limit: int, lease_seconds: float
-) -> list[ActionRow]:
-    """One UPDATE ... RETURNING under BEGIN IMMEDIATE: no other writer can claim the same row.
-    Fair (issue 12/16): pages first, then each sender's oldest before anyone's second."""
-    rows = conn.execute(
-        "UPDATE actions SET claimed_until = ?, attempts = attempts + 1, updated_at = ? "
-        "WHERE id IN (SELECT id FROM (SELECT id, kind, first_due_at, row_number() OVER ("
-        "PARTITION BY kind, json_extract(payload, '$.from_addr') "
-        "ORDER BY first_due_at, id) AS turn "
-        "FROM actions WHERE state = 'pending' AND due_at <= ? "
-        "AND (claimed_until IS NULL OR claimed_until <= ?)) "
-        "ORDER BY kind <> 'page', turn, first_due_at, id LIMIT ?) "
-        "RETURNING *",
-        (_ts(now + timedelta(seconds=lease_seconds)), _ts(now), _ts(now), _ts(now), limit),
-    ).fetchall()
-    return sorted((_action(row) for row in rows), key=claim_order)
-
-
-def _finish(
-    conn: sqlite3.Connection,
-    action_id: int,
-    state: str,
-    error: str | None,
-    result: dict[str, Any] | None,
-    now: datetime,
-) -> None:
-    conn.execute(
-        "UPDATE actions SET state = ?, last_error = ?, result = ?, claimed_until = NULL, "
-        "updated_at = ? WHERE id = ?",
-        (state, error, None if result is None else json.dumps(result), _ts(now), action_id),
-    )
-
-
-def _retry(
-    conn: sqlite3.Connection, action_id: int, due_at: datetime, error: str, now: datetime
-) -> None:
-    conn.execute(
-        "UPDATE actions SET due_at = ?, last_error = ?, claimed_until = NULL, updated_at = ? "
-        "WHERE id = ? AND state = 'pending'",
-        (_ts(due_at), error, _ts(now), action_id),
-    )
-
-
-def _replay(conn: sqlite3.Connection, action_id: int, who: str, now: datetime) -> ActionRow | None:
-    # last_error without "failing since": the dispatcher starts a new retry horizon from now.
-    row = conn.execute(
-        "UPDATE actions SET state = 'pending', due_at = ?, first_due_at = ?, last_error = ?, "
-        "claimed_until = NULL, updated_at = ? WHERE id = ? AND state = 'failed' RETURNING *",
-        (_ts(now), _ts(now), f"replayed by {who}", _ts(now), action_id),
-    ).fetchone()
-    if row is None:
-        return None
-    action = _action(row)
-    _audit(conn, now, who, "replayed", action.mail_id, f"{action.kind} action {action_id}")
-    return action
+    return drive(actions.insert(SQLiteDb(conn), mail_id, planned, now))
 
 
 def _decision_columns(record: DecisionRecord) -> tuple[str, str, str, str | None, str]:
@@ -619,11 +482,11 @@ def _find_mail(conn: sqlite3.Connection, message_id: str) -> MailRow | None:
 
 def _list_mails(conn: sqlite3.Connection) -> list[ListedMail]:
     mails = [_mail(row) for row in conn.execute(_LIST_MAILS)]
-    actions: dict[int, list[ActionRow]] = {}
+    by_mail: dict[int, list[ActionRow]] = {}
     for row in conn.execute("SELECT * FROM actions ORDER BY id"):
-        action = _action(row)
-        actions.setdefault(action.mail_id, []).append(action)
-    return [ListedMail(mail, tuple(actions.get(mail.id, ()))) for mail in mails]
+        action = actions.action(SQLiteDb(conn), row)
+        by_mail.setdefault(action.mail_id, []).append(action)
+    return [ListedMail(mail, tuple(by_mail.get(mail.id, ()))) for mail in mails]
 
 
 def _set_review(
@@ -688,73 +551,10 @@ def _recent_escalations(conn: sqlite3.Connection, limit: int) -> list[ListedMail
         ),
         (limit,),
     )
-    return [ListedMail(mail, tuple(_mail_actions(conn, mail.id))) for mail in map(_mail, rows)]
-
-
-def _mail_actions(conn: sqlite3.Connection, mail_id: int) -> list[ActionRow]:
-    rows = conn.execute("SELECT * FROM actions WHERE mail_id = ? ORDER BY id", (mail_id,))
-    return [_action(row) for row in rows]
-
-
-_OUTBOX_SUMMARY = (
-    "SELECT kind, COUNT(*) AS pending, "
-    "MIN(CASE WHEN first_due_at <= :now THEN first_due_at END) AS oldest, "
-    "SUM(CASE WHEN first_due_at > :now THEN 1 ELSE 0 END) AS later, "
-    "MIN(CASE WHEN due_at <= :now THEN due_at END) AS stalled, "
-    "MIN(CASE WHEN first_due_at <= :now AND last_error IS NOT NULL THEN first_due_at END) "
-    "AS failing FROM actions WHERE state = 'pending' GROUP BY kind"
-)
-
-
-def _outbox_summary(conn: sqlite3.Connection, now: datetime) -> OutboxSummary:
-    rows = conn.execute(_OUTBOX_SUMMARY, {"now": _ts(now)}).fetchall()
-    return summarise([{**dict(row), **_instants(row)} for row in rows])
-
-
-def _instants(row: sqlite3.Row) -> dict[str, datetime | None]:
-    names = ("oldest", "stalled", "failing")
-    return {name: None if row[name] is None else _dt(row[name]) for name in names}
-
-
-def _release(conn: sqlite3.Connection, ids: tuple[int, ...], now: datetime) -> int:
-    """Hand claimed, unstarted actions back: no lease, and the claim's attempt not counted."""
-    cursor = conn.execute(
-        "UPDATE actions SET claimed_until = NULL, attempts = MAX(attempts - 1, 0), "
-        "updated_at = ? WHERE state = 'pending' AND id IN (SELECT value FROM json_each(?))",
-        (_ts(now), json.dumps(list(ids))),
-    )
-    return cursor.rowcount
-
-
-def _renew(conn: sqlite3.Connection, ids: tuple[int, ...], until: datetime) -> int:
-    cursor = conn.execute(
-        "UPDATE actions SET claimed_until = ? WHERE state = 'pending' "
-        "AND claimed_until IS NOT NULL AND id IN (SELECT value FROM json_each(?))",
-        (_ts(until), json.dumps(list(ids))),
-    )
-    return cursor.rowcount
-
-
-def _settle_failing(
-    conn: sqlite3.Connection, mail_id: int, kind: str, note: str, now: datetime
-) -> int:
-    cursor = conn.execute(
-        "UPDATE actions SET state = 'skipped', last_error = ?, updated_at = ? "
-        "WHERE mail_id = ? AND kind = ? AND state = 'pending' AND last_error IS NOT NULL "
-        "AND (claimed_until IS NULL OR claimed_until <= ?)",
-        (note, _ts(now), mail_id, kind, _ts(now)),
-    )
-    return cursor.rowcount
-
-
-def _hurry(conn: sqlite3.Connection, kind: str, now: datetime) -> int:
-    """Actions of `kind` waiting for a retry become due now (oldest first by claim order)."""
-    cursor = conn.execute(
-        "UPDATE actions SET due_at = ? WHERE state = 'pending' AND kind = ? AND due_at > ? "
-        "AND first_due_at <= ? AND last_error IS NOT NULL",
-        (_ts(now), kind, _ts(now), _ts(now)),
-    )
-    return cursor.rowcount
+    db = SQLiteDb(conn)
+    return [
+        ListedMail(mail, tuple(drive(actions.of_mail(db, mail.id)))) for mail in map(_mail, rows)
+    ]
 
 
 def _purge(
@@ -777,26 +577,6 @@ def _purge(
     return Purged(raw, mails, audit)
 
 
-def _claim_reply_slot(
-    conn: sqlite3.Connection, address: str, action_id: int, now: datetime, since: datetime
-) -> datetime | None:
-    """One upsert that only overwrites a stale slot or this action's own (a retried send)."""
-    conn.execute("DELETE FROM reply_guard WHERE replied_at < ?", (_ts(since),))
-    taken = conn.execute(
-        "INSERT INTO reply_guard (address, action_id, replied_at) VALUES (?, ?, ?) "
-        "ON CONFLICT (address) DO UPDATE SET action_id = excluded.action_id, "
-        "replied_at = excluded.replied_at WHERE reply_guard.action_id = excluded.action_id "
-        "RETURNING action_id",
-        (address.lower(), action_id, _ts(now)),
-    ).fetchone()
-    if taken is not None:
-        return None
-    holder = conn.execute(
-        "SELECT replied_at FROM reply_guard WHERE address = ?", (address.lower(),)
-    ).fetchone()
-    return _dt(holder["replied_at"])
-
-
 def _revoke_session(
     conn: sqlite3.Connection, session_key: str, expires_at: datetime, now: datetime
 ) -> None:
@@ -815,46 +595,61 @@ def _session_revoked(conn: sqlite3.Connection, session_key: str) -> bool:
     return row is not None
 
 
-def _join_storm(
-    conn: sqlite3.Connection,
-    keys: tuple[str, ...],
-    mail_id: int,
-    root: str,
-    at: datetime,
-    since: datetime,
-) -> StormJoin:
-    """Join the open storm one of `keys` names, or open one with this mail; every key then
-    names it. A mail decided again after a crash finds itself and counts once."""
-    conn.execute("DELETE FROM storms WHERE first_at < ?", (_ts(since - STORM_KEEP),))
-    found = [conn.execute(_STORM_ROW, (key,)).fetchone() for key in keys]
-    join = storm_outcome(
-        [(r["first_mail_id"], r["root"], _dt(r["first_at"]), r["count"]) for r in found if r],
-        mail_id,
-        root,
-        at,
-        since,
-    )
-    for key in keys:
-        row = (key, join.first_mail_id, join.root, _ts(join.first_at), join.count)
-        conn.execute(_STORM_UPSERT, row)
-    return StormJoin(join.first_mail_id, join.root, join.count)
+# -- the dialect: named queries on the writer's connection ---------------------------------
 
 
-def _alarm_thread(conn: sqlite3.Connection, dedup_key: str) -> dict[str, Any] | None:
-    row = conn.execute(
-        "SELECT result FROM actions WHERE dedup_key = ? AND kind = 'alarm' AND state = 'sent' "
-        "AND result IS NOT NULL ORDER BY id LIMIT 1",
-        (dedup_key,),
-    ).fetchone()
-    return None if row is None else dict(json.loads(row["result"]))
+class SQLiteDb:
+    """store/db.py's Db on the writer thread's connection: times are stored as UTC text,
+    JSON documents and lists as JSON text (lists read with json_each)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def one(self, name: str, **params: Any) -> sqlite3.Row | None:
+        cursor = self._execute(name, params)
+        row: sqlite3.Row | None = cursor.fetchone()
+        cursor.close()
+        return row
+
+    async def all(self, name: str, **params: Any) -> list[sqlite3.Row]:
+        return self._execute(name, params).fetchall()
+
+    async def run(self, name: str, **params: Any) -> int:
+        return self._execute(name, params).rowcount
+
+    def time(self, value: Any) -> datetime:
+        return _dt(value)
+
+    def json(self, value: Any) -> Any:
+        return json.loads(value)
+
+    def _execute(self, name: str, params: dict[str, Any]) -> sqlite3.Cursor:
+        bound = {key: _bind(value) for key, value in params.items()}
+        return self._conn.execute(QUERIES[name], bound)
 
 
-_STORM_ROW = "SELECT first_mail_id, root, first_at, count FROM storms WHERE key = ?"
-_STORM_UPSERT = (
-    "INSERT INTO storms (key, first_mail_id, root, first_at, count) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (key) DO UPDATE SET first_mail_id = excluded.first_mail_id, "
-    "root = excluded.root, first_at = excluded.first_at, count = excluded.count"
-)
+def _bind(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _ts(value)
+    if isinstance(value, Json):
+        return json.dumps(value.value)
+    if isinstance(value, list):
+        return json.dumps(value)
+    return value
+
+
+def drive(job: Awaitable[T]) -> T:
+    """Run a job to its end on this thread: every await of SQLiteDb returns at once, so the
+    coroutine finishes on its first step (anything that suspends is a bug, and refused)."""
+    steps = job.__await__()
+    try:
+        steps.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    steps.close()
+    raise RuntimeError("a SQLite store job waited for something outside the store")
+
 
 # -- rows and times -----------------------------------------------------------------------
 
@@ -885,26 +680,6 @@ def _mail(row: sqlite3.Row, *, with_raw: bool = False) -> MailRow:
         raw=bytes(row["raw"]) if with_raw and row["raw"] is not None else None,
         raw_purged_at=_dt(row["raw_purged_at"]) if row["raw_purged_at"] else None,
         facts=MailFacts.from_json(json.loads(facts)) if facts else None,
-    )
-
-
-def _action(row: sqlite3.Row) -> ActionRow:
-    claimed, result = row["claimed_until"], row["result"]
-    return ActionRow(
-        id=int(row["id"]),
-        mail_id=int(row["mail_id"]),
-        kind=row["kind"],
-        state=row["state"],
-        due_at=_dt(row["due_at"]),
-        attempts=int(row["attempts"]),
-        last_error=row["last_error"],
-        payload=json.loads(row["payload"]),
-        dedup_key=row["dedup_key"],
-        claimed_until=None if claimed is None else _dt(claimed),
-        result=None if result is None else json.loads(result),
-        created_at=_dt(row["created_at"]),
-        updated_at=_dt(row["updated_at"]),
-        first_due_at=_dt(row["first_due_at"] or row["due_at"]),
     )
 
 

@@ -1,10 +1,13 @@
-"""The storm bookkeeping both backends share (issue 16): which storm a mail joins, given the
-rows its keys name. The SQL lives in each backend; this decides from what it read."""
+"""The storm bookkeeping (issue 16), written once for both dialects: which storm a mail joins,
+given the rows its keys name (`storm_outcome`, pure), and the job that reads and writes them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+
+from escalator.core.storms import StormJoin
+from escalator.store.db import Db
 
 STORM_KEEP = timedelta(days=1)  # rows whose window closed longer ago than this are deleted
 
@@ -33,3 +36,23 @@ def storm_outcome(
         if first_at >= since:
             return OpenStorm(first, first_root, first_at, count + 1)
     return OpenStorm(mail_id, root, at, 1)
+
+
+async def join(
+    db: Db, keys: tuple[str, ...], mail_id: int, root: str, at: datetime, since: datetime
+) -> StormJoin:
+    """Join the open storm one of `keys` names, or open one with this mail; every key then names
+    it. The rows are read (on PostgreSQL: locked) in key order, so two replicas deciding one
+    storm's mails take turns; they are weighed in the order of `keys`. A mail decided again
+    after a crash finds itself and counts once."""
+    await db.run("drop_old_storms", before=since - STORM_KEEP)
+    found = {key: await db.one("storm_row", key=key) for key in sorted(keys)}
+    rows = [
+        (row["first_mail_id"], row["root"], db.time(row["first_at"]), row["count"])
+        for row in (found[key] for key in keys)
+        if row is not None
+    ]
+    storm = storm_outcome(rows, mail_id, root, at, since)
+    for key in keys:
+        await db.run("save_storm", key=key, **asdict(storm))
+    return StormJoin(storm.first_mail_id, storm.root, storm.count)

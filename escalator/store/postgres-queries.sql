@@ -1,0 +1,43 @@
+-- PostgreSQL's own version of the store's queries whose SQL differs (format: store/queries.py).
+-- A list parameter is bound as an array and read with ANY.
+
+-- incident_states_of --
+-- The incident states of these mails (:mail_ids, a list).
+SELECT mail_id, state FROM incident_states WHERE mail_id = ANY(:mail_ids)
+
+-- marks_in --
+-- Which of these marks (:marks, a list) are set.
+SELECT mark FROM loop_marks WHERE mark = ANY(:marks)
+
+-- claim_due --
+-- Lease due pending actions until :until, counting the attempt. SKIP LOCKED: concurrent
+-- claimers in other processes each get different rows. Fair (issue 12/16): pages first, then
+-- each sender's oldest before anyone's second.
+WITH due AS (
+    SELECT id, kind, first_due_at, row_number() OVER (
+        PARTITION BY kind, payload->>'from_addr' ORDER BY first_due_at, id
+    ) AS turn
+    FROM actions
+    WHERE state = 'pending' AND due_at <= :now
+      AND (claimed_until IS NULL OR claimed_until <= :now)),
+picked AS (
+    SELECT a.id FROM actions a JOIN due ON due.id = a.id
+    ORDER BY due.kind <> 'page', due.turn, due.first_due_at, due.id LIMIT :limit
+    FOR UPDATE OF a SKIP LOCKED)
+UPDATE actions SET claimed_until = :until, attempts = attempts + 1, updated_at = :now
+WHERE id IN (SELECT id FROM picked)
+RETURNING *
+
+-- renew_claims --
+-- The dispatcher's heartbeat: a longer lease for these (:ids) claimed, still pending actions.
+UPDATE actions SET claimed_until = :until
+WHERE state = 'pending' AND claimed_until IS NOT NULL AND id = ANY(:ids)
+
+-- release_claims --
+-- Claimed actions (:ids) never started, handed back: no lease, the claim's attempt not counted.
+UPDATE actions SET claimed_until = NULL, attempts = GREATEST(attempts - 1, 0), updated_at = :now
+WHERE state = 'pending' AND id = ANY(:ids)
+
+-- storm_row --
+-- The storm a key names, locked: two replicas deciding one storm's mails take turns.
+SELECT first_mail_id, root, first_at, count FROM storms WHERE key = :key FOR UPDATE

@@ -1,0 +1,133 @@
+-- The store's queries that SQLite and PostgreSQL run as written (format: store/queries.py).
+-- Names whose SQL differs between the two are in sqlite-queries.sql and postgres-queries.sql.
+
+-- insert_action --
+-- One outbox action; first_due_at keeps the first due time when a retry moves due_at.
+INSERT INTO actions (mail_id, kind, state, due_at, first_due_at, last_error, payload, dedup_key,
+                     created_at, updated_at)
+VALUES (:mail_id, :kind, :state, :due_at, :due_at, :last_error, :payload, :dedup_key, :now, :now)
+RETURNING id
+
+-- insert_audit --
+-- Who did what to which mail.
+INSERT INTO audit (at, who, what, mail_id, note) VALUES (:at, :who, :what, :mail_id, :note)
+
+-- first_sent_result --
+-- The result of the first SENT action of a kind under a dedup key (a Slack post: its thread).
+SELECT result FROM actions
+WHERE dedup_key = :dedup_key AND kind = :kind AND state = 'sent' AND result IS NOT NULL
+ORDER BY id LIMIT 1
+
+-- insert_webhook_event --
+-- A PagerDuty webhook event, once per event id (deliveries repeat).
+INSERT INTO webhook_events (event_id, received_at, occurred_at, event_type, incident_id)
+VALUES (:event_id, :received_at, :occurred_at, :event_type, :incident_id)
+ON CONFLICT (event_id) DO NOTHING
+
+-- link_webhook_event --
+-- The mail whose page opened the event's incident.
+UPDATE webhook_events SET mail_id = :mail_id WHERE event_id = :event_id
+
+-- page_by_incident_key --
+-- Our page that opened an incident, by its dedup key (PagerDuty's incident_key).
+SELECT mail_id, dedup_key, payload FROM actions
+WHERE kind = 'page' AND dedup_key = :incident_key
+ORDER BY id LIMIT 1
+
+-- page_by_incident_id --
+-- Our page that opened an incident, by the incident id an earlier event taught us.
+SELECT a.mail_id, a.dedup_key, a.payload
+FROM incident_states s JOIN actions a ON a.mail_id = s.mail_id AND a.kind = 'page'
+WHERE s.incident_id = :incident_id
+ORDER BY a.id LIMIT 1
+
+-- first_reply --
+-- A mail's reply to its sender (where it went, and whether it was refused).
+SELECT payload, state FROM actions WHERE mail_id = :mail_id AND kind = 'reply' ORDER BY id LIMIT 1
+
+-- incident_state --
+-- What PagerDuty said so far of the incident a mail's page opened.
+SELECT state FROM incident_states WHERE mail_id = :mail_id
+
+-- save_incident_state --
+-- The incident's newest state for the mail whose page opened it.
+INSERT INTO incident_states (mail_id, incident_id, incident_key, status, state, updated_at)
+VALUES (:mail_id, :incident_id, :incident_key, :status, :state, :now)
+ON CONFLICT (mail_id) DO UPDATE SET incident_id = excluded.incident_id,
+    status = excluded.status, state = excluded.state, updated_at = excluded.updated_at
+
+-- take_mark --
+-- Something done once across replicas; no row changed: it was already done.
+INSERT INTO loop_marks (mark, at) VALUES (:mark, :at) ON CONFLICT (mark) DO NOTHING
+
+-- drop_mark --
+DELETE FROM loop_marks WHERE mark = :mark
+
+-- actions_of_mail --
+-- A mail's actions, oldest first.
+SELECT * FROM actions WHERE mail_id = :mail_id ORDER BY id
+
+-- finish_action --
+-- An action ends: sent, dry run, failed or skipped, with its error and result.
+UPDATE actions SET state = :state, last_error = :error, result = :result, claimed_until = NULL,
+    updated_at = :now
+WHERE id = :id
+
+-- retry_action --
+-- A pending action waits for another attempt at :due_at (its first due time stays).
+UPDATE actions SET due_at = :due_at, last_error = :error, claimed_until = NULL, updated_at = :now
+WHERE id = :id AND state = 'pending'
+
+-- replay_action --
+-- A failed action pending again, due now, with a fresh retry horizon (first_due_at = now).
+UPDATE actions SET state = 'pending', due_at = :now, first_due_at = :now, last_error = :note,
+    claimed_until = NULL, updated_at = :now
+WHERE id = :id AND state = 'failed'
+RETURNING *
+
+-- hurry_retries --
+-- Pending actions of a kind waiting for a retry become due now.
+UPDATE actions SET due_at = :now
+WHERE state = 'pending' AND kind = :kind AND due_at > :now AND first_due_at <= :now
+  AND last_error IS NOT NULL
+
+-- settle_failing --
+-- A mail's pending actions of a kind that failed at least once and are not in flight: skipped.
+UPDATE actions SET state = 'skipped', last_error = :note, updated_at = :now
+WHERE mail_id = :mail_id AND kind = :kind AND state = 'pending' AND last_error IS NOT NULL
+  AND (claimed_until IS NULL OR claimed_until <= :now)
+
+-- outbox_summary --
+-- Pending actions by kind at :now (store.OutboxSummary says what each column means).
+SELECT kind, COUNT(*) AS pending,
+       MIN(CASE WHEN first_due_at <= :now THEN first_due_at END) AS oldest,
+       SUM(CASE WHEN first_due_at > :now THEN 1 ELSE 0 END) AS later,
+       MIN(CASE WHEN due_at <= :now THEN due_at END) AS stalled,
+       MIN(CASE WHEN first_due_at <= :now AND last_error IS NOT NULL THEN first_due_at END)
+           AS failing
+FROM actions WHERE state = 'pending' GROUP BY kind
+
+-- drop_old_reply_slots --
+DELETE FROM reply_guard WHERE replied_at < :before
+
+-- take_reply_slot --
+-- An address's reject-reply slot for an action: one upsert that only overwrites a stale slot
+-- (deleted just before) or this action's own (a retried send); no row: another reply holds it.
+INSERT INTO reply_guard (address, action_id, replied_at) VALUES (:address, :action_id, :at)
+ON CONFLICT (address) DO UPDATE SET action_id = excluded.action_id,
+    replied_at = excluded.replied_at
+WHERE reply_guard.action_id = excluded.action_id
+RETURNING action_id
+
+-- reply_slot --
+SELECT replied_at FROM reply_guard WHERE address = :address
+
+-- drop_old_storms --
+DELETE FROM storms WHERE first_at < :before
+
+-- save_storm --
+-- One key naming the storm a mail opened or joined.
+INSERT INTO storms (key, first_mail_id, root, first_at, count)
+VALUES (:key, :first_mail_id, :root, :first_at, :count)
+ON CONFLICT (key) DO UPDATE SET first_mail_id = excluded.first_mail_id, root = excluded.root,
+    first_at = excluded.first_at, count = excluded.count

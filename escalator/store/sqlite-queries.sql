@@ -1,0 +1,42 @@
+-- SQLite's own version of the store's queries whose SQL differs (format: store/queries.py).
+-- A list parameter is bound as JSON text and read with json_each.
+
+-- incident_states_of --
+-- The incident states of these mails (:mail_ids, a list).
+SELECT mail_id, state FROM incident_states
+WHERE mail_id IN (SELECT value FROM json_each(:mail_ids))
+
+-- marks_in --
+-- Which of these marks (:marks, a list) are set.
+SELECT mark FROM loop_marks WHERE mark IN (SELECT value FROM json_each(:marks))
+
+-- claim_due --
+-- Lease due pending actions until :until, counting the attempt. One UPDATE under BEGIN
+-- IMMEDIATE: no other writer can claim the same row. Fair (issue 12/16): pages first, then each
+-- sender's oldest before anyone's second.
+UPDATE actions SET claimed_until = :until, attempts = attempts + 1, updated_at = :now
+WHERE id IN (
+    SELECT id FROM (
+        SELECT id, kind, first_due_at, row_number() OVER (
+            PARTITION BY kind, json_extract(payload, '$.from_addr') ORDER BY first_due_at, id
+        ) AS turn
+        FROM actions
+        WHERE state = 'pending' AND due_at <= :now
+          AND (claimed_until IS NULL OR claimed_until <= :now))
+    ORDER BY kind <> 'page', turn, first_due_at, id LIMIT :limit)
+RETURNING *
+
+-- renew_claims --
+-- The dispatcher's heartbeat: a longer lease for these (:ids) claimed, still pending actions.
+UPDATE actions SET claimed_until = :until
+WHERE state = 'pending' AND claimed_until IS NOT NULL
+  AND id IN (SELECT value FROM json_each(:ids))
+
+-- release_claims --
+-- Claimed actions (:ids) never started, handed back: no lease, the claim's attempt not counted.
+UPDATE actions SET claimed_until = NULL, attempts = MAX(attempts - 1, 0), updated_at = :now
+WHERE state = 'pending' AND id IN (SELECT value FROM json_each(:ids))
+
+-- storm_row --
+-- The storm a key names (SQLite's writer is alone: nothing to lock).
+SELECT first_mail_id, root, first_at, count FROM storms WHERE key = :key
