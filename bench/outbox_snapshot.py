@@ -74,10 +74,16 @@ def corpus() -> Iterator[Item]:
 FACTS = "Since 10:40 every LAA apply user gets a 502 error on submit, so nobody can apply.\r\n"
 
 
-def eml(n: str, body: str, parent: str | None = None, subject: str = "Urgent: LAA apply") -> bytes:
+def eml(
+    n: str,
+    body: str,
+    parent: str | None = None,
+    subject: str = "Urgent: LAA apply",
+    sender: str = "Ana Analyst <ana@digital.justice.gov.uk>",
+) -> bytes:
     thread = f"In-Reply-To: <{parent}>\r\nReferences: <{parent}>\r\n" if parent else ""
     return (
-        "From: Ana Analyst <ana@digital.justice.gov.uk>\r\nTo: escalations@localhost\r\n"
+        f"From: {sender}\r\nTo: escalations@localhost\r\n"
         f"Subject: {subject}\r\nMessage-ID: <{n}>\r\n{thread}"
         "Date: Tue, 01 Dec 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n"
         "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
@@ -86,7 +92,8 @@ def eml(n: str, body: str, parent: str | None = None, subject: str = "Urgent: LA
 
 
 def conversations() -> Iterator[Item]:
-    """Follow-ups: one completing a held mail, one merged but still held, a UTF-8 Message-ID."""
+    """Follow-ups: one completing a held mail, one merged but still held, a UTF-8 Message-ID,
+    and a colleague's reply-all update on an escalated thread (issue 13.5)."""
     ana = "ana@digital.justice.gov.uk"
     yield "conv:a-original", eml("a1@justice.example", FACTS), ana
     channel = "Sorry, the channel is #laa-apply-incident.\r\n"
@@ -98,6 +105,10 @@ def conversations() -> Iterator[Item]:
     yield "conv:c-utf8-original", eml(utf8, FACTS), ana
     yield "conv:c-utf8-follow-up", eml("c2@justice.example", channel, utf8, "Re: x"), ana
     yield "conv:probe", probe_mail(), "escalator-probe@localhost"
+    yield "conv:d-escalated", eml("d1@justice.example", FACTS + channel), ana
+    bo, update = "bo@digital.justice.gov.uk", "Update: payments fail too, since 10:55.\r\n"
+    reply_all = eml("d2@justice.example", update + channel, "d1@justice.example", "RE: x", bo)
+    yield "conv:d-reply-all-update", reply_all, bo
 
 
 def probe_mail() -> bytes:

@@ -209,11 +209,19 @@ class DecisionRecord:
         return found if isinstance(found, Mapping) else None
 
     @property
+    def update(self) -> Mapping[str, Any] | None:
+        """A follow-up on an escalated thread (issue 13.5): {"mail_id", "why"} of the open
+        escalation it updated (a thread reply and a PagerDuty log entry, no reply), or None."""
+        found = self.decision.get("update")
+        return found if isinstance(found, Mapping) else None
+
+    @property
     def joined_mail_id(self) -> int | None:
-        """The first mail of the open incident this one joined, by either rule (the same
-        outage from another sender, or a storm of its own sender), or None."""
+        """The first mail of the open incident this one joined, by any rule (an update in its
+        thread, the same outage from another sender, a storm of its own sender), or None."""
         storm = self.decision.get("storm")
-        for found in (self.joined or {}).get("mail_id"), (storm or {}).get("joined"):
+        joined = (self.update or {}).get("mail_id"), (self.joined or {}).get("mail_id")
+        for found in (*joined, (storm or {}).get("joined")):
             if isinstance(found, int) and not isinstance(found, bool):
                 return found
         return None

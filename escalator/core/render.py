@@ -370,6 +370,33 @@ def pagerduty_event(incident: Incident, review_url: str) -> dict[str, Any]:
     }
 
 
+def pagerduty_update(
+    incident: Incident, review_url: str, first_id: int, first_url: str
+) -> dict[str, Any]:
+    """A follow-up on the thread as a trigger under the escalation's own dedup key (issue 13.5):
+    PagerDuty appends it to the open alert as a log entry; the incident keeps its title. The
+    update's words and who sent it are in the custom details."""
+    who = one_line(f"{incident.sender_name} <{incident.sender}>".strip(), 600)
+    details: dict[str, Any] = {
+        "update to": f"escalation #{first_id}: {first_url}",
+        "update from": who,
+        "what they wrote": incident.facts[:PD_DETAIL_MAX] or "(only quoted the thread)",
+        "received": words.when(incident.received_at, incident.zone),
+        "mail page": review_url,
+    }
+    if incident.notes:
+        details["notes"] = list(incident.notes)
+    summary = f"[Email escalation] Update on escalation #{first_id}: {headline(incident)}"
+    event = pagerduty_event(incident, review_url)
+    event["payload"] = {**event["payload"], "summary": one_line(summary, PD_SUMMARY_MAX)}
+    event["payload"]["custom_details"] = details
+    event["links"] = [
+        {"href": first_url, "text": f"Escalation #{first_id}: the first mail's page"},
+        {"href": review_url, "text": f"The update (mail #{incident.mail_id})"},
+    ]
+    return event
+
+
 # --- Slack ------------------------------------------------------------------------------------
 
 

@@ -49,7 +49,7 @@ from escalator.decider import dkimcheck
 from escalator.decider.dkimcheck import Verifier
 from escalator.decider.facts import read_facts
 from escalator.errors import StoreUnavailable, TransientError
-from escalator.oncall.joining import JoinWindows, join_batch, joining_of
+from escalator.oncall.joining import JoinWindows, join_batch, joining_of, update_of
 from escalator.policy import load_policy
 from escalator.probe import is_probe
 from escalator.settings import Settings
@@ -304,8 +304,7 @@ class Processor:
     async def _decide_batch(self, mails: list[MailRow]) -> int:
         earlier = {mail.id: await self._earlier(mail) for mail in mails}
         outcomes = await self._decide_all(mails, earlier)
-        if self._join_windows != JoinWindows():
-            outcomes = await self._join_open(mails, outcomes)
+        outcomes = await self._join_open(mails, outcomes)
         # Recorded together: the store's group commit makes the batch one transaction.
         results = await asyncio.gather(
             *(
@@ -327,10 +326,15 @@ class Processor:
         return len(written)
 
     async def _join_open(self, mails: list[MailRow], outcomes: list[Outcome]) -> list[Outcome]:
-        """Escalations that belong to an open incident join it (oncall/joining.py: one path,
-        two rules: a storm of one sender, the same outage from another)."""
+        """Mails that belong to an open incident join it (oncall/joining.py: one path, three
+        rules: an update in its thread, a storm of one sender, the same outage from another)."""
+        pairs = list(zip(mails, outcomes, strict=True))
+        updates = await asyncio.gather(
+            *(update_of(self._store, m, o.record, o.facts) for m, o in pairs)
+        )
         joinings = [
-            joining_of(m.id, o.record, o.planned) for m, o in zip(mails, outcomes, strict=True)
+            joining_of(m.id, o.record, o.planned, u)
+            for (m, o), u in zip(pairs, updates, strict=True)
         ]
         joined = await join_batch(self._store, mails, joinings, self._join_windows)
         return [

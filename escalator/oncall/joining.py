@@ -1,8 +1,14 @@
-"""At decision time: does this escalation join an open incident? One path, two rules.
+"""At decision time: does this mail join an open incident? One path, three rules.
 
-The decide worker calls `join_open` with each new escalation's outcome before writing it. A mail
-joins the open incident of an earlier mail by one of two rules, checked in this order:
+The decide worker calls `join_batch` with each new decision's outcome before writing it. A mail
+joins the open incident of an earlier mail by one of three rules, checked in this order:
 
+- update (issue 13.5, core/updates.py): its thread (In-Reply-To/References) leads to an
+  escalation still open (paged or alarmed, not resolved in PagerDuty), and it escalates alone or
+  only lacks facts (a verified participant's "any news?"). Its text goes into the incident's
+  threads (the same notices as the third rule), PagerDuty gets a trigger under the incident's
+  dedup key, nobody gets a reply. Inside a storm window only the first UPDATE_BURST mails of the
+  storm are posted as updates; the rest count in the storm like any look-alike mail.
 - storm (issue 16, core/storms.py): the same sender with the same normalised subject, or the
   same thread, within ESCALATOR_STORM_WINDOW_SECONDS of the storm's first mail. The store keeps
   the open storms (store.join_storm, counted atomically); the joiner pages, acks and answers no
@@ -12,9 +18,10 @@ joins the open incident of an earlier mail by one of two rules, checked in this 
   that did not itself join another. Its page is skipped, its alarm (and ack, same channel) go into
   the first report's threads, its sender is answered; support can Split it on the mail's page.
 
-A mail that joins by the second rule registers its storm keys under the incident it joined, so
-its own sender's storm that follows counts in that incident's thread too. The decision records
-"storm" and/or "joined" ({"mail_id", "why"}); `DecisionRecord.joined_mail_id` reads either.
+A mail that joins by the first or third rule registers its storm keys under the incident it
+joined, so its own sender's storm that follows counts in that incident's thread too. The decision
+records "update", "storm" and/or "joined" ({"mail_id", "why"}); `DecisionRecord.joined_mail_id`
+reads any of them.
 """
 
 from __future__ import annotations
@@ -22,19 +29,32 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from email.utils import getaddresses
 
 from escalator import metrics
 from escalator.core.actions import PlannedAction
+from escalator.core.conversation import CONVERSATION_WINDOW, thread_parents
+from escalator.core.facts import MailFacts
 from escalator.core.grouping import Joined, Report, join_actions, same_outage, words_of
 from escalator.core.mail import parse_mail
 from escalator.core.notices import slack_notice
 from escalator.core.record import DecisionRecord
 from escalator.core.render import one_line
 from escalator.core.storms import StormJoin, collapse, storm_contract, storm_keys, storm_sender
-from escalator.store import ListedMail, MailRow, Store
+from escalator.core.updates import (
+    UPDATE_BURST,
+    OpenThread,
+    Update,
+    is_own,
+    update_actions,
+    update_line,
+    update_reason,
+)
+from escalator.store import ActionRow, ListedMail, MailRow, Store
 from escalator.store.loop import loop_store
 
 RECENT = 100
+INCIDENT_HOPS = 3  # an update of an update of a joined report still finds the incident's first
 
 
 @dataclass(frozen=True)
@@ -52,6 +72,7 @@ class Joining:
     record: DecisionRecord
     planned: tuple[PlannedAction, ...]
     root: str
+    update: Update | None = None
 
 
 Rewritten = tuple[DecisionRecord, tuple[PlannedAction, ...]]
@@ -82,29 +103,136 @@ async def join_batch(
 def join_open(
     mail: MailRow, joining: Joining, storm: StormJoin | None, outage: _Outage | None
 ) -> Rewritten:
-    """The one decision: a storm joined comes first; else the same outage; else as it was."""
+    """The one decision: an update first (while its storm is young); else a storm joined; else
+    the same outage; else as it was."""
     record = joining.record
     if storm is not None:
         record = replace(record, decision={**record.decision, **storm_contract(storm, mail.id)})
-        if storm.first_mail_id != mail.id:
-            metrics.STORM_JOINED.inc()
-            return record, collapse(joining.planned, storm, mail.id)
+    if joining.update is not None and (storm is None or storm.count <= UPDATE_BURST):
+        return _as_update(mail, record, joining.planned, joining.update)
+    if storm is not None and storm.first_mail_id != mail.id:
+        metrics.STORM_JOINED.inc()
+        return record, collapse(joining.planned, storm, mail.id)
     if outage is None:
         return record, joining.planned
     return _join_outage(mail, replace(joining, record=record), outage)
 
 
 def joining_of(
-    mail_id: int, record: DecisionRecord, planned: tuple[PlannedAction, ...]
+    mail_id: int,
+    record: DecisionRecord,
+    planned: tuple[PlannedAction, ...],
+    update: Update | None = None,
 ) -> Joining | None:
-    """An escalation with a pending page or alarm, as the rules read it; else None."""
+    """An update, or an escalation with a pending page or alarm, as the rules read it; else
+    None. An update's storm is counted on its incident's thread."""
+    if update is not None:
+        return Joining(record, planned, update.thread.root, update)
     loud = [a for a in planned if a.kind in ("page", "alarm") and a.state == "pending"]
     if record.verdict != "escalate" or record.probe or not loud:
         return None
     return Joining(record, planned, str(loud[0].payload.get("thread") or f"mail-{mail_id}"))
 
 
-# -- rule 1: a storm (same sender + subject, or same thread) -----------------------------------
+# -- rule 1: an update in the thread of an open escalation ---------------------------------
+
+
+async def update_of(
+    store: Store, mail: MailRow, record: DecisionRecord, facts: MailFacts | None
+) -> Update | None:
+    """The open escalation this mail's thread leads to, when the mail may update it (core/
+    updates.py says which may); the nearest escalated mail of the thread decides."""
+    if record.probe or record.error or record.decision.get("postmaster") or facts is None:
+        return None
+    escalated = await _nearest_escalated(store, mail)
+    thread = None if escalated is None else await open_thread(store, escalated)
+    if thread is None:
+        return None
+    check = record.sender_check
+    why = update_reason(record.verdict, record.reasons, check, thread)
+    if why is None:
+        return None
+    unverified = check is not None and not check.verified
+    sender = facts.from_addr or mail.from_addr
+    return Update(thread, why, update_line(sender, mail.id, facts.body.new, unverified))
+
+
+async def _nearest_escalated(store: Store, mail: MailRow) -> MailRow | None:
+    """The nearest mail of this one's thread that escalated, within the conversation window."""
+    for message_id in thread_parents(mail.raw or b""):
+        row = await store.find_mail(message_id)
+        if row is None or row.id == mail.id or row.verdict != "escalate":
+            continue
+        recent = timedelta(0) <= mail.received_at - row.received_at <= CONVERSATION_WINDOW
+        return row if recent else None
+    return None
+
+
+async def open_thread(store: Store, escalated: MailRow) -> OpenThread | None:
+    """The incident an escalated mail belongs to (its own, or the one it joined), while it is
+    open: paged or alarmed, and not resolved in PagerDuty."""
+    escalated = await store.get_mail(escalated.id) or escalated
+    first = await _incident_first(store, escalated)
+    state = (await loop_store(store).incident_states([first.id])).get(first.id)
+    if state is not None and state.status == "resolved":
+        return None
+    own = [a for a in await store.mail_actions(first.id) if is_own(a.payload)]
+    page, alarm, ack = (_live(own, kind) for kind in ("page", "alarm", "ack"))
+    if page is None and alarm is None:
+        return None
+    root = str((page or alarm or own[0]).payload.get("thread") or f"mail-{first.id}")
+    people = _participants(first) | _participants(escalated)
+    return OpenThread(
+        first.id,
+        root,
+        None if page is None else page.dedup_key,
+        None if page is None else page.first_due_at or page.due_at,
+        alarm is not None,
+        ack is not None,
+        frozenset(people),
+    )
+
+
+async def _incident_first(store: Store, mail: MailRow) -> MailRow:
+    """Follow "joined"/"update"/"storm" back to the incident's first mail."""
+    for _ in range(INCIDENT_HOPS):
+        first_id = None if mail.decision is None else mail.decision.joined_mail_id
+        found = None if first_id is None else await store.get_mail(first_id)
+        if found is None:
+            break
+        mail = found
+    return mail
+
+
+def _live(actions: list[ActionRow], kind: str) -> ActionRow | None:
+    """The first action of `kind` that is going out or went out (not skipped, not failed)."""
+    return next((a for a in actions if a.kind == kind and a.state not in SILENT), None)
+
+
+SILENT = ("skipped", "failed")
+
+
+def _participants(mail: MailRow) -> set[str]:
+    """From, To and Cc addresses of a stored mail (its From alone once its text is purged)."""
+    people = {mail.from_addr.strip().lower()} if mail.from_addr else set()
+    if not mail.raw:
+        return people
+    parsed = parse_mail(mail.raw)
+    cc = [address for _, address in getaddresses(list(parsed.header_values("cc")))]
+    return people | {a.strip().lower() for a in (parsed.from_addr, *parsed.to, *cc) if a}
+
+
+def _as_update(
+    mail: MailRow, record: DecisionRecord, planned: tuple[PlannedAction, ...], update: Update
+) -> Rewritten:
+    """The update's record (nobody reviews it: it went to the incident's people) and deeds."""
+    notice = slack_notice(update.line)
+    rewritten = update_actions(planned, update, notice, mail.id, mail.received_at)
+    found = {"mail_id": update.thread.mail_id, "why": update.why}
+    return replace(record, decision={**record.decision, "update": found}, review=None), rewritten
+
+
+# -- rule 2: a storm (same sender + subject, or same thread) -----------------------------------
 
 
 async def _storm_join(
@@ -125,7 +253,7 @@ async def _storm_join(
     return await store.join_storm(keys, mail.id, root, at, at - window)
 
 
-# -- rule 2: the same outage from another sender --------------------------------------------
+# -- rule 3: the same outage from another sender --------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -140,7 +268,7 @@ async def _outage_match(
     store: Store, mail: MailRow, joining: Joining | None, window: timedelta | None
 ) -> _Outage | None:
     """The same outage reported by another sender, still open: what this mail joins."""
-    if joining is None or window is None:
+    if joining is None or window is None or joining.update is not None:
         return None
     reports = await open_reports(store, mail, window)
     if not reports:

@@ -31,6 +31,7 @@ from escalator.core import handover
 from escalator.core.actions import PlannedAction
 from escalator.core.cover import CoverCalendar
 from escalator.core.notices import ONE_HOUR_REMINDER
+from escalator.core.updates import is_own
 from escalator.core.webhooks import IncidentState
 from escalator.oncall.relay import common_of, notices
 from escalator.outbox.slack import Slack
@@ -245,12 +246,9 @@ class LoopScheduler:
 
 
 def _first(listed: ListedMail, kind: str) -> ActionRow | None:
-    """The mail's first own action of `kind` (not a notice, not a fallback)."""
-    own = (
-        a
-        for a in listed.actions
-        if a.kind == kind and "notice" not in a.payload and not a.payload.get("fallback")
-    )
+    """The mail's first own action of `kind` (not a notice, a fallback or an update's deed:
+    an update, issue 13.5, is followed through the escalation it updated)."""
+    own = (a for a in listed.actions if a.kind == kind and is_own(a.payload))
     return next(own, None)
 
 
@@ -299,7 +297,7 @@ async def digest_entries(store: Store, since: datetime) -> list[handover.Entry]:
     escalated = [
         item
         for item in await store.recent_escalations(RECENT_LIMIT)
-        if item.mail.received_at >= since
+        if item.mail.received_at >= since and not _is_update(item)
     ]
     states = await loop_store(store).incident_states([item.mail.id for item in escalated])
     held = [m for m in await store.mails_in_review("held", HELD_LIMIT) if m.received_at >= since]
@@ -321,6 +319,11 @@ async def digest_entries(store: Store, since: datetime) -> list[handover.Entry]:
         for m in held
     ]
     return sorted(entries, key=lambda entry: (entry.received_at, entry.mail_id))
+
+
+def _is_update(item: ListedMail) -> bool:
+    """An update (issue 13.5) is part of the escalation it updated, listed once under it."""
+    return item.mail.decision is not None and item.mail.decision.update is not None
 
 
 def _entry(item: ListedMail, state: IncidentState | None) -> handover.Entry:

@@ -21,6 +21,7 @@ from escalator import metrics
 from escalator.core import render
 from escalator.core.ackplace import ChannelFacts, ack_place
 from escalator.core.retry import Refused, RetryLater
+from escalator.core.updates import is_own
 from escalator.outbox import notices
 from escalator.outbox.incident import Frames
 from escalator.outbox.pagerduty import PagerDuty
@@ -34,6 +35,7 @@ REPLY_GUARD = timedelta(minutes=10)
 ACK_UNREACHABLE = CHANNEL_GONE | {"method_not_supported_for_channel_type"}
 RESOLVED = "resolved on the review page"  # a failing page a person took over (review/onit.py)
 PAGE_WAIT_SECONDS = 2.0  # a reply waits this long (again) for its page's outcome
+SILENT = ("skipped", "failed")  # an action in these states never reached anyone
 
 
 class WaitFor(Exception):
@@ -138,6 +140,10 @@ class Deliverer:
         return await handler(action, incident)
 
     async def _notice(self, action: ActionRow) -> Done:
+        if action.payload.get("update_of") and self._adapters.slack is not None:
+            held = await self._after_first(action, action.kind)
+            if held is not None:
+                return held
         if action.kind == "reply":
             frame = notices.MailFrame(
                 self._settings.reply_from, self._settings.smtp_hostname, self._clock()
@@ -148,7 +154,46 @@ class Deliverer:
         return Done(out.state, out.result, out.note)
 
     async def _page(self, action: ActionRow, incident: render.Incident) -> Done:
+        if action.payload.get("update_of"):
+            return await self._update_page(action, incident, int(action.payload["update_of"]))
         event = render.pagerduty_event(incident, self._frames.review_url(incident.mail_id))
+        done = await self._send_page(event)
+        if done.state == "sent" and incident.page != "deferred":  # deferred: waits on purpose
+            waited = self._clock() - incident.received_at
+            metrics.ACCEPT_TO_PAGE_SECONDS.observe(max(waited.total_seconds(), 0.0))
+        return done
+
+    async def _update_page(
+        self, action: ActionRow, incident: render.Incident, first_id: int
+    ) -> Done:
+        """An update (issue 13.5): a trigger under the escalation's dedup key, which PagerDuty
+        appends to the open alert; never before the escalation's own page, never re-opening a
+        resolved incident (a trigger after a resolve would open a new one)."""
+        held = await self._after_first(action, "page")
+        if held is not None:
+            return held
+        state = (await loop_store(self._store).incident_states([first_id])).get(first_id)
+        if state is not None and state.status == "resolved":
+            return Done("skipped", note=f"escalation {first_id} was resolved first: not re-opened")
+        url, first_url = (self._frames.review_url(i) for i in (incident.mail_id, first_id))
+        return await self._send_page(render.pagerduty_update(incident, url, first_id, first_url))
+
+    async def _after_first(self, action: ActionRow, kind: str) -> Done | None:
+        """An update's page or thread reply goes after the escalation's own `kind` (its page,
+        alarm post or ack): None to go now; WaitFor while that is on its way; skipped when it
+        never went out."""
+        first_id = int(action.payload["update_of"])
+        own = [a for a in await self._store.mail_actions(first_id) if a.kind == kind]
+        first = next((a for a in own if is_own(a.payload) and a.state not in SILENT), None)
+        if first is None:
+            return Done("skipped", note=f"escalation {first_id} has no {kind} to update")
+        if first.state == "pending":
+            soon = self._clock() + timedelta(seconds=PAGE_WAIT_SECONDS)
+            raise WaitFor(max(first.due_at, soon), f"waiting for escalation {first_id}'s {kind}")
+        return None
+
+    async def _send_page(self, event: dict[str, Any]) -> Done:
+        """One Events API v2 event, within the routing key's budget (or its dry run)."""
         if self._adapters.pagerduty is None:
             return Done("dry_run", {"event": event})
         wait = self._budget.take()
@@ -162,9 +207,6 @@ class Deliverer:
                 metrics.PAGERDUTY_THROTTLED.inc()
                 self._budget.empty()
             raise
-        if incident.page != "deferred":  # a deferred page waits for on-call on purpose
-            waited = self._clock() - incident.received_at
-            metrics.ACCEPT_TO_PAGE_SECONDS.observe(max(waited.total_seconds(), 0.0))
         return Done("sent", {**sent, "summary": event["payload"]["summary"], "payload": event})
 
     async def _alarm(self, action: ActionRow, incident: render.Incident) -> Done:
