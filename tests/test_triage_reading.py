@@ -595,6 +595,69 @@ See the attached picture, this is what our users are seeing. Urgent! #team-cases
 ]
 CASES += HELD_OUT_KINDS
 
+# Kinds met in blind set e (issue 15), each written afresh in other words.
+SET_E_KINDS: list[Hard] = [
+    # Data altered in place, with a count between the verb and the records: lasting, whatever
+    # "fixed" and "nothing is down" say.
+    Hard(
+        "overwritten-field-on-counted-records",
+        ESCALATE,
+        "court-listing-data",
+        mail(
+            "Court listing import - fixed",
+            """
+The import bug from this afternoon is fixed and nothing is down. But the nightly import has
+overwritten the hearing time on about 1,300 already scheduled hearings in live, all now 00:00.
+We are in #court-listing-data.
+""",
+        ),
+        "low",
+    ),
+    # Non-native perfect with a bare verb ("have delete"): data lost, asked as a how-to.
+    Hard(
+        "have-delete-documents-asked-how",
+        ESCALATE,
+        "cica-docs",
+        mail(
+            "Question - documents",
+            """
+This morning our cleanup script have delete the uploaded documents of 75 claimants in the
+production bucket. The script is stopped now. How do we get them back from versioning? #cica-docs
+""",
+        ),
+        "low",
+    ),
+    # A secrets file pushed public counts as the secrets in it.
+    Hard(
+        "env-file-pushed-public-asked-how",
+        ESCALATE,
+        "team-notify",
+        mail(
+            "How to rotate Notify settings?",
+            """
+Someone on the team pushed our production .env file to a public gist about an hour ago. How do
+we rotate everything in it without downtime? #team-notify
+""",
+        ),
+        "low",
+    ),
+    # Sign-ins from devices nobody recognises: a breach, however the question is put.
+    Hard(
+        "unrecognised-devices-asked-how",
+        ESCALATE,
+        "ops-admin",
+        mail(
+            "Quick question - admin console",
+            """
+Since 18:00 the audit log shows admin console sessions from devices we don't recognise. How do
+we force a logout for everyone? #ops-admin
+""",
+        ),
+        "low",
+    ),
+]
+CASES += SET_E_KINDS
+
 
 def test_clause_reading_scopes_negation_and_hypothesis() -> None:
     """A cue governs only the clause it is in, and only the few words before the impact."""
