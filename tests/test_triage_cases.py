@@ -243,11 +243,12 @@ Team channel: #syscon-team
 """,
         ),
     ),
-    # Only the signature names a channel: it is still a channel, better than none.
+    # Only a signature's "Team channel:" line names a channel: where the team sits, not where
+    # this incident is talked about (blind set e, issue 15); the reject is held in doubt.
     Case(
         "signature-only-channel",
-        ESCALATE,
-        "syscon-team",
+        NO_CHANNEL,
+        None,
         eml(
             "Prisoner transfers failing",
             """

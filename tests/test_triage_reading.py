@@ -655,6 +655,76 @@ we force a logout for everyone? #ops-admin
         ),
         "low",
     ),
+    # A contact line's team channel, the only one, not pointed to: no channel (held in doubt).
+    Hard(
+        "contact-line-team-channel-only",
+        NO_CHANNEL,
+        None,
+        mail(
+            "Sentencing calculator failing in production",
+            """
+Since 15:30 every sentence calculation in production fails with a 502, so custody clerks
+cannot confirm release dates for today's discharges.
+
+Nadia Rahman | Lead Developer
+Mobile: 07700 900418 | Team Slack: #calc-devs | GitHub: @nrahman
+""",
+        ),
+        "low",
+    ),
+    # The same line, pointed to by the sender's words, is the channel.
+    Hard(
+        "team-channel-pointed-to",
+        ESCALATE,
+        "calc-devs",
+        mail(
+            "Sentencing calculator failing in production",
+            """
+Since 15:30 every sentence calculation in production fails with a 502, so custody clerks
+cannot confirm release dates. Please talk to us in our team channel (below).
+
+Nadia Rahman | Lead Developer
+Mobile: 07700 900418 | Team Slack: #calc-devs
+""",
+        ),
+    ),
+    # The quoted history says its channel was archived: not the new mail's channel.
+    Hard(
+        "quoted-history-archived-its-channel",
+        NO_CHANNEL,
+        None,
+        mail(
+            "RE: Parole dossier uploads",
+            """
+Dossier uploads are failing again for every parole officer since 18:00 (500 on save).
+
+-----Original Message-----
+From: Platform Team <platform@justice.gov.uk>
+Sent: 03 November 2026 16:00
+Subject: RE: Parole dossier uploads
+
+All fixed. We have archived #parole-dossier-nov as agreed.
+""",
+        ),
+        "low",
+    ),
+    # A closed channel in an old thread, reused for a new problem: not the new mail's channel.
+    Hard(
+        "old-thread-closed-channel",
+        NO_CHANNEL,
+        None,
+        mail(
+            "Re: [RESOLVED] Court hearing feed",
+            """
+Different problem, same people: since 19:20 the hearing feed to the court app is empty for all
+courts, so tomorrow's lists cannot be printed.
+
+On Mon, 9 Nov 2026 at 10:00, Platform wrote:
+> Feed is healthy again. Closing #hearing-feed-incident now, thanks all.
+""",
+        ),
+        "low",
+    ),
 ]
 CASES += SET_E_KINDS
 

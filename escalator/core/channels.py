@@ -132,6 +132,15 @@ _RAISED = re.compile(
 )
 _ALERTS = re.compile(r"alert|alarm|notif|monitor|pager|fire[sd]?\b|webhook", re.IGNORECASE)
 _TEAM_LINE = re.compile(r"team channel|team slack|general channel|our team'?s? channel", re.I)
+# A contact line's label ("Tel: … | Team Slack: #x", "Team channel: #x"): where the team sits,
+# not where this incident is talked about, unless the sender's words point to it ("our team
+# channel - it's in my signature").
+_TEAM_LABEL = re.compile(r"\bteam\s+(?:slack|channel)(?:\s+channel)?\s*[:\-\u2013]\s*$", re.I)
+_POINTS_TO_TEAM = Prefiltered.compile(
+    r"\b(?:our|my) team'?s? (?:slack )?channel\b|\bmy signature\b|\bsignature below\b",
+    re.IGNORECASE,
+    starts=("our", "my", "signature"),
+)
 
 # Searched in every mail's new text: prefiltered, so a mail without these words costs a lookup.
 _ARCHIVED = Prefiltered.compile(
@@ -146,6 +155,19 @@ _ARCHIVED = Prefiltered.compile(
 _ARCHIVED_AFTER = re.compile(
     r"[\s,;:()\[\]\-\u2013]*(?:(?:it|that|this|which)\s*(?:'s|is|was|has|had)?\s*|"
     r"(?:is|was|has|had)\s+)?(?:now\s+|since\s+|also\s+)?(?:been\s+)?(?:now\s+)?archived\b",
+    re.IGNORECASE,
+)
+
+# In the quoted history, said of the channel just named: "we have now archived #x", "Closing #x -
+# thanks all". The thread's old channel is then not where a new mail on it is answered.
+_CLOSED_BEFORE = re.compile(
+    r"\b(?:archived|archiving|closed|closing)\s+(?:the\s+)?(?:(?:slack|incident)\s+)?"
+    r"(?:channel\s+)?$",
+    re.IGNORECASE,
+)
+_CLOSED_AFTER = re.compile(
+    r"[\s,;:()\[\]\-\u2013]*(?:(?:it|that|this|which)\s*(?:'s|is|was|has)?\s*|"
+    r"(?:is|was|has|had)\s+)?(?:now\s+)?(?:been\s+)?(?:now\s+)?(?:archived|closed)\b",
     re.IGNORECASE,
 )
 
@@ -177,6 +199,8 @@ class ChannelMention:
     context: str  # the mention's sentence, up to the neighbouring mentions
     clause: str = ""  # the piece of it that holds the mention (split at commas, "so", "but")
     after: str = ""  # the rest of its sentence ("#x - it's been archived")
+    before: str = ""  # its sentence up to the mention ("we have now archived #x")
+    team_label: bool = False  # on a contact line's "Team Slack:" / "Team channel:" label
 
 
 @dataclass(frozen=True)
@@ -188,19 +212,58 @@ class TextPart:
 def find_channel(parts: list[TextPart], platform: bool = True) -> ChannelMention | None:
     """The channel meant for further communication, or None when no channel is named.
     `platform`: whether the platform team's own channels may be the answer at all."""
-    mentions = [mention for part in parts for mention in _mentions(part)]
+    return choose_channel(parts, platform)[0]
+
+
+def choose_channel(
+    parts: list[TextPart], platform: bool = True
+) -> tuple[ChannelMention | None, list[ChannelMention]]:
+    """The channel (as find_channel), and the mentions set aside as no longer or never this
+    incident's place: archived or closed, or a contact line's team channel. When no channel is
+    left, a person should see those (a reject for the channel alone is then in doubt)."""
+    named = [mention for part in parts for mention in _mentions(part)]
+    mentions = _without_closed_history(_without_team_labels(named, parts))
     if any(part.where == "new" and _ARCHIVED.search(part.text) for part in parts):
         # "the old channel is archived": the quoted history's channel is not where to talk now,
         # nor any other mention of a channel the sender says is archived.
         said = [m for m in mentions if m.where != "quoted" and _said_archived(m)]
         archived = {mention.channel for mention in said}
         mentions = [m for m in mentions if m.where != "quoted" and m.channel not in archived]
+    set_aside = [mention for mention in named if mention not in mentions]
+    return _best(mentions, parts, platform), set_aside
+
+
+def _best(
+    mentions: list[ChannelMention], parts: list[TextPart], platform: bool
+) -> ChannelMention | None:
     if not platform:
         mentions = [mention for mention in mentions if mention.channel not in PLATFORM_CHANNELS]
     if not mentions:
         return None
     order = {part.where: index for index, part in enumerate(parts)}
     return max(mentions, key=lambda m: (m.score, -order[m.where], -m.position))
+
+
+def _without_team_labels(
+    mentions: list[ChannelMention], parts: list[TextPart]
+) -> list[ChannelMention]:
+    """No "Team Slack: #x" contact line, unless the sender's words point to it."""
+    if not any(mention.team_label for mention in mentions):
+        return mentions
+    own = (part for part in parts if part.where in ("new", "subject"))
+    if any(_POINTS_TO_TEAM.search(part.text) for part in own):
+        return mentions
+    return [mention for mention in mentions if not mention.team_label]
+
+
+def _without_closed_history(mentions: list[ChannelMention]) -> list[ChannelMention]:
+    """No quoted mention of a channel the quoted history says was archived or closed."""
+    closed = {m.channel for m in mentions if m.where == "quoted" and _said_closed(m)}
+    return [m for m in mentions if m.where != "quoted" or m.channel not in closed]
+
+
+def _said_closed(mention: ChannelMention) -> bool:
+    return bool(_CLOSED_BEFORE.search(mention.before) or _CLOSED_AFTER.match(mention.after))
 
 
 def _said_archived(mention: ChannelMention) -> bool:
@@ -225,9 +288,12 @@ def _mentions(part: TextPart) -> list[ChannelMention]:
         sentence = _sentence(part.text, start, end, low, high)
         context = sentence if len(sentence) <= 300 else (before + after)
         clause = next((c for c in _CLAUSE_BREAK.split(context) if _MARK in c), context)
-        after = context.partition(_MARK)[2]
+        head, _, after = context.partition(_MARK)
         context, clause = context.replace(_MARK, " "), clause.replace(_MARK, " ")
-        mentions.append(ChannelMention(channel, part.where, start, score, context, clause, after))
+        team = bool(_TEAM_LABEL.search(before))
+        mentions.append(
+            ChannelMention(channel, part.where, start, score, context, clause, after, head, team)
+        )
     return [m for m in _fold_link_names(mentions, found, part.text) if _candidate(m)]
 
 

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from escalator.core.channels import TextPart, find_channel
+from escalator.core.channels import ChannelMention, TextPart, choose_channel
 from escalator.core.mail import ParsedMail
 from escalator.core.model import REASON_ORDER, Confidence, Evidence, Reason, Triage, Verdict
 from escalator.core.prefilter import Haystack
@@ -59,7 +59,7 @@ def triage(mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = N
     content = _content_parts(mail)
     impact = _impact_evidence(content, _thread_parts(mail, content), policy.rules)
     findings[Reason.NOT_SERVICE_IMPACTING] = impact.excluded
-    channel = find_channel(
+    channel, set_aside = choose_channel(
         _channel_parts(mail, automated, _earlier_matter_over(impact, policy.rules)),
         platform=not automated,
     )
@@ -84,7 +84,7 @@ def triage(mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = N
     verdict = Verdict.REJECT if reasons else Verdict.ESCALATE
     doubts = _doubts(reasons, impact, words, policy.rules)
     if not doubts and reasons and reasons[0] is Reason.MISSING_SLACK_CHANNEL:
-        doubts = _strong_without_channel(content, policy.rules)
+        doubts = _strong_without_channel(content, policy.rules) or _set_aside(set_aside)
     confidence = Confidence.LOW if doubts else Confidence.HIGH
     channel_name = channel.channel if channel else None
     return Triage(verdict, reasons, channel_name, tuple(evidence), confidence, tuple(doubts))
@@ -180,6 +180,15 @@ def _strong_without_channel(content: list[TextPart], rules: Rules) -> list[Evide
     parts = [_Read(part.where, Haystack.of(part.text)) for part in content]
     lasting, located, _ = _Reading(parts, rules).strong()
     return [*lasting, *located][:2]
+
+
+def _set_aside(mentions: list[ChannelMention]) -> list[Evidence]:
+    """Channels named but not taken (archived, closed, a signature's team channel): a reject
+    for the channel alone may be a person's slip, so one of us should read it."""
+    return [
+        Evidence("channel set aside", f"#{m.channel}", m.where, None, m.context[:_SNIPPET])
+        for m in mentions[:2]
+    ]
 
 
 def _stated_impact(content: list[TextPart], rules: Rules) -> list[Evidence]:
