@@ -47,6 +47,7 @@ COUNTERS = frozenset(
         "escalator_action_retries_total", "escalator_store_errors_total",
         "escalator_smtp_idle_shed_total", "escalator_smtp_rate_limited_total",
         "escalator_storm_joined_total", "escalator_pagerduty_throttled_total",
+        "escalator_pagerduty_polls_total",
     }
 )  # fmt: skip
 GAUGES = frozenset(
@@ -71,6 +72,7 @@ METRIC_LABELS: dict[str, frozenset[str]] = {
     "escalator_actions_total": frozenset({"kind", "outcome"}),
     "escalator_action_retries_total": frozenset({"kind"}),
     "escalator_outbox_pending": frozenset({"kind"}),
+    "escalator_pagerduty_polls_total": frozenset({"outcome"}),
     "escalator_accept_seconds_bucket": frozenset({"le"}),
     "escalator_accept_to_page_seconds_bucket": frozenset({"le"}),
 }

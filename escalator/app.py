@@ -24,6 +24,8 @@ from escalator.decider.backfill import backfill_facts
 from escalator.decider.processor import Processor
 from escalator.errors import EscalatorError
 from escalator.ingress.smtp import SMTPService, start_smtp
+from escalator.oncall.pdrest import PagerDutyRest
+from escalator.oncall.poller import IncidentPoller
 from escalator.oncall.scheduler import LoopScheduler
 from escalator.outbox.dispatch import Dispatcher
 from escalator.outbox.slack import Slack
@@ -61,6 +63,7 @@ class Service:
         self.dispatcher: Dispatcher | None = None
         self._with_optional = with_dispatch_and_web
         self._loop_slack: Slack | None = None
+        self._poller: IncidentPoller | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopped = asyncio.Event()
         self.failure: BaseException | None = None
@@ -118,6 +121,9 @@ class Service:
         )
         self._spawn("web", serving)
         self._tasks.append(asyncio.ensure_future(self._loop_scheduler().run()))
+        self._poller = incident_poller(self.store, self.settings, self._wake_dispatcher)
+        if self._poller is not None:  # not watched either: a failing poll is logged, not fatal
+            self._tasks.append(asyncio.ensure_future(self._poller.run()))
         # Not a watched worker: a retention pass that stops must not stop the service.
         self._tasks.append(asyncio.ensure_future(retention.run(self.store, self.settings)))
 
@@ -241,6 +247,8 @@ class Service:
             await self.dispatcher.close()
         if self._loop_slack is not None:
             await self._loop_slack.close()
+        if self._poller is not None:
+            await self._poller.close()
         if clock() < give_up:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.processor.burst(), give_up - clock())
@@ -257,6 +265,19 @@ class Service:
         done, _ = await asyncio.wait({task}, timeout=max(budget, 0.0))
         if not done:
             log.warning("shutdown deadline passed: in-flight actions left to their leases")
+
+
+def incident_poller(
+    store: Store, settings: Settings, wake: Callable[[], None]
+) -> IncidentPoller | None:
+    """The REST API poller for open incidents (issue 11), with ESCALATOR_PAGERDUTY_API_TOKEN."""
+    token = settings.pagerduty_api_token
+    if token is None:
+        return None
+    api = PagerDutyRest(
+        token.get_secret_value(), settings.pagerduty_api_url, settings.pagerduty_ca_file
+    )
+    return IncidentPoller(store, settings, api, clock=lambda: datetime.now(UTC), wake=wake)
 
 
 def storm_window(settings: Settings) -> timedelta | None:

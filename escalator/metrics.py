@@ -54,6 +54,11 @@ STORM_JOINED = Counter(
 PAGERDUTY_THROTTLED = Counter(
     "escalator_pagerduty_throttled", "Pages held back by PagerDuty's rate limit (ours or a 429)"
 )
+PAGERDUTY_POLLS = Counter(
+    "escalator_pagerduty_polls",
+    "PagerDuty REST API polls of open incidents (changed, unchanged, failed)",
+    ["outcome"],
+)
 STORE_ERRORS = Counter("escalator_store_errors", "Store operations that failed")
 OUTBOX_PENDING = Gauge("escalator_outbox_pending", "Actions waiting in the outbox", ["kind"])
 OUTBOX_OLDEST = Gauge(

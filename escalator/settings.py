@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     pagerduty_events_url: str = "https://events.pagerduty.com"
     pagerduty_ca_file: Path | None = None
     pagerduty_webhook_secret: SecretStr | None = None
+    pagerduty_api_token: SecretStr | None = None  # REST API, read-only: polls open incidents
+    pagerduty_api_url: str = "https://api.pagerduty.com"
+    pagerduty_poll_after: float = Field(default=600.0, gt=0)  # seconds of quiet before a poll
     unanswered_after: float = Field(default=900.0, gt=0)
     join_window: float = Field(default=1800.0, ge=0)
     handover_times: CommaList = ("09:00", "18:00")

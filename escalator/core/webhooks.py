@@ -9,7 +9,13 @@ data is an incident; an incident_note carries only the incident's id).
 
 `fold` applies one event to an incident's state. Events may arrive out of order (a resolve
 before its acknowledge): the status follows the event that OCCURRED last, an older event only
-fills what is still unknown (who acknowledged), and says it changed nothing visible.
+fills what is still unknown (who acknowledged), and says it changed nothing visible. An event
+that brings a status the state already has, from about when it took it (SAME_CHANGE), is the
+same change told twice (a poll of the REST API, then the webhook that was late): not relayed.
+
+`polled_event` reads an incident as the REST API returns it (GET /incidents/{id}, issue 11: when
+webhooks stop coming) into the event a webhook would have brought about its current status, so
+it is recorded by the same path and relayed once.
 """
 
 from __future__ import annotations
@@ -17,9 +23,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 FOLLOWED = (
@@ -50,6 +56,12 @@ RELAYED = frozenset(
     }
 )
 TEXT_MAX = 300
+SAME_CHANGE = timedelta(seconds=60)  # one status change as a poll and as a late webhook saw it
+POLLED_AS = {  # an incident's status, as the event that would have brought it
+    "triggered": "incident.unacknowledged",
+    "acknowledged": "incident.acknowledged",
+    "resolved": "incident.resolved",
+}
 
 
 @dataclass(frozen=True)
@@ -197,10 +209,69 @@ def fold(state: IncidentState | None, event: WebhookEvent) -> Folded:
     stale = event.occurred_at < base.status_at and state is not None
     new = _with_facts(base, event)
     status = STATUS_OF.get(event.event_type)
-    if status is not None and not stale:
+    told = state is not None and status == state.status and not _later(event, state)
+    if status is not None and not stale and not told:
         new = replace(new, status=status, status_at=event.occurred_at)
-    relay = event.event_type in RELAYED and not (stale and status is not None)
+    relay = event.event_type in RELAYED and not ((stale or told) and status is not None)
     return Folded(new, relay, stale)
+
+
+def _later(event: WebhookEvent, state: IncidentState) -> bool:
+    """The event's change came after the one the state holds (not the same one told again)."""
+    return event.occurred_at > state.status_at + SAME_CHANGE
+
+
+# -- an incident read from the REST API ----------------------------------------------------------
+
+
+def polled_event(
+    incident: Mapping[str, Any], incident_key: str, known: IncidentState | None, now: datetime
+) -> WebhookEvent | None:
+    """The event a webhook would have brought about `incident`'s current status (REST API
+    shape), or None when it says nothing new (`known` has that status) or cannot be read. Its
+    id is made of the incident, the status and when it took it: polled twice (two replicas,
+    two ticks), the change is recorded once."""
+    status, incident_id = _text(incident.get("status")), _text(incident.get("id"))
+    kind = POLLED_AS.get(status or "")
+    if kind is None or incident_id is None:
+        return None
+    if (known.status if known is not None else "triggered") == status:
+        return None  # nothing new: a page's incident starts out triggered
+    occurred = _status_time(incident, status or "") or now
+    return WebhookEvent(
+        event_id=f"poll:{incident_id}:{status}:{occurred.isoformat()}"[:200],
+        event_type=kind,
+        occurred_at=occurred,
+        agent=_status_agent(incident, status or ""),
+        incident_id=incident_id,
+        incident_key=incident_key,
+        status=status,
+        html_url=_text(incident.get("html_url")),
+        assignees=_assignees([item.get("assignee") for item in _items(incident, "assignments")]),
+    )
+
+
+def _status_time(incident: Mapping[str, Any], status: str) -> datetime | None:
+    """When the incident took its status: the last acknowledgement, the resolve, or the last
+    status change (the REST API's names)."""
+    acks = _items(incident, "acknowledgements")
+    if status == "acknowledged" and acks:
+        return _when(acks[-1].get("at")) or _when(incident.get("last_status_change_at"))
+    if status == "resolved":
+        return _when(incident.get("resolved_at")) or _when(incident.get("last_status_change_at"))
+    return _when(incident.get("last_status_change_at"))
+
+
+def _status_agent(incident: Mapping[str, Any], status: str) -> str | None:
+    acks = _items(incident, "acknowledgements")
+    if status == "acknowledged" and acks and _summary(acks[-1].get("acknowledger")):
+        return _summary(acks[-1].get("acknowledger"))
+    return _summary(incident.get("last_status_change_by"))
+
+
+def _items(incident: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
+    value = incident.get(name)
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def _with_facts(state: IncidentState, event: WebhookEvent) -> IncidentState:

@@ -1,10 +1,12 @@
 """What a recorded PagerDuty event causes: the incident's new state and the notices to send.
 
 Built as a `React` for LoopStore.record_webhook, so the state and the outbox entries are written
-in the transaction that records the event id. Notices are outbox actions of the contract's kinds,
-marked by a "notice" payload (the dispatcher hands them to outbox/notices.py): a thread reply
-under the reporter's ack ("ack"), one under the alarm post ("alarm"), and a short mail to the
-reporter ("reply", only where the first reply went: never to a sender RFC 3834 forbids answering).
+in the transaction that records the event id; `record_event` is that one path, for a webhook
+(review/webhooks.py) and for a poll of the REST API (oncall/poller.py) alike. Notices are
+outbox actions of the contract's kinds, marked by a "notice" payload (the dispatcher hands them
+to outbox/notices.py): a thread reply under the reporter's ack ("ack"), one under the alarm post
+("alarm"), and a short mail to the reporter ("reply", only where the first reply went: never to
+a sender RFC 3834 forbids answering).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from zoneinfo import ZoneInfo
 from escalator.core.actions import PlannedAction
 from escalator.core.notices import plan_notice
 from escalator.core.webhooks import IncidentState, WebhookEvent, fold
-from escalator.store.loop import Found, React
+from escalator.store.loop import Found, LoopStore, Outcome, React
 
 _PAGE_ONLY = ("page", "page_at", "fallback")
 
@@ -33,6 +35,14 @@ def react_to(event: WebhookEvent, zone: ZoneInfo, public_url: str, now: datetime
         return folded.state, notices(found, line, f"pd:{event.event_id}", public_url, now)
 
     return react
+
+
+async def record_event(
+    store: LoopStore, event: WebhookEvent, zone: ZoneInfo, public_url: str, now: datetime
+) -> Outcome:
+    """One PagerDuty event, from a webhook or a poll of the REST API, recorded once with its
+    state and notices (the one path both take)."""
+    return await store.record_webhook(event, now, react_to(event, zone, public_url, now))
 
 
 def common_of(payload: dict[str, Any]) -> dict[str, Any]:

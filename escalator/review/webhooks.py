@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from escalator.core.webhooks import FOLLOWED, BadEvent, parse_event, signed_by
-from escalator.oncall.relay import react_to
+from escalator.oncall.relay import record_event
 from escalator.settings import Settings
 from escalator.store import Store
 from escalator.store.loop import loop_store
@@ -64,9 +64,7 @@ def routes(
         if event.event_type not in FOLLOWED:
             return web.json_response({"outcome": "ignored"})
         now = clock()
-        outcome = await loop.record_webhook(
-            event, now, react_to(event, zone, settings.public_url, now)
-        )
+        outcome = await record_event(loop, event, zone, settings.public_url, now)
         log.info(
             "PagerDuty webhook %s (%s): %s",
             event.event_id,

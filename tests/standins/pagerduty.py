@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +24,8 @@ from typing import Any
 
 import trustme
 from aiohttp import web
+
+from standins.https import serve_https
 
 SEVERITIES = {"critical", "error", "warning", "info"}
 ACTIONS = {"trigger", "acknowledge", "resolve"}
@@ -130,14 +131,7 @@ class PagerDutyStandIn:
     async def __aenter__(self) -> PagerDutyStandIn:
         app = web.Application()
         app.router.add_post("/v2/enqueue", self._enqueue)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"https://127.0.0.1:{port}"
+        self._runner, self.url = await serve_https(app, self._ca)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
