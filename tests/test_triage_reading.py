@@ -725,6 +725,88 @@ On Mon, 9 Nov 2026 at 10:00, Platform wrote:
         ),
         "low",
     ),
+    # A reply-all saying the incident is over, its outage only in the quoted history.
+    Hard(
+        "reply-all-says-it-is-resolved",
+        NOT_IMPACTING,
+        "fines-incident",
+        mail(
+            "RE: Fines payments failing",
+            """
+All: this is resolved. The provider fixed their callback at 21:10 and payments have gone
+through since. Nothing more needed tonight; #fines-incident stays open for the notes.
+
+> Card payments on the fines service are failing for everyone since 19:40.
+""",
+        ),
+    ),
+    # A service that goes live later: its production has no users to hurt yet.
+    Hard(
+        "service-goes-live-later",
+        NOT_IMPACTING,
+        "tagging-launch",
+        mail(
+            "CRITICAL - launch blocked",
+            """
+Electronic tagging requests goes live on Tuesday 1 December. The production ingress returns the
+default backend and the certificate has not been issued. The launch is at risk. #tagging-launch
+""",
+        ),
+    ),
+    # Nobody outside the team uses it yet: not launched, however loud.
+    Hard(
+        "nobody-outside-team-uses-it-yet",
+        NOT_IMPACTING,
+        "bail-new",
+        mail(
+            "URGENT production not ready",
+            """
+Our bail hearings service is still missing its database in production and the DNS record is
+stuck. Nobody outside the team can use the new service yet, but ministers expect it soon.
+#bail-new
+""",
+        ),
+    ),
+    # A fix going live later does not make a live outage pre-launch.
+    Hard(
+        "fix-goes-live-later-outage-now",
+        ESCALATE,
+        "crime-portal-incident",
+        mail(
+            "Crime portal down",
+            """
+The crime portal is down in production since 17:00. The fix goes live on Monday at the
+earliest. #crime-portal-incident
+""",
+        ),
+    ),
+    # "A serious problem with" and a phone number, no symptom, no time: no facts (in doubt).
+    Hard(
+        "serious-problem-call-me",
+        NO_FACTS,
+        "probation-intake",
+        mail(
+            "Escalation - please ring",
+            """
+Hello, we have a serious problem with the probation intake service in production, which every
+probation region depends on. Please ring me straight away on 07700 900233. #probation-intake
+""",
+        ),
+        "low",
+    ),
+    # The same words with a time are a (thin) report: escalated.
+    Hard(
+        "serious-problem-since-when",
+        ESCALATE,
+        "probation-intake",
+        mail(
+            "Escalation - please ring",
+            """
+Hello, we have a serious problem with the probation intake service in production since 19:30,
+which every probation region depends on. Please ring me on 07700 900233. #probation-intake
+""",
+        ),
+    ),
 ]
 CASES += SET_E_KINDS
 

@@ -73,6 +73,9 @@ class Rules:
     # [facts]: words that name nothing ("again", "same"), and the vocabulary of a problem.
     vague_words: frozenset[str] = frozenset()
     problem: re.Pattern[str] = re.compile(r"(?s).")
+    # A problem named only as such, and the words that say since when (see [facts]).
+    generic: re.Pattern[str] = re.compile(r"(?!)")
+    since: re.Pattern[str] = re.compile(r"(?!)")
 
     def of_kind(self, kind: str) -> tuple[Rule, ...]:
         return self._by_kind.get(kind, ())
@@ -103,8 +106,9 @@ def _facts(data: dict[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     if "vague_words" in data:
         found["vague_words"] = frozenset(str(data["vague_words"]).lower().split())
-    if "problem" in data:
-        found["problem"] = re.compile(str(data["problem"]), re.IGNORECASE)
+    for name in ("problem", "generic", "since"):
+        if name in data:
+            found[name] = re.compile(str(data[name]), re.IGNORECASE)
     return found
 
 

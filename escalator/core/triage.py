@@ -139,9 +139,16 @@ def _missing_facts(
         vague = _vague(mail, impact, rules)
         return _facts_evidence("a problem word, nothing named") if vague else []
     text = "\n".join(part.text for part in content)
-    if not rules.problem.search(text) and not _stated_impact(content, rules):
+    if not _problem_told(text, rules) and not _stated_impact(content, rules):
         return _facts_evidence(f"no symptom and no word of a problem in {words} words")
     return []
+
+
+def _problem_told(text: str, rules: Rules) -> bool:
+    """A word of a problem, not counting a problem named only as such ("a serious problem with
+    our live service") in a mail that does not say since when either."""
+    told = text if rules.since.search(text) else rules.generic.sub(" ", text)
+    return bool(rules.problem.search(told))
 
 
 def _facts_evidence(matched: str) -> list[Evidence]:
