@@ -207,6 +207,24 @@ async def test_each_window_from_an_smtp_client_to_the_stand_ins(
     await dispatch_and_check(world, hhmm, pages, alarms, wording)
 
 
+async def test_bare_slack_id_is_lowercase_in_the_contract_and_posted_as_written(
+    world: World,
+) -> None:
+    """A Slack ID written bare ("Slack channel C0LAA00001") is lowercase in the decision contract,
+    as every channel is there, while Slack is asked for the ID as Slack knows it: the ack lands
+    in the channel and the alarm links it (a lowercase ID is no channel to Slack)."""
+    bare = mail(1, channel=None, extra="We are in Slack channel C0LAA00001.\n")
+    await world.receive(bare, FRIDAY.replace(hour=11))
+    (listed,) = await world.store.list_mails()
+    assert listed.mail.decision is not None
+    assert listed.mail.decision.decision["slack_channel"] == "c0laa00001"
+    assert listed.mail.slack_channel == "C0LAA00001"
+    await world.dispatcher().burst()
+    assert len(world.slack.posts_in("laa-apply-incident")) == 1
+    (alarm,) = world.slack.posts_in("high-priority-alarms")
+    assert "<#C0LAA00001>" in str(alarm.blocks)
+
+
 async def test_rejected_mail_gets_only_a_reply_saying_why(world: World) -> None:
     """A reject pages nobody and posts nothing; the sender learns where to go instead."""
     await world.receive(mail(1, channel=None, service_down=False), FRIDAY.replace(hour=11))

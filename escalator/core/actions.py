@@ -195,7 +195,7 @@ def _common_payload(
         "from_addr": addressed.from_addr,
         "verdict": decision.verdict.value,
         "reasons": [reason.value for reason in decision.triage.reasons],
-        "slack_channel": decision.triage.slack_channel,
+        "slack_channel": decision.triage.slack_target,
         "window": decision.routing.window.value,
     }
 
@@ -209,7 +209,7 @@ def _escalation(decision: Decision, root: str, common: dict[str, Any]) -> tuple[
         planned.append(PlannedAction("page", due, root, payload))
     if routing.alarm:
         planned.append(PlannedAction("alarm", now, f"alarm:{root}", common))
-    if decision.triage.slack_channel:
+    if decision.triage.slack_target:
         planned.append(PlannedAction("ack", now, f"ack:{root}", common))
     return tuple(planned)
 

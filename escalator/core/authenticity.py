@@ -200,7 +200,7 @@ def apply_sender(
         return replace(result, verdict=verdict, reasons=merged, evidence=evidence)
     # A reject for who sent it is as sure as the sender check; the content's doubt was about
     # a different verdict.
-    return Triage(verdict, merged, result.slack_channel, evidence)
+    return Triage(verdict, merged, result.slack_channel, evidence, slack_id=result.slack_id)
 
 
 def _ordered(evidence: tuple[Evidence, ...], added: list[Evidence]) -> tuple[Evidence, ...]:

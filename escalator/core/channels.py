@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from escalator.core.prefilter import Group, Prefiltered, fold
 
@@ -201,6 +202,9 @@ class ChannelMention:
     after: str = ""  # the rest of its sentence ("#x - it's been archived")
     before: str = ""  # its sentence up to the mention ("we have now archived #x")
     team_label: bool = False  # on a contact line's "Team Slack:" / "Team channel:" label
+    # A Slack ID written bare ("Slack: C07RJ4M2QTX"): `channel` holds it lowercased, as any
+    # name written out is, and this the ID as Slack knows it (upper case), to post to.
+    slack_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -274,7 +278,7 @@ def _said_archived(mention: ChannelMention) -> bool:
 def _mentions(part: TextPart) -> list[ChannelMention]:
     found = _raw_mentions(part.text)
     mentions = []
-    for index, (start, end, channel) in enumerate(found):
+    for index, (start, end, channel, slack_id) in enumerate(found):
         line_start = part.text.rfind("\n", 0, start) + 1
         line_end = _line_end(part.text, end)
         before_from = max(line_start, found[index - 1][1] if index else 0)
@@ -292,7 +296,9 @@ def _mentions(part: TextPart) -> list[ChannelMention]:
         context, clause = context.replace(_MARK, " "), clause.replace(_MARK, " ")
         team = bool(_TEAM_LABEL.search(before))
         mentions.append(
-            ChannelMention(channel, part.where, start, score, context, clause, after, head, team)
+            ChannelMention(
+                channel, part.where, start, score, context, clause, after, head, team, slack_id
+            )
         )
     return [m for m in _fold_link_names(mentions, found, part.text) if _candidate(m)]
 
@@ -321,15 +327,16 @@ def _sentence(text: str, start: int, end: int, low: int, high: int) -> str:
 
 
 def _fold_link_names(
-    mentions: list[ChannelMention], found: list[tuple[int, int, str]], text: str
+    mentions: list[ChannelMention], found: list[_Raw], text: str
 ) -> list[ChannelMention]:
     """ "<link> (#name)" is one mention of the name, with the better of the two scores."""
     folded: list[ChannelMention] = []
     for index, mention in enumerate(mentions):
-        if index and _names_the_link(found[index - 1], mention.channel, text, found[index][0]):
+        if index and _names_the_link(found[index - 1], found[index], text):
             other = folded.pop()
-            name = mention.channel if other.channel.isupper() else other.channel
-            mention = replace(other, channel=name, score=max(other.score, mention.score))
+            name = mention.channel if _is_id(found[index - 1]) else other.channel
+            score = max(other.score, mention.score)
+            mention = replace(other, channel=name, score=score, slack_id=None)
         folded.append(mention)
     return folded
 
@@ -343,19 +350,32 @@ _LINK_TO_NAME_GAP = re.compile(
 )
 
 
-def _names_the_link(previous: tuple[int, int, str], channel: str, text: str, start: int) -> bool:
-    """An archive ID (upper case) and a name beside it, either order, on one line."""
-    gap = text[previous[1] : start]
+def _names_the_link(previous: _Raw, current: _Raw, text: str) -> bool:
+    """An ID (a link's, or one written bare) and a name beside it, either order, on one line."""
+    gap = text[previous.end : current.start]
     if gap.count("\n") == 1 and gap.split("\n")[1].lstrip().startswith("("):
         gap = gap.replace("\n", " ")  # the name in brackets on the link's next line
-    if "\n" in gap or previous[2].isupper() == channel.isupper():
+    if "\n" in gap or _is_id(previous) == _is_id(current):
         return False
     return bool(_LINK_TO_NAME_GAP.fullmatch(gap))
 
 
-def _raw_mentions(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, channel) of every channel-like mention, in order, without overlaps."""
-    found: list[tuple[int, int, str]] = []
+class _Raw(NamedTuple):
+    """One channel-like mention as found: where, the channel, and a bare ID's Slack form."""
+
+    start: int
+    end: int
+    channel: str
+    slack_id: str | None = None
+
+
+def _is_id(raw: _Raw) -> bool:
+    return raw.slack_id is not None or raw.channel.isupper()
+
+
+def _raw_mentions(text: str) -> list[_Raw]:
+    """Every channel-like mention, in order, without overlaps."""
+    found: list[_Raw] = []
     taken: list[tuple[int, int]] = []
     folded = fold(text)
     for pattern, pick in (
@@ -370,9 +390,22 @@ def _raw_mentions(text: str) -> list[tuple[int, int, str]]:
             channel = pick(match)
             overlaps = any(s < match.end() and match.start() < e for s, e in taken)
             if channel and not overlaps:
-                found.append((match.start(), match.end(), channel))
+                written = text[match.start() : match.end()]
+                found.append(_Raw(match.start(), match.end(), channel, _bare_id(channel, written)))
                 taken.append((match.start(), match.end()))
     return sorted(found)
+
+
+def _bare_id(channel: str, written: str) -> str | None:
+    """The Slack ID as written, when a lowercased mention is one ("Slack: C07RJ4M2QTX")."""
+    upper = channel.upper()
+    if channel.isupper() or not _is_slack_id(upper) or upper not in written:
+        return None
+    return upper
+
+
+def _is_slack_id(name: str) -> bool:
+    return bool(_ID_SHAPE.fullmatch(name)) and any(char.isdigit() for char in name)
 
 
 def _from_markup(match: re.Match[str]) -> str | None:
@@ -404,8 +437,7 @@ def _from_label(match: re.Match[str]) -> str | None:
 
 def _from_slack_id(match: re.Match[str]) -> str | None:
     name = match.group(1)
-    shaped = _ID_SHAPE.fullmatch(name) and any(char.isdigit() for char in name)
-    return name.lower() if shaped else None
+    return name.lower() if _is_slack_id(name) else None
 
 
 def _from_name(name: str) -> str | None:

@@ -78,6 +78,7 @@ def decide_parsed(
                 Evidence("not_a_mail", "no mail headers", "mail", Reason.MISSING_INCIDENT_FACTS),
                 *result.evidence,
             ),
+            slack_id=result.slack_id,
         )
     return Decision(result, route(result.verdict, policy.calendar, at), at, sender)
 

@@ -97,6 +97,14 @@ class Triage:
     evidence: tuple[Evidence, ...]
     confidence: Confidence = Confidence.HIGH
     doubts: tuple[Evidence, ...] = ()  # what made the confidence low; empty when high
+    # The channel as Slack knows it, when the contract shows it otherwise: a Slack ID written
+    # bare ("Slack: C07RJ4M2QTX") is lowercased in `slack_channel`, and posted to as written.
+    slack_id: str | None = None
+
+    @property
+    def slack_target(self) -> str | None:
+        """Where Slack posts go: the ID as Slack knows it, else the channel."""
+        return self.slack_id or self.slack_channel
 
     @property
     def low_confidence_reject(self) -> bool:
@@ -146,6 +154,7 @@ class Decision:
             "verdict": self.triage.verdict.value,
             "reasons": [reason.value for reason in self.triage.reasons],
             "slack_channel": self.triage.slack_channel,
+            **({"slack_channel_id": self.triage.slack_id} if self.triage.slack_id else {}),
             "window": routing.window.value,
             "page": routing.page.value,
             "page_at": None if routing.page_at is None else routing.page_at.isoformat(),

@@ -87,7 +87,9 @@ def triage(mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = N
         doubts = _strong_without_channel(content, policy.rules) or _set_aside(set_aside)
     confidence = Confidence.LOW if doubts else Confidence.HIGH
     channel_name = channel.channel if channel else None
-    return Triage(verdict, reasons, channel_name, tuple(evidence), confidence, tuple(doubts))
+    slack_id = channel.slack_id if channel else None
+    found = tuple(evidence)
+    return Triage(verdict, reasons, channel_name, found, confidence, tuple(doubts), slack_id)
 
 
 # --- confidence: a wrong reject must never be silent ------------------------------------------

@@ -100,7 +100,10 @@ def released_decision(mail: MailRow, policy: Policy, at: datetime) -> Decision:
     """An escalation of this mail routed at `at`, keeping the channel the sender named and what
     the sender check found (a released unverified mail still says so, and is answered at its
     From address, not its envelope sender)."""
-    triage = Triage(Verdict.ESCALATE, (), mail.slack_channel, ())
+    channel, slack_id = (
+        mail.decision.contract_channel if mail.decision else (mail.slack_channel, None)
+    )
+    triage = Triage(Verdict.ESCALATE, (), channel, (), slack_id=slack_id)
     routing = route(Verdict.ESCALATE, policy.calendar, at)
     check = mail.decision.sender_check if mail.decision is not None else None
     return Decision(triage, routing, at, check)
