@@ -17,10 +17,10 @@ DIALECTS = ("sqlite", "postgres")
 def test_both_dialects_answer_the_same_names_with_the_same_parameters() -> None:
     sqlite, postgres = (queries.load(dialect) for dialect in DIALECTS)
     assert sqlite.keys() == postgres.keys()
-    for name in sqlite:
-        assert set(queries.parameters(sqlite[name])) == set(queries.parameters(postgres[name])), (
-            name
-        )
+    for name, query in sqlite.items():
+        other = postgres[name]
+        if query and other:  # an empty body (nothing to do in that dialect) takes any
+            assert set(queries.parameters(query)) == set(queries.parameters(other)), name
 
 
 def test_a_dialect_may_not_redefine_a_shared_query() -> None:

@@ -3,7 +3,9 @@
 Everything the service remembers goes through `Store`: accepted mails (raw bytes + envelope),
 their decisions, the outbox of actions, and the review audit trail. The interface is async and
 small so that a PostgreSQL backend can stand beside the SQLite one and pass the same contract
-tests (tests/test_store.py). `open_store(settings)` picks the backend from the database URL.
+tests (tests/test_store.py). Its logic is written once (store/manager.py, over named queries);
+each backend supplies a connector and its dialect. `open_store(settings)` picks the backend
+from the database URL.
 """
 
 from __future__ import annotations

@@ -41,3 +41,8 @@ WHERE state = 'pending' AND id = ANY(:ids)
 -- storm_row --
 -- The storm a key names, locked: two replicas deciding one storm's mails take turns.
 SELECT first_mail_id, root, first_at, count FROM storms WHERE key = :key FOR UPDATE
+
+-- lock_digest --
+-- Two replicas taking the same retry at once: the second waits here (until the first's commit),
+-- then finds the first's mail.
+SELECT pg_advisory_xact_lock(hashtextextended(:digest, 0))

@@ -131,3 +131,114 @@ INSERT INTO storms (key, first_mail_id, root, first_at, count)
 VALUES (:key, :first_mail_id, :root, :first_at, :count)
 ON CONFLICT (key) DO UPDATE SET first_mail_id = excluded.first_mail_id, root = excluded.root,
     first_at = excluded.first_at, count = excluded.count
+
+-- mail_columns --
+-- The columns of a MailRow but its raw bytes (which each query adds, or NULL AS raw).
+id, received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject, from_addr, size,
+verdict, reasons, slack_channel, "window", decision, decided_at, review, raw_purged_at, facts
+
+-- duplicate_of --
+-- The first mail with this content digest received since :since (a retry of it).
+SELECT id FROM mails WHERE content_digest = :digest AND received_at >= :since ORDER BY id LIMIT 1
+
+-- insert_mail --
+-- A mail as the SMTP session hands it over, committed before its 250.
+INSERT INTO mails (received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject,
+                   from_addr, size, raw, content_digest)
+VALUES (:received_at, :mail_from, :rcpt_tos, :client_address, :tls, :message_id, :subject,
+        :from_addr, :size, :raw, :content_digest)
+RETURNING id
+
+-- undecided_fairly --
+-- Undecided mails' ids and sizes. Fair (issue 12/16): each envelope sender's oldest before
+-- anyone's second, so a storm's backlog never holds another sender's mail back; one sender's
+-- mails keep their order.
+SELECT id, size FROM (
+    SELECT id, size, row_number() OVER (PARTITION BY lower(mail_from) ORDER BY id) AS turn
+    FROM mails WHERE verdict IS NULL) AS undecided
+ORDER BY turn, id LIMIT :limit
+
+-- mail --
+SELECT {mail_columns}, raw FROM mails WHERE id = :id
+
+-- mail_by_message_id --
+-- The newest mail with this Message-ID (without <>).
+SELECT {mail_columns}, NULL AS raw FROM mails
+WHERE message_id = :message_id ORDER BY id DESC LIMIT 1
+
+-- all_mails --
+SELECT {mail_columns}, NULL AS raw FROM mails ORDER BY id
+
+-- all_actions --
+SELECT * FROM actions ORDER BY id
+
+-- record_decision --
+-- A mail's decision and facts, only while it is undecided (a second decider writes nothing).
+UPDATE mails SET decision = :decision, verdict = :verdict, reasons = :reasons,
+    slack_channel = :slack_channel, "window" = :window, decided_at = :decided_at,
+    review = COALESCE(review, :review), facts = :facts
+WHERE id = :id AND verdict IS NULL
+
+-- redecide --
+-- A released mail's new decision (its decided_at and facts stay).
+UPDATE mails SET decision = :decision, verdict = :verdict, reasons = :reasons,
+    slack_channel = :slack_channel, "window" = :window
+WHERE id = :id
+
+-- mails_without_facts --
+-- Decided mails after :after whose raw bytes are kept but whose facts were never stored.
+SELECT {mail_columns}, raw FROM mails
+WHERE id > :after AND facts IS NULL AND raw IS NOT NULL AND verdict IS NOT NULL
+ORDER BY id LIMIT :limit
+
+-- set_facts --
+-- A backfilled mail's facts, only while it has none and keeps its raw bytes.
+UPDATE mails SET facts = :facts WHERE id = :id AND facts IS NULL AND raw IS NOT NULL
+
+-- set_review --
+UPDATE mails SET review = :review WHERE id = :id
+
+-- end_hold --
+-- A held mail released or dismissed; no row changed: it was not held (any more).
+UPDATE mails SET review = :review WHERE id = :id AND review = 'held'
+
+-- mails_in_review --
+-- Mails in a review state, newest first, with raw bytes.
+SELECT {mail_columns}, raw FROM mails
+WHERE review = :review ORDER BY received_at DESC, id DESC LIMIT :limit
+
+-- recent_escalations --
+-- Escalated mails (released ones included), newest first.
+SELECT {mail_columns}, NULL AS raw FROM mails
+WHERE verdict = 'escalate' ORDER BY received_at DESC, id DESC LIMIT :limit
+
+-- audit_log --
+SELECT * FROM audit ORDER BY id
+
+-- audit_of_mail --
+SELECT * FROM audit WHERE mail_id = :mail_id ORDER BY id
+
+-- purge_raw --
+-- Retention: raw bytes (and the facts read from them) of mails received before :before.
+UPDATE mails SET raw = NULL, facts = NULL, raw_purged_at = :now
+WHERE raw IS NOT NULL AND received_at < :before
+
+-- purge_actions --
+DELETE FROM actions WHERE mail_id IN (SELECT id FROM mails WHERE received_at < :before)
+
+-- purge_audit --
+DELETE FROM audit
+WHERE at < :before OR mail_id IN (SELECT id FROM mails WHERE received_at < :before)
+
+-- purge_mails --
+DELETE FROM mails WHERE received_at < :before
+
+-- drop_expired_sessions --
+DELETE FROM revoked_sessions WHERE expires_at < :now
+
+-- revoke_session --
+INSERT INTO revoked_sessions (session_key, expires_at) VALUES (:session_key, :expires_at)
+ON CONFLICT (session_key) DO NOTHING
+
+-- session_revoked --
+SELECT 1 AS hit FROM revoked_sessions WHERE session_key = :session_key

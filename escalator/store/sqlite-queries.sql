@@ -40,3 +40,6 @@ WHERE state = 'pending' AND id IN (SELECT value FROM json_each(:ids))
 -- storm_row --
 -- The storm a key names (SQLite's writer is alone: nothing to lock).
 SELECT first_mail_id, root, first_at, count FROM storms WHERE key = :key
+
+-- lock_digest --
+-- Nothing: BEGIN IMMEDIATE already makes every SQLite writer take its turn.
