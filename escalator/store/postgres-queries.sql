@@ -21,7 +21,12 @@ WITH due AS (
     WHERE state = 'pending' AND due_at <= :now
       AND (claimed_until IS NULL OR claimed_until <= :now)),
 picked AS (
+    -- The conditions again on the locked row: under READ COMMITTED a row another claimer
+    -- committed meanwhile is re-read and re-checked here (the CTE above saw the old version);
+    -- without them both claimers would lease it, and a page would leave twice.
     SELECT a.id FROM actions a JOIN due ON due.id = a.id
+    WHERE a.state = 'pending' AND a.due_at <= :now
+      AND (a.claimed_until IS NULL OR a.claimed_until <= :now)
     ORDER BY due.kind <> 'page', due.turn, due.first_due_at, due.id LIMIT :limit
     FOR UPDATE OF a SKIP LOCKED)
 UPDATE actions SET claimed_until = :until, attempts = attempts + 1, updated_at = :now
