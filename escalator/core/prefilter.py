@@ -48,6 +48,10 @@ class Group:
     # By first three letters: (last three letters, needle), so a Haystack scans only the needles
     # whose both ends are pieces of the text.
     by_gate: Mapping[str, tuple[tuple[str, str], ...]] = field(compare=False)
+    # By first three letters: what all those needles begin with, when longer than the three
+    # ("everything " for 60 needles "everything else still is running ..."): one scan for it
+    # rules them all out when it is absent.
+    heads: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
     def of(cls, strings: Iterable[str]) -> Group:
@@ -57,7 +61,16 @@ class Group:
         by_gate: dict[str, tuple[tuple[str, str], ...]] = {}
         for needle in ordered:
             by_gate[needle[:_GATE]] = (*by_gate.get(needle[:_GATE], ()), (needle[-_GATE:], needle))
-        return cls(ordered, frozenset(by_gate), by_gate)
+        heads = {gate: _common_start([n for _, n in pairs]) for gate, pairs in by_gate.items()}
+        long = {gate: head for gate, head in heads.items() if len(head) > _GATE}
+        return cls(ordered, frozenset(by_gate), by_gate, long)
+
+
+def _common_start(strings: list[str]) -> str:
+    """What every string begins with."""
+    first, last = min(strings), max(strings)
+    size = next((i for i, (a, b) in enumerate(zip(first, last, strict=False)) if a != b), None)
+    return first if size is None else first[:size]
 
 
 # Groups of needles: a match contains one needle of every group. Empty: always search.
@@ -222,7 +235,11 @@ class Haystack:
                 if not any(needle in folded for needle in group.needles):
                     return False
                 continue
-            candidates = (group.by_gate[gate] for gate in grams.intersection(group.gates))
+            candidates = (
+                group.by_gate[gate]
+                for gate in grams.intersection(group.gates)
+                if gate not in group.heads or group.heads[gate] in folded
+            )
             if not any(
                 tail in grams and needle in folded for pairs in candidates for tail, needle in pairs
             ):
