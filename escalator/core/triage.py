@@ -194,10 +194,16 @@ def _strong_without_channel(content: list[TextPart], rules: Rules) -> list[Evide
 def _set_aside(mentions: list[ChannelMention]) -> list[Evidence]:
     """Channels named but not taken (archived, closed, a signature's team channel): a reject
     for the channel alone may be a person's slip, so one of us should read it."""
+    first = {m.channel: m for m in reversed(mentions)}  # each channel once, where first named
     return [
-        Evidence("channel set aside", f"#{m.channel}", m.where, None, m.context[:_SNIPPET])
-        for m in mentions[:2]
+        Evidence("channel set aside", f"#{m.channel}", m.where, None, _said(m)[:_SNIPPET])
+        for m in list(reversed(first.values()))[:2]
     ]
+
+
+def _said(mention: ChannelMention) -> str:
+    """The mention's sentence with the channel in it."""
+    return " ".join(f"{mention.before}#{mention.channel}{mention.after}".split())
 
 
 def _stated_impact(content: list[TextPart], rules: Rules) -> list[Evidence]:
