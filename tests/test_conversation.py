@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -15,8 +16,10 @@ from escalator.core.conversation import (
     thread_parents,
 )
 from escalator.core.decide import Policy
+from escalator.core.facts import MailFacts
 from escalator.core.mail import ParsedMail, parse_mail
 from escalator.core.model import Reason, Verdict
+from escalator.decider.facts import read_facts
 from escalator.policy import load_policy
 from escalator.settings import Settings
 
@@ -72,6 +75,37 @@ def test_the_channel_is_x_completes_the_earlier_facts_and_escalates(policy: Poli
     assert conversation.decision.verdict is Verdict.ESCALATE
     assert conversation.decision.triage.slack_channel == "laa-apply-incident"
     assert conversation.merged == (0,)
+
+
+def stored(parsed: ParsedMail) -> MailFacts:
+    """A mail's facts as the store gives them back: written when it was decided, as JSON."""
+    written = json.dumps(read_facts(parsed, [], parsed.from_addr).to_json())
+    return MailFacts.from_json(json.loads(written))
+
+
+def test_the_earlier_mails_stored_facts_decide_as_their_parse(policy: Policy) -> None:
+    """The decide worker reads an earlier mail from its stored facts, never parsing it again:
+    the conversation decides the same and the follow-up's facts quote the same words."""
+    from_facts = decide_conversation(FOLLOW_UP, [stored(ORIGINAL)], AT, policy)
+    from_parse = decide_conversation(FOLLOW_UP, [ORIGINAL], AT, policy)
+    assert from_facts.decision.to_contract() == from_parse.decision.to_contract()
+    assert from_facts.merged == from_parse.merged == (0,)
+    facts = read_facts(FOLLOW_UP, [stored(ORIGINAL)], ANA)
+    assert facts == read_facts(FOLLOW_UP, [ORIGINAL], ANA) and "502 error" in facts.facts
+
+
+def test_stored_facts_keep_the_participants_and_older_rows_read_as_unknown() -> None:
+    """From, To and Cc are kept (an open incident's participants may update it); facts stored
+    before they were kept read back as unknown, not as nobody."""
+    cc = mail(FACTS, headers="Cc: Bo <Bo@Digital.Justice.gov.uk>, ops@example.org\n")
+    assert stored(cc).participants == (
+        "ana@digital.justice.gov.uk",
+        "bo@digital.justice.gov.uk",
+        "escalations@localhost",
+        "ops@example.org",
+    )
+    older = {key: value for key, value in stored(cc).to_json().items() if key != "participants"}
+    assert MailFacts.from_json(older).participants is None
 
 
 def test_a_follow_up_that_escalates_alone_is_decided_alone(policy: Policy) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -177,3 +178,27 @@ async def test_follow_up_from_another_sender_is_decided_alone(
     assert follow_up is not None and original is not None
     assert follow_up.verdict == "reject" and original.review == "held"
     assert follow_up.decision is not None and follow_up.decision.merged_with == ()
+
+
+async def test_an_earlier_mail_without_stored_facts_is_parsed_for_its_follow_up(
+    store: Store, make_settings: SettingsFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An original decided before facts were stored (the backfill has not reached it yet) is
+    still completed by its follow-up: its raw bytes are parsed in the decide worker, logged."""
+    caplog.set_level(logging.INFO, "escalator.decider.processor")
+    policy = load_policy(make_settings())
+    first = await accept_in_thread(store, INCOMPLETE, 30)
+    row = await store.get_mail(first)
+    assert row is not None
+    record, planned, _ = decide_stored(row, policy)
+    assert await store.record_decision(first, record, planned)  # as before facts: none stored
+    second = await accept_in_thread(store, FOLLOW_UP, 40)
+    processor = Processor(store, policy)
+    try:
+        await processor.burst()
+    finally:
+        processor.close()
+    follow_up = await store.get_mail(second)
+    assert follow_up is not None and follow_up.decision is not None
+    assert follow_up.decision.merged_with == (first,) and follow_up.verdict == "escalate"
+    assert f"earlier mail {first} has no stored facts" in caplog.text

@@ -6,9 +6,11 @@ escalates, without the sender rewriting everything. So the decide worker, before
 mail, looks up the mails it answers (`thread_parents`, from the headers alone) and passes the
 ones that `may_complete` it to `decide_conversation`.
 
-What is merged is only what triage reads as the sender's words (`merge_follow_up`): headers,
-subject, envelope and identity stay the follow-up's, so the automated-mail checks, the sender
-allowlist and the thread's dedup key judge the mail that actually arrived. A follow-up that
+The earlier mails are read as the decide worker stored them when it decided them (`Said`: their
+From address and body parts, core/facts.py), so a follow-up never has them parsed again. What
+is merged is only what triage reads as the sender's words (`merge_follow_up`): headers, subject,
+envelope and identity stay the follow-up's, so the automated-mail checks, the sender allowlist
+and the thread's dedup key judge the mail that actually arrived. A follow-up that
 escalates on its own is decided alone; earlier mails can complete a follow-up, never spoil it.
 """
 
@@ -18,6 +20,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from escalator.core.authenticity import MethodResult
 from escalator.core.decide import Policy, decide_parsed
@@ -29,6 +32,17 @@ from escalator.core.text import BodyParts
 MAX_PARENTS = 10  # how many Message-IDs of the thread are looked up, nearest first
 CONVERSATION_WINDOW = timedelta(days=7)  # the duplicate window of the store: older is a new case
 _FIELD = re.compile(r"^(in-reply-to|references)[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
+
+
+class Said(Protocol):
+    """An earlier mail as a conversation reads it: its author and its words (MailFacts stored
+    when it was decided, or a ParsedMail)."""
+
+    @property
+    def from_addr(self) -> str: ...
+
+    @property
+    def body(self) -> BodyParts: ...
 
 
 @dataclass(frozen=True)
@@ -67,7 +81,7 @@ def may_complete(
     return verdict == "reject" and review == "held" and same_author and recent
 
 
-def merge_follow_up(follow_up: ParsedMail, earlier: Sequence[ParsedMail]) -> ParsedMail:
+def merge_follow_up(follow_up: ParsedMail, earlier: Sequence[Said]) -> ParsedMail:
     """The follow-up as triage reads it together with the earlier mails: its own new words
     first (so a channel it names wins over one named before), then each earlier mail's new
     words in the order given (nearest first), then everyone's forwarded text. Quoted text and
@@ -86,7 +100,7 @@ def merge_follow_up(follow_up: ParsedMail, earlier: Sequence[ParsedMail]) -> Par
 
 def decide_conversation(
     follow_up: ParsedMail,
-    earlier: Sequence[ParsedMail],
+    earlier: Sequence[Said],
     at: datetime,
     policy: Policy,
     envelope_from: str | None = None,

@@ -10,9 +10,11 @@ page and `escalator review`; a release; the probe) reads them and never parses m
   was decided together with, as every renderer reads them (capped like the parser caps a body);
 - the mail's own text as the review shows it (new words, quoted, forwarded, signature) and the
   names of its attachments;
-- where a reply to a release goes and why it may not be sent (RFC 3834), from the headers.
+- where a reply to a release goes and why it may not be sent (RFC 3834), from the headers;
+- who took part: the From, To and Cc addresses (an open incident's participants may update it).
 
-Retention blanks the facts together with the raw mail. Stored as one JSON object (`to_json`).
+Retention blanks the facts together with the raw mail. Stored as one JSON object (`to_json`);
+every stored shape stays readable (a key added later reads as unknown in older rows).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class MailFacts:
     conversation: str | None = None  # None: the same as body.new (decided alone)
     release_to: str = ""
     release_refusal: str | None = None
+    participants: tuple[str, ...] | None = None  # None: stored before they were kept
 
     @property
     def facts(self) -> str:
@@ -64,6 +67,7 @@ class MailFacts:
             "conversation": self.conversation,
             "release_to": self.release_to,
             "release_refusal": self.release_refusal,
+            "participants": None if self.participants is None else list(self.participants),
         }
 
     @classmethod
@@ -83,6 +87,7 @@ class MailFacts:
             conversation=_optional(data.get("conversation")),
             release_to=str(data.get("release_to") or ""),
             release_refusal=_optional(data.get("release_refusal")),
+            participants=_optional_strings(data.get("participants")),
         )
 
 
@@ -94,6 +99,10 @@ def conversation_text(parts: Sequence[str]) -> str:
 
 def _optional(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _optional_strings(value: Any) -> tuple[str, ...] | None:
+    return None if value is None else _strings(value)
 
 
 def _strings(value: Any) -> tuple[str, ...]:

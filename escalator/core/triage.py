@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from escalator.core.channels import ChannelMention, TextPart, choose_channel
-from escalator.core.mail import ParsedMail
 from escalator.core.model import REASON_ORDER, Confidence, Evidence, Reason, Triage, Verdict
 from escalator.core.prefilter import Haystack
 from escalator.core.reading import (
@@ -25,6 +25,9 @@ from escalator.core.reading import (
     state_of,
 )
 from escalator.core.rules import Rule, Rules
+
+if TYPE_CHECKING:  # the triage reads a parsed mail; who only asks about list headers parses none
+    from escalator.core.mail import ParsedMail
 
 _SNIPPET = 80
 # A request the process excludes (how-to, PR chase, ...) stays an incident when the mail shows an

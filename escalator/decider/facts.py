@@ -7,9 +7,10 @@ beside the decision, in the same transaction, and the backfill reads old rows wi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from email.utils import getaddresses
 
 from escalator.core.actions import address
-from escalator.core.conversation import merge_follow_up
+from escalator.core.conversation import Said, merge_follow_up
 from escalator.core.facts import CONVERSATION_MAX_CHARS, MailFacts
 from escalator.core.mail import ParsedMail
 from escalator.core.model import SenderCheck
@@ -17,13 +18,13 @@ from escalator.core.model import SenderCheck
 
 def read_facts(
     mail: ParsedMail,
-    merged: Sequence[ParsedMail],
+    merged: Sequence[Said],
     mail_from: str,
     trusted_list_ids: tuple[str, ...] = (),
     check: SenderCheck | None = None,
 ) -> MailFacts:
-    """`mail`, decided together with the earlier mails `merged` (nearest first), as facts;
-    `check`: what the sender check found (a release answers where it says)."""
+    """`mail`, decided together with the earlier mails `merged` (nearest first: their stored
+    facts), as facts; `check`: what the sender check found (a release answers where it says)."""
     conversation = None
     if merged:
         conversation = merge_follow_up(mail, merged).body.new[:CONVERSATION_MAX_CHARS]
@@ -41,4 +42,12 @@ def read_facts(
         conversation=conversation,
         release_to=release.to,
         release_refusal=release.refusal,
+        participants=participants(mail),
     )
+
+
+def participants(mail: ParsedMail) -> tuple[str, ...]:
+    """The From, To and Cc addresses, lowercase, sorted: who took part in the mail."""
+    cc = [found for _, found in getaddresses(list(mail.header_values("cc")))]
+    people = (mail.from_addr, *mail.to, *cc)
+    return tuple(sorted({person.strip().lower() for person in people if person.strip()}))

@@ -39,7 +39,12 @@ from typing import NamedTuple
 
 from escalator import metrics
 from escalator.core.actions import PlannedAction, plan_actions
-from escalator.core.conversation import decide_conversation, may_complete, thread_parents
+from escalator.core.conversation import (
+    Said,
+    decide_conversation,
+    may_complete,
+    thread_parents,
+)
 from escalator.core.decide import Policy
 from escalator.core.facts import MailFacts
 from escalator.core.mail import parse_mail
@@ -79,15 +84,17 @@ def decide_stored(
     earlier: tuple[MailRow, ...] = (),
     verify: Verifier | None = None,
 ) -> Outcome:
-    """The decision record and planned actions for one stored mail, at its received time.
+    """The decision record and planned actions for one stored mail, at its received time: the
+    one parse of this mail, whose facts (core/facts.py) travel with the outcome.
 
-    `earlier`: held rejects of the same sender that this mail answers; a follow-up that alone
-    would be rejected is decided together with them ("the channel is #x" completes the facts).
+    `earlier`: held rejects of the same sender that this mail answers, read from the facts
+    stored when they were decided (never parsed again); a follow-up that alone would be rejected
+    is decided together with them ("the channel is #x" completes the facts).
     With `probe_key`, a correctly marked probe mail gets its actions planned as skipped.
     `verify`: the direct DKIM check (decider/dkimcheck.py), run unless the sender policy is off."""
     parsed = parse_mail(mail.raw or b"")
     checking = verify is not None and policy.trust.mode is not SenderPolicy.OFF
-    before = [parse_mail(row.raw or b"") for row in earlier]
+    before = [said_of(row) for row in earlier]
     conversation = decide_conversation(
         parsed,
         before,
@@ -110,6 +117,15 @@ def decide_stored(
     if mail.rcpt_tos and all(is_postmaster(rcpt) for rcpt in mail.rcpt_tos):
         return as_postmaster(Outcome(record, planned, facts))
     return Outcome(record, planned, facts)
+
+
+def said_of(row: MailRow) -> Said:
+    """An earlier mail's words as stored when it was decided; a row without facts (its decision
+    failed, or it awaits the backfill: decided before facts were kept) is parsed, and logged."""
+    if row.facts is not None:
+        return row.facts
+    log.info("earlier mail %d has no stored facts: parsed once for its follow-up", row.id)
+    return parse_mail(row.raw or b"")
 
 
 def completes(record: DecisionRecord) -> list[int]:
@@ -302,9 +318,10 @@ class Processor:
         return done
 
     async def _decide_batch(self, mails: list[MailRow]) -> int:
-        earlier = {mail.id: await self._earlier(mail) for mail in mails}
+        parents = {mail.id: thread_parents(mail.raw or b"") for mail in mails}  # headers only
+        earlier = {mail.id: await self._earlier(mail, parents[mail.id]) for mail in mails}
         outcomes = await self._decide_all(mails, earlier)
-        outcomes = await self._join_open(mails, outcomes)
+        outcomes = await self._join_open(mails, outcomes, parents)
         # Recorded together: the store's group commit makes the batch one transaction.
         results = await asyncio.gather(
             *(
@@ -325,15 +342,18 @@ class Processor:
         self._report(written)
         return len(written)
 
-    async def _join_open(self, mails: list[MailRow], outcomes: list[Outcome]) -> list[Outcome]:
+    async def _join_open(
+        self, mails: list[MailRow], outcomes: list[Outcome], parents: dict[int, tuple[str, ...]]
+    ) -> list[Outcome]:
         """Mails that belong to an open incident join it (oncall/joining.py: one path, three
-        rules: an update in its thread, a storm of one sender, the same outage from another)."""
+        rules: an update in its thread, a storm of one sender, the same outage from another),
+        read from the facts the decide worker found, never from the mail again."""
         pairs = list(zip(mails, outcomes, strict=True))
         updates = await asyncio.gather(
-            *(update_of(self._store, m, o.record, o.facts) for m, o in pairs)
+            *(update_of(self._store, m, o.record, o.facts, parents[m.id]) for m, o in pairs)
         )
         joinings = [
-            joining_of(m.id, o.record, o.planned, u)
+            joining_of(m.id, o.record, o.planned, o.facts, u)
             for (m, o), u in zip(pairs, updates, strict=True)
         ]
         joined = await join_batch(self._store, mails, joinings, self._join_windows)
@@ -342,10 +362,11 @@ class Processor:
             for o, j in zip(outcomes, joined, strict=True)
         ]
 
-    async def _earlier(self, mail: MailRow) -> tuple[MailRow, ...]:
-        """Held rejects by the same sender, within 7 days, that this mail is a reply to."""
+    async def _earlier(self, mail: MailRow, parents: tuple[str, ...]) -> tuple[MailRow, ...]:
+        """Held rejects by the same sender, within 7 days, that this mail is a reply to, with
+        the facts stored when they were decided (raw bytes only for a row without facts)."""
         found: list[MailRow] = []
-        for message_id in thread_parents(mail.raw or b""):
+        for message_id in parents:
             row = await self._store.find_mail(message_id)
             if (
                 row is None
@@ -360,8 +381,8 @@ class Processor:
                 )
             ):
                 continue
-            full = await self._store.get_mail(row.id)
-            if full is not None and full.raw:
+            full = row if row.facts is not None else await self._store.get_mail(row.id)
+            if full is not None and (full.facts is not None or full.raw):
                 found.append(full)
         return tuple(found)
 

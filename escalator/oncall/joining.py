@@ -18,6 +18,10 @@ joins the open incident of an earlier mail by one of three rules, checked in thi
   that did not itself join another. Its page is skipped, its alarm (and ack, same channel) go into
   the first report's threads, its sender is answered; support can Split it on the mail's page.
 
+Every rule reads typed values: the new mail's facts as the decide worker found them (its
+Outcome), the thread's Message-IDs the processor read from its headers, and the facts stored
+with the earlier mails. Nothing here parses mail or looks at its raw bytes.
+
 A mail that joins by the first or third rule registers its storm keys under the incident it
 joined, so its own sender's storm that follows counts in that incident's thread too. The decision
 records "update", "storm" and/or "joined" ({"mail_id", "why"}); `DecisionRecord.joined_mail_id`
@@ -27,16 +31,15 @@ reads any of them.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from email.utils import getaddresses
 
 from escalator import metrics
 from escalator.core.actions import PlannedAction
-from escalator.core.conversation import CONVERSATION_WINDOW, thread_parents
+from escalator.core.conversation import CONVERSATION_WINDOW
 from escalator.core.facts import MailFacts
 from escalator.core.grouping import Joined, Report, join_actions, same_outage, words_of
-from escalator.core.mail import parse_mail
 from escalator.core.notices import slack_notice
 from escalator.core.record import DecisionRecord
 from escalator.core.render import one_line
@@ -52,6 +55,8 @@ from escalator.core.updates import (
 )
 from escalator.store import ActionRow, ListedMail, MailRow, Store
 from escalator.store.loop import loop_store
+
+log = logging.getLogger(__name__)
 
 RECENT = 100
 INCIDENT_HOPS = 3  # an update of an update of a joined report still finds the incident's first
@@ -71,6 +76,7 @@ class Joining:
 
     record: DecisionRecord
     planned: tuple[PlannedAction, ...]
+    facts: MailFacts
     root: str
     update: Update | None = None
 
@@ -122,29 +128,37 @@ def joining_of(
     mail_id: int,
     record: DecisionRecord,
     planned: tuple[PlannedAction, ...],
+    facts: MailFacts | None,
     update: Update | None = None,
 ) -> Joining | None:
     """An update, or an escalation with a pending page or alarm, as the rules read it; else
     None. An update's storm is counted on its incident's thread."""
+    read = facts or MailFacts()  # only a failed decision has none, and it escalates nothing
     if update is not None:
-        return Joining(record, planned, update.thread.root, update)
+        return Joining(record, planned, read, update.thread.root, update)
     loud = [a for a in planned if a.kind in ("page", "alarm") and a.state == "pending"]
     if record.verdict != "escalate" or record.probe or not loud:
         return None
-    return Joining(record, planned, str(loud[0].payload.get("thread") or f"mail-{mail_id}"))
+    root = str(loud[0].payload.get("thread") or f"mail-{mail_id}")
+    return Joining(record, planned, read, root)
 
 
 # -- rule 1: an update in the thread of an open escalation ---------------------------------
 
 
 async def update_of(
-    store: Store, mail: MailRow, record: DecisionRecord, facts: MailFacts | None
+    store: Store,
+    mail: MailRow,
+    record: DecisionRecord,
+    facts: MailFacts | None,
+    parents: tuple[str, ...],
 ) -> Update | None:
-    """The open escalation this mail's thread leads to, when the mail may update it (core/
-    updates.py says which may); the nearest escalated mail of the thread decides."""
+    """The open escalation this mail's thread (`parents`: core.conversation.thread_parents)
+    leads to, when the mail may update it (core/updates.py says which may); the nearest
+    escalated mail of the thread decides."""
     if record.probe or record.error or record.decision.get("postmaster") or facts is None:
         return None
-    escalated = await _nearest_escalated(store, mail)
+    escalated = await _nearest_escalated(store, mail, parents)
     thread = None if escalated is None else await open_thread(store, escalated)
     if thread is None:
         return None
@@ -157,9 +171,11 @@ async def update_of(
     return Update(thread, why, update_line(sender, mail.id, facts.body.new, unverified))
 
 
-async def _nearest_escalated(store: Store, mail: MailRow) -> MailRow | None:
+async def _nearest_escalated(
+    store: Store, mail: MailRow, parents: tuple[str, ...]
+) -> MailRow | None:
     """The nearest mail of this one's thread that escalated, within the conversation window."""
-    for message_id in thread_parents(mail.raw or b""):
+    for message_id in parents:
         row = await store.find_mail(message_id)
         if row is None or row.id == mail.id or row.verdict != "escalate":
             continue
@@ -171,7 +187,6 @@ async def _nearest_escalated(store: Store, mail: MailRow) -> MailRow | None:
 async def open_thread(store: Store, escalated: MailRow) -> OpenThread | None:
     """The incident an escalated mail belongs to (its own, or the one it joined), while it is
     open: paged or alarmed, and not resolved in PagerDuty."""
-    escalated = await store.get_mail(escalated.id) or escalated
     first = await _incident_first(store, escalated)
     state = (await loop_store(store).incident_states([first.id])).get(first.id)
     if state is not None and state.status == "resolved":
@@ -213,13 +228,16 @@ SILENT = ("skipped", "failed")
 
 
 def _participants(mail: MailRow) -> set[str]:
-    """From, To and Cc addresses of a stored mail (its From alone once its text is purged)."""
+    """From, To and Cc addresses of a stored mail, from its facts (its From alone once its text
+    is purged, or when its facts were stored before participants were kept: logged)."""
     people = {mail.from_addr.strip().lower()} if mail.from_addr else set()
-    if not mail.raw:
+    facts = mail.facts
+    if facts is None:
         return people
-    parsed = parse_mail(mail.raw)
-    cc = [address for _, address in getaddresses(list(parsed.header_values("cc")))]
-    return people | {a.strip().lower() for a in (parsed.from_addr, *parsed.to, *cc) if a}
+    if facts.participants is None:
+        log.info("mail %d: facts stored without participants; its From address only", mail.id)
+        return people | {facts.from_addr.strip().lower()} - {""}
+    return people | set(facts.participants)
 
 
 def _as_update(
@@ -273,20 +291,20 @@ async def _outage_match(
     reports = await open_reports(store, mail, window)
     if not reports:
         return None
-    parsed = parse_mail(mail.raw or b"")
+    facts = joining.facts
     new = Report(
         mail.id,
-        parsed.from_addr or mail.from_addr,
+        facts.from_addr or mail.from_addr,
         mail.received_at,
         joining.record.slack_channel,
-        words_of(parsed.subject, parsed.body.new),
+        words_of(facts.subject, facts.body.new),
         joining.root,
     )
     joined = same_outage(new, reports, window)
     if joined is None:
         return None
     first = next(report for report in reports if report.mail_id == joined.mail_id)
-    return _Outage(joined, new, first, parsed.subject)
+    return _Outage(joined, new, first, facts.subject)
 
 
 def _join_outage(mail: MailRow, joining: Joining, outage: _Outage) -> Rewritten:
@@ -319,23 +337,25 @@ async def open_reports(store: Store, mail: MailRow, window: timedelta) -> list[R
         state = states.get(listed.mail.id)
         if state is not None and state.status == "resolved":
             continue
-        report = await _report(store, listed)
+        report = _report(listed)
         if report is not None:
             reports.append(report)
     return reports
 
 
-async def _report(store: Store, listed: ListedMail) -> Report | None:
+def _report(listed: ListedMail) -> Report | None:
+    """An open escalation as the outage rule reads it: from the facts stored with it (none
+    once retention purged its text: its envelope From, no words)."""
     root = next((str(a.payload["thread"]) for a in listed.actions if a.payload.get("thread")), None)
-    full = await store.get_mail(listed.mail.id)
-    if root is None or full is None:
+    if root is None:
         return None
-    parsed = parse_mail(full.raw or b"")
+    mail = listed.mail
+    facts = mail.facts or MailFacts()
     return Report(
-        full.id,
-        parsed.from_addr or full.from_addr,
-        full.received_at,
-        full.slack_channel,
-        words_of(parsed.subject, parsed.body.new),
+        mail.id,
+        facts.from_addr or mail.from_addr,
+        mail.received_at,
+        mail.slack_channel,
+        words_of(facts.subject, facts.body.new),
         root,
     )
