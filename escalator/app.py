@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from escalator import metrics, probe
+from escalator import memory, metrics, probe
 from escalator.core.decide import Policy
 from escalator.decider import dkimcheck
 from escalator.decider.backfill import backfill_facts
@@ -76,6 +76,7 @@ class Service:
 
     async def start(self) -> None:
         """Open the store (fail fast), decide leftovers, then listen and start the workers."""
+        memory.tune()  # before the first mail: message-sized buffers are unmapped when freed
         await self.store.open()
         try:
             self.processor = self._new_processor()

@@ -37,7 +37,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from escalator import metrics
+from escalator import memory, metrics
 from escalator.core.actions import PlannedAction, plan_actions
 from escalator.core.conversation import (
     Said,
@@ -72,6 +72,8 @@ class Outcome(NamedTuple):
 
 
 DECIDE_NICENESS = 10
+DECIDE_BYTE_BUDGET = 8 * 1024 * 1024  # raw bytes of one batch in this process (one mail passes)
+LARGE_MAIL_BYTES = 1024 * 1024  # after deciding one, memory is handed back (_settle_memory)
 PROBE_NOTE = "probe: never dispatched"
 POSTMASTER_NOTE = "postmaster@: kept for review, never escalated"
 TAKEOVER_GRACE = 1.0  # seconds another replica has to decide the mail it accepted
@@ -173,6 +175,7 @@ def _start_worker(settings: Settings, probe_key: bytes | None = None) -> None:
     _worker_policy = load_policy(settings)
     _worker_probe_key = probe_key
     _worker_verify = dkimcheck.verifier(settings.verify_dkim)
+    memory.tune()
     # Ctrl-C and SIGTERM are the parent's to handle: it finishes the batch, then stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -190,6 +193,9 @@ def _exit_with_parent() -> None:
 
 
 def _ping() -> bool:
+    """A round trip that proves the child is up; it also hands back the child's freed memory
+    (see Processor._settle_memory)."""
+    memory.trim()
     return True
 
 
@@ -238,7 +244,7 @@ class Processor:
         policy: Policy,
         *,
         batch_size: int = 32,
-        byte_budget: int = 32 * 1024 * 1024,
+        byte_budget: int = DECIDE_BYTE_BUDGET,
         poll_seconds: float = 30.0,
         worker_settings: Settings | None = None,
         processes: int | None = None,
@@ -312,10 +318,22 @@ class Processor:
 
     async def burst(self) -> int:
         """Decide every undecided mail there is now; return how many this call decided."""
-        done = 0
+        done, large = 0, False
         while mails := await self._store.undecided_mails(self._batch_size, self._byte_budget):
+            large = large or any(mail.size >= LARGE_MAIL_BYTES for mail in mails)
             done += await self._decide_batch(mails)
+        if large:
+            await self._settle_memory()
         return done
+
+    async def _settle_memory(self) -> None:
+        """After large mails, memory goes back: each lane is pinged (its child trims, and the
+        pool's feeder thread, which holds on to the last call it pickled, lets go of that
+        mail), then this process trims."""
+        for executor in self._executors:
+            with contextlib.suppress(BrokenProcessPool, RuntimeError):  # the next mail tells
+                await asyncio.wrap_future(executor.submit(_ping))
+        memory.trim()
 
     async def _decide_batch(self, mails: list[MailRow]) -> int:
         parents = {mail.id: thread_parents(mail.raw or b"") for mail in mails}  # headers only
