@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from escalator.store.digest import content_digest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from escalator.store.digest import content_digest, head_bounds, normal_body_pieces
 
 MAIL = (
     b"Received: from a.example by b.example; Tue, 1 Dec 2026 10:00:00 +0000\r\n"
@@ -58,3 +61,15 @@ def test_a_mail_without_message_id_or_date_has_no_digest() -> None:
     assert content_digest(bare) is None
     assert content_digest(b"") is None and content_digest(b"\x00\xff junk") is None
     assert content_digest(b"Date: x\r\n\r\n") is not None
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=60).map(lambda b: b.replace(b"x", b"\r").replace(b"y", b"\n")))
+def test_the_body_is_hashed_in_slices_as_if_whole(body: bytes) -> None:
+    """Sliced (a 10 MiB body is never copied whole), the normal form is what it was as one
+    piece: CRLF read as LF, trailing line ends dropped, whatever the slice size."""
+    whole = body.replace(b"\r\n", b"\n").rstrip(b"\n")
+    raw = b"Date: x\r\n\r\n" + body
+    start = head_bounds(raw)[1]
+    for chunk in (1, 2, 3, 7, 1024):
+        assert b"".join(normal_body_pieces(raw, start, chunk)) == whole

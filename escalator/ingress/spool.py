@@ -2,9 +2,10 @@
 
 A session holds at most `MEMORY_BYTES` of its message in memory, whatever the message's size
 (aiosmtpd kept every line in a list). The bytes are read back once, for the commit, and only
-while `CommitBudget` allows: twenty 10 MiB mails arriving together are stored a few at a time
-rather than all held in memory at once. The file is anonymous (TemporaryFile), so a crash
-leaves nothing behind; the store commit, not this file, is what makes a 250 durable.
+while `CommitBudget` allows: twenty 10 MiB mails ending together are stored one after another
+(small ones beside them) rather than all held in memory at once. The file is anonymous
+(TemporaryFile), so a crash leaves nothing behind; the store commit, not this file, is what
+makes a 250 durable.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import AsyncIterator
 from typing import IO
 
 MEMORY_BYTES = 256 * 1024  # per session, before the message moves to a temporary file
-COMMIT_BUDGET_BYTES = 48 * 1024 * 1024  # raw bytes read back for commits at any one time
+COMMIT_BUDGET_BYTES = 16 * 1024 * 1024  # raw bytes read back for commits at any one time
 
 
 class Spool:
@@ -41,11 +42,13 @@ class Spool:
         self._buffer = bytearray()
 
     def read(self) -> bytes:
-        """The whole message (blocking file I/O: call it off the loop for large ones)."""
+        """The whole message, in one allocation (blocking file I/O: call it off the loop for
+        large ones)."""
         if self._file is None:
             return bytes(self._buffer)
+        self._flush()  # the tail joins the file: reading back makes one copy, not two
         self._file.seek(0)
-        return self._file.read() + bytes(self._buffer)
+        return self._file.read()
 
     def close(self) -> None:
         self._buffer = bytearray()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 
 DIGEST_FIELDS = frozenset(
     (b"date", b"from", b"sender", b"reply-to", b"to", b"cc", b"subject", b"message-id",
@@ -23,29 +24,33 @@ DIGEST_PREFIXES = (b"resent-", b"content-")
 IDENTITY_FIELDS = (b"date", b"message-id")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _LINE_END = re.compile(rb"\r?\n")
+_CR, _LF = 13, 10
+BODY_CHUNK = 256 * 1024  # the body is hashed a slice at a time, never copied whole
 
 
 def content_digest(raw: bytes) -> str | None:
     """Hex SHA-256 of the fields that identify a mail plus its body; None without Message-ID
     and Date (see the module docstring). Pure and total: any bytes give an answer."""
-    head, body = split_head(raw)
-    fields = digest_fields(head)
+    head_end, body_start = head_bounds(raw)
+    fields = digest_fields(raw[:head_end])
     if not any(name in IDENTITY_FIELDS for name, _ in fields):
         return None
     digest = hashlib.sha256()
     for name, value in fields:
         digest.update(name + b":" + value + b"\n")
     digest.update(b"\n")
-    digest.update(normal_body(body))
+    for piece in normal_body_pieces(raw, body_start):
+        digest.update(piece)
     return digest.hexdigest()
 
 
-def split_head(raw: bytes) -> tuple[bytes, bytes]:
-    """(header block, body) at the first empty line; all header when there is none."""
+def head_bounds(raw: bytes) -> tuple[int, int]:
+    """(end of the header block, start of the body): split at the first empty line; all
+    header when there is none."""
     found = _HEAD_END.search(raw)
     if found is None:
-        return raw, b""
-    return raw[: found.start()], raw[found.end() :]
+        return len(raw), len(raw)
+    return found.start(), found.end()
 
 
 def digest_fields(head: bytes) -> list[tuple[bytes, bytes]]:
@@ -70,6 +75,21 @@ def _unfolded(head: bytes) -> list[bytes]:
     return lines
 
 
-def normal_body(body: bytes) -> bytes:
-    """The body with CRLF read as LF and trailing line ends dropped."""
-    return body.replace(b"\r\n", b"\n").rstrip(b"\n")
+def normal_body_pieces(raw: bytes, start: int, chunk: int = BODY_CHUNK) -> Iterator[bytes]:
+    """The body from `start`, CRLF read as LF and trailing line ends dropped, in slices of
+    about `chunk` bytes (a CRLF is never cut in two; the trailing line ends are found first)."""
+    end = _body_end(raw, start)
+    while start < end:
+        stop = min(start + chunk, end)
+        if raw[stop - 1 : stop + 1] == b"\r\n" and stop < end:
+            stop += 1
+        yield raw[start:stop].replace(b"\r\n", b"\n")
+        start = stop
+
+
+def _body_end(raw: bytes, start: int) -> int:
+    """Where the body ends once its trailing line ends (CRLF or LF) are dropped."""
+    end = len(raw)
+    while end > start and raw[end - 1] == _LF:
+        end -= 2 if end - 2 >= start and raw[end - 2] == _CR else 1
+    return end

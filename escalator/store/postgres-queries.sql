@@ -51,3 +51,11 @@ SELECT first_mail_id, root, first_at, count FROM storms WHERE key = :key FOR UPD
 -- Two replicas taking the same retry at once: the second waits here (until the first's commit),
 -- then finds the first's mail.
 SELECT pg_advisory_xact_lock(hashtextextended(:digest, 0))
+
+-- insert_mail --
+-- A mail as the SMTP session hands it over, committed before its 250.
+INSERT INTO mails (received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject,
+                   from_addr, size, raw, content_digest)
+VALUES (:received_at, :mail_from, :rcpt_tos, :client_address, :tls, :message_id, :subject,
+        :from_addr, :size, :raw, :content_digest)
+RETURNING id

@@ -141,14 +141,6 @@ verdict, reasons, slack_channel, "window", decision, decided_at, review, raw_pur
 -- The first mail with this content digest received since :since (a retry of it).
 SELECT id FROM mails WHERE content_digest = :digest AND received_at >= :since ORDER BY id LIMIT 1
 
--- insert_mail --
--- A mail as the SMTP session hands it over, committed before its 250.
-INSERT INTO mails (received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject,
-                   from_addr, size, raw, content_digest)
-VALUES (:received_at, :mail_from, :rcpt_tos, :client_address, :tls, :message_id, :subject,
-        :from_addr, :size, :raw, :content_digest)
-RETURNING id
-
 -- undecided_fairly --
 -- Undecided mails' ids and sizes. Fair (issue 12/16): each envelope sender's oldest before
 -- anyone's second, so a storm's backlog never holds another sender's mail back; one sender's

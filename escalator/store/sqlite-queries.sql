@@ -43,3 +43,13 @@ SELECT first_mail_id, root, first_at, count FROM storms WHERE key = :key
 
 -- lock_digest --
 -- Nothing: BEGIN IMMEDIATE already makes every SQLite writer take its turn.
+
+-- insert_mail --
+-- A mail as the SMTP session hands it over, committed before its 250. :raw is bound as its
+-- length: SQLiteDb writes the bytes into the zeroblob (_BLOB_WRITES), since bound, SQLite would
+-- copy them and its cached statement would keep that copy until the next mail.
+INSERT INTO mails (received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject,
+                   from_addr, size, raw, content_digest)
+VALUES (:received_at, :mail_from, :rcpt_tos, :client_address, :tls, :message_id, :subject,
+        :from_addr, :size, zeroblob(:raw), :content_digest)
+RETURNING id

@@ -149,14 +149,18 @@ class SQLiteConnector:
         return conn
 
     def _serve_queue(self, conn: sqlite3.Connection) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch, stop = self._drain(first)
-            _run_batch(conn, batch)
-            if stop:
-                return
+        while not self._serve_batch(conn):
+            pass
+
+    def _serve_batch(self, conn: sqlite3.Connection) -> bool:
+        """Wait for work, run it as one transaction; True once told to stop. The batch (a
+        mail's bytes, a row read) goes out of scope here, not kept while the next is awaited."""
+        first = self._queue.get()
+        if first is None:
+            return True
+        batch, stop = self._drain(first)
+        _run_batch(conn, batch)
+        return stop
 
     def _drain(self, first: _Queued) -> tuple[list[_Queued], bool]:
         batch = [first]
@@ -282,7 +286,27 @@ class SQLiteDb:
     def _execute(self, name: str, params: dict[str, Any]) -> sqlite3.Cursor:
         """An empty query (nothing to do in SQLite) executes nothing: no row, rowcount -1."""
         bound = {key: _bind(value) for key, value in params.items()}
-        return self._conn.execute(QUERIES[name], bound)
+        blob = _BLOB_WRITES.get(name)
+        if blob is None:
+            return self._conn.execute(QUERIES[name], bound)
+        table, column = blob
+        bound[column] = len(params[column])
+        cursor = self._conn.execute(QUERIES[name], bound)
+        with self._conn.blobopen(table, column, _rowid(cursor)) as written:
+            written.write(params[column])  # straight from the caller's buffer into the pages
+        return cursor
+
+
+# Queries whose bytes parameter (named as the column) is bound as its length, for a zeroblob
+# the bytes are then written into: a mail's raw bytes are never copied by SQLite nor kept in its
+# statement cache (sqlite-queries.sql).
+_BLOB_WRITES = {"insert_mail": ("mails", "raw")}
+
+
+def _rowid(cursor: sqlite3.Cursor) -> int:
+    if cursor.lastrowid is None:
+        raise StoreUnavailable("insert returned no row id")
+    return cursor.lastrowid
 
 
 def _bind(value: Any) -> Any:
