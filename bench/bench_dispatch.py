@@ -1,9 +1,9 @@
 """Latency from the end of DATA to the PagerDuty request reaching the stand-in, p50/p99.
 
 The whole path runs in this process as `escalator serve` wires it: aiosmtpd front door ->
-store commit -> decide worker (child process) -> outbox -> dispatcher -> pagerduty client
-(thread) -> HTTPS -> a PagerDuty Events API stand-in in a child process.
-The accept callback wakes the decide worker and the dispatcher (what app.py is asked to do).
+store commit -> decide worker (a child process on a pipe) -> the decision's commit, which claims
+its page -> dispatcher.page_now -> PagerDuty client (aiohttp, keep-alive) -> HTTPS -> a PagerDuty
+Events API stand-in in a child process. The accept callback wakes the decide worker.
 Clients send at 1 mail/s and at 20 mails/s on one connection each; beside them, in the same
 run, the bare store commit (`store.accept`) is timed, as the baseline the path is compared to.
 
@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from standins.pagerduty import PagerDutyStandIn
 
+from escalator.app import page_handoff
 from escalator.decider.processor import Processor
 from escalator.ingress.smtp import start_smtp
 from escalator.outbox.dispatch import Dispatcher
@@ -169,20 +170,22 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     # as app.py wires it: a recorded decision wakes the dispatcher (no storm window: every
     # mail here is one sender's, and each must page for the path to be measured)
     processor = Processor(
-        store, load_policy(settings), worker_settings=settings, on_decided=dispatcher.wake
+        store,
+        load_policy(settings),
+        worker_settings=settings,
+        on_decided=dispatcher.wake,
+        pages=page_handoff(dispatcher),
     )
 
-    def accepted() -> None:  # what app.py is asked to wire: wake both workers on accept
-        processor.wake()
-        dispatcher.wake()
-
-    smtp = await start_smtp(settings, store, accepted)
+    smtp = await start_smtp(settings, store, processor.wake)
     workers = [asyncio.ensure_future(w) for w in (processor.run(), dispatcher.run())]
     host, port = smtp.address
     results: dict[str, Any] = {}
     try:
-        await send_at_rate(host, port, "warm", 5, 1, {})  # child process start, TLS handshake
-        await asyncio.sleep(2)
+        warm: dict[str, float] = {}  # the decide children started, the TLS pool warm
+        await send_at_rate(host, port, "warm", 5, 1, warm)
+        await wait_for_pages(standin, warm, 60)
+        await asyncio.sleep(1)
         for rate in (1, 20):
             sent: dict[str, float] = {}
             await send_at_rate(host, port, f"r{rate}", rate, args.seconds, sent)

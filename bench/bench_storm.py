@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from bench_dispatch import StandInProcess, percentiles
 from standins.slack import SlackStandIn
 
+from escalator.app import page_handoff
 from escalator.decider.processor import Processor
 from escalator.ingress.smtp import start_smtp
 from escalator.outbox.dispatch import Dispatcher
@@ -173,6 +174,7 @@ async def measure(
         load_policy(settings),
         worker_settings=settings,
         on_decided=dispatcher.wake,
+        pages=page_handoff(dispatcher),
         **storm_window_option(),
     )
     smtp = await start_smtp(settings, store, processor.wake)

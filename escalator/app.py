@@ -21,7 +21,7 @@ from escalator import memory, metrics, probe
 from escalator.core.decide import Policy
 from escalator.decider import dkimcheck
 from escalator.decider.backfill import backfill_facts
-from escalator.decider.processor import Processor
+from escalator.decider.processor import PageHandoff, Processor
 from escalator.errors import EscalatorError
 from escalator.ingress.smtp import SMTPService, start_smtp
 from escalator.oncall.pdrest import PagerDutyRest
@@ -78,6 +78,8 @@ class Service:
         """Open the store (fail fast), decide leftovers, then listen and start the workers."""
         memory.tune()  # before the first mail: message-sized buffers are unmapped when freed
         await self.store.open()
+        if self._with_optional:  # made first: decisions hand it their pages (issue 12)
+            self.dispatcher = Dispatcher(self.store, self.settings)
         try:
             self.processor = self._new_processor()
             self.smtp = await start_smtp(self.settings, self.store, self.processor.wake)
@@ -103,13 +105,14 @@ class Service:
             verify=dkimcheck.verifier(self.settings.verify_dkim),  # children build their own
             storm_window=storm_window(self.settings),
             join_window=join_window(self.settings),
+            pages=None if self.dispatcher is None else page_handoff(self.dispatcher),
         )
 
     async def _start_optional_workers(self) -> None:
         """The dispatch worker, the web server and the hourly retention pass. Mails decided
         before facts were stored get theirs first, so the dispatcher renders them too."""
         await backfill_facts(self.store, self.policy.triage.trusted_list_ids)
-        self.dispatcher = Dispatcher(self.store, self.settings)
+        assert self.dispatcher is not None  # made in start()
         self._spawn("dispatch", self.dispatcher.run())
         serving = web.serve(
             self.settings,
@@ -279,6 +282,11 @@ def incident_poller(
         token.get_secret_value(), settings.pagerduty_api_url, settings.pagerduty_ca_file
     )
     return IncidentPoller(store, settings, api, clock=lambda: datetime.now(UTC), wake=wake)
+
+
+def page_handoff(dispatcher: Dispatcher) -> PageHandoff:
+    """A decision's due pages go straight to the dispatcher as it commits (issue 12)."""
+    return PageHandoff(dispatcher.page_now, dispatcher.page_lease)
 
 
 def storm_window(settings: Settings) -> timedelta | None:

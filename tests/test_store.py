@@ -152,6 +152,32 @@ async def test_claim_leases_due_pending_actions(store: Store) -> None:
     assert [(a.kind, a.attempts) for a in again] == [("page", 2)]
 
 
+async def test_a_decision_claims_its_due_pages_in_its_own_commit(store: Store) -> None:
+    """The page path (issue 12): record_decision_paging writes the decision, claims its pages
+    due by then (not a later page, not other kinds) and returns them with the stored mail;
+    nobody claims them again before the lease ends; a second decision claims nothing."""
+    mail_id = (await store.accept(incoming())).mail_id
+    later = PlannedAction("page", T0 + timedelta(hours=9), "page:later", {})
+    lease = T0 + timedelta(seconds=60)
+    claimed = await store.record_decision_paging(
+        mail_id, record(), (*planned("page", "alarm"), later), None, T0, lease
+    )
+    assert claimed is not None and claimed.mail.decision is not None
+    assert (claimed.mail.id, claimed.mail.verdict) == (mail_id, "escalate")
+    (page,) = claimed.pages
+    assert (page.kind, page.dedup_key, page.attempts, page.claimed_until) == (
+        "page",
+        "page:root",
+        1,
+        lease,
+    )
+    assert [a.kind for a in await store.claim_due_actions(T0, 10, 60)] == ["alarm"]
+    again = await store.record_decision_paging(mail_id, record(), planned("page"), None, T0, lease)
+    assert again is None
+    after = await store.claim_due_actions(lease + timedelta(seconds=1), 1, 60)  # pages first
+    assert [(a.kind, a.dedup_key, a.attempts) for a in after] == [("page", "page:root", 2)]
+
+
 async def test_finish_and_retry(store: Store) -> None:
     """finish_action ends an action for good; retry_action reschedules it with the error."""
     mail_id = (await store.accept(incoming())).mail_id

@@ -9,7 +9,11 @@ ISOLATION: by default decisions run in child processes ("lanes": one per core, a
 so accepting comes first). Parsing is CPU work; in a thread it would hold the GIL against the
 event loop and every SMTP reply would wait behind it (measured: accept rates fell to a tenth).
 In processes it uses the other cores, and a mail that crashes the parser kills only its lane's
-child: that mail is held for review and a fresh child takes the next one.
+child: that mail is held for review and a fresh child takes the next one. A lane is a child on
+a pipe the event loop reads itself (decider/lanes.py: no helper threads on a page's path).
+
+THE PAGE PATH (issue 12): with a PageHandoff, a decision's due pages are claimed in the very
+commit that records it and handed to the dispatcher as that commit returns.
 
 THE INSTANT: a mail is decided at the time it was RECEIVED, not when the worker gets to it, so
 a restart or a backlog never changes its routing, and `escalator check --at <received_at>`
@@ -22,7 +26,6 @@ soon as the service is back, and never earlier than the cover calendar allows.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import multiprocessing
@@ -31,9 +34,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -53,14 +54,26 @@ from escalator.core.record import DecisionRecord
 from escalator.decider import dkimcheck
 from escalator.decider.dkimcheck import Verifier
 from escalator.decider.facts import read_facts
+from escalator.decider.lanes import Lane, LaneDied, ProcessLane, ThreadLane
 from escalator.errors import StoreUnavailable, TransientError
 from escalator.oncall.joining import JoinWindows, join_batch, joining_of, update_of
 from escalator.policy import load_policy
 from escalator.probe import is_probe
 from escalator.settings import Settings
-from escalator.store import MailRow, Store
+from escalator.store import MailRow, PagesClaimed, Store
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PageHandoff:
+    """Where pages go the moment their decision commits (issue 12): the pages due by `lease()`'s
+    now are claimed in that commit until its lease end (None: the receiver takes no pages now),
+    then `run(claimed)` (the dispatcher's page_now) sends them, with no wake, poll, claim or
+    read in between."""
+
+    run: Callable[[list[PagesClaimed]], None]
+    lease: Callable[[], tuple[datetime, datetime] | None]
 
 
 class Outcome(NamedTuple):
@@ -253,6 +266,7 @@ class Processor:
         verify: Verifier | None = None,
         storm_window: timedelta | None = None,
         join_window: timedelta | None = None,
+        pages: PageHandoff | None = None,
     ) -> None:
         """With `worker_settings`, decisions run in `processes` child processes (default: one
         per core, at most 4) that load the policy from them (the policy holds closures and
@@ -261,7 +275,9 @@ class Processor:
         outbox (the service wakes the dispatcher with it). `verify`: the direct DKIM check in
         the thread (the child processes build theirs from `worker_settings`). `storm_window`:
         one sender's look-alike mails inside it join the first one (core/storms.py);
-        `join_window`: another sender's report of an open outage joins it (core/grouping.py)."""
+        `join_window`: another sender's report of an open outage joins it (core/grouping.py).
+        `pages`: where due pages go as their decisions commit (else the dispatcher's wake)."""
+        self._pages = pages
         self._join_windows = JoinWindows(storm_window, join_window)
         self._probe_key = probe_key
         self._verify = verify
@@ -273,7 +289,8 @@ class Processor:
         self._poll_seconds = poll_seconds
         self._worker_settings = worker_settings
         lanes = 1 if worker_settings is None else processes or min(4, os.cpu_count() or 1)
-        self._executors = [self._new_executor() for _ in range(lanes)]
+        self._lane_count = lanes
+        self._lanes: list[Lane] = []  # started by run() or burst(), inside the loop
         self._wake = asyncio.Event()
         self._soon: asyncio.TimerHandle | None = None
         self.decided = 0
@@ -309,15 +326,21 @@ class Processor:
     async def _warm_up(self) -> None:
         """Start every decide process now (a spawn and the policy load take seconds on a busy
         machine), so the first mail, or a dead replica's mails, wait for none of it."""
-        pings = [asyncio.wrap_future(executor.submit(_ping)) for executor in self._executors]
+        self._start_lanes()
+        pings = [lane.call(_ping) for lane in self._lanes]
         outcomes = await asyncio.gather(*pings, return_exceptions=True)
         for lane, outcome in enumerate(outcomes):
-            if isinstance(outcome, BaseException):  # a fresh executor: the first mail tells why
-                self._executors[lane].shutdown(wait=False, cancel_futures=True)
-                self._executors[lane] = self._new_executor()
+            if isinstance(outcome, BaseException):  # a fresh lane: the first mail tells why
+                self._lanes[lane].close(wait=False)
+                self._lanes[lane] = self._new_lane()
+
+    def _start_lanes(self) -> None:
+        while len(self._lanes) < self._lane_count:
+            self._lanes.append(self._new_lane())
 
     async def burst(self) -> int:
         """Decide every undecided mail there is now; return how many this call decided."""
+        self._start_lanes()
         done, large = 0, False
         while mails := await self._store.undecided_mails(self._batch_size, self._byte_budget):
             large = large or any(mail.size >= LARGE_MAIL_BYTES for mail in mails)
@@ -327,12 +350,11 @@ class Processor:
         return done
 
     async def _settle_memory(self) -> None:
-        """After large mails, memory goes back: each lane is pinged (its child trims, and the
-        pool's feeder thread, which holds on to the last call it pickled, lets go of that
-        mail), then this process trims."""
-        for executor in self._executors:
-            with contextlib.suppress(BrokenProcessPool, RuntimeError):  # the next mail tells
-                await asyncio.wrap_future(executor.submit(_ping))
+        """After large mails, memory goes back: each lane is pinged (its child trims), then
+        this process trims."""
+        for lane in self._lanes:
+            with contextlib.suppress(LaneDied, RuntimeError):  # the next mail tells
+                await lane.call(_ping)
         memory.trim()
 
     async def _decide_batch(self, mails: list[MailRow]) -> int:
@@ -341,13 +363,17 @@ class Processor:
         outcomes = await self._decide_all(mails, earlier)
         outcomes = await self._join_open(mails, outcomes, parents)
         # Recorded together: the store's group commit makes the batch one transaction.
+        lease = self._page_lease()
         results = await asyncio.gather(
             *(
-                self._store.record_decision(mail.id, record, planned, facts)
-                for mail, (record, planned, facts) in zip(mails, outcomes, strict=True)
+                self._record(mail, outcome, lease)
+                for mail, outcome in zip(mails, outcomes, strict=True)
             ),
             return_exceptions=True,
         )
+        claimed = [r for r in results if isinstance(r, PagesClaimed) and r.pages]
+        if claimed and self._pages is not None:  # first: pages wait for nothing else
+            self._pages.run(claimed)
         written: list[tuple[MailRow, Outcome]] = []
         for mail, outcome, result in zip(mails, outcomes, results, strict=True):
             if isinstance(result, asyncio.CancelledError | StoreUnavailable):
@@ -359,6 +385,19 @@ class Processor:
         await self._close_completed(written)
         self._report(written)
         return len(written)
+
+    def _page_lease(self) -> tuple[datetime, datetime] | None:
+        """(now, lease end) for the decisions' commit to claim due pages for the handoff."""
+        return None if self._pages is None else self._pages.lease()
+
+    async def _record(
+        self, mail: MailRow, outcome: Outcome, lease: tuple[datetime, datetime] | None
+    ) -> bool | PagesClaimed | None:
+        """Written: True or PagesClaimed (its due pages claimed for the handoff); not: False
+        or None (already decided)."""
+        if lease is None:
+            return await self._store.record_decision(mail.id, *outcome)
+        return await self._store.record_decision_paging(mail.id, *outcome, *lease)
 
     async def _join_open(
         self, mails: list[MailRow], outcomes: list[Outcome], parents: dict[int, tuple[str, ...]]
@@ -432,22 +471,17 @@ class Processor:
         if any(a.state == "pending" for _, outcome in written for a in outcome.planned):
             self._on_decided()
 
-    def _new_executor(self) -> Executor:
+    def _new_lane(self) -> Lane:
         if self._worker_settings is None:
-            return ThreadPoolExecutor(1, thread_name_prefix="escalator-decide")
-        return ProcessPoolExecutor(
-            1,
-            mp_context=multiprocessing.get_context("spawn"),  # never fork the threaded parent
-            initializer=_start_worker,
-            initargs=(self._worker_settings, self._probe_key),
-        )
+            return ThreadLane()
+        return ProcessLane(_start_worker, (self._worker_settings, self._probe_key))
 
     async def _decide_all(
         self, mails: list[MailRow], earlier: dict[int, tuple[MailRow, ...]]
     ) -> list[Outcome]:
         """Each lane (one child) decides its share one mail at a time, so a child that dies is
         blamed on exactly the mail it was deciding."""
-        lanes = len(self._executors)
+        lanes = len(self._lanes)
         shares = await asyncio.gather(
             *(self._decide_share(mails[lane::lanes], lane, earlier) for lane in range(lanes))
         )
@@ -467,13 +501,11 @@ class Processor:
         self, mail: MailRow, lane: int, earlier: tuple[MailRow, ...], retries: int = 1
     ) -> Outcome:
         try:
-            running = self._submit(mail, lane, earlier)
-        except (BrokenProcessPool, RuntimeError) as exc:
-            # The executor refused the work (shut down, cannot spawn): not the mail's fault.
+            return await self._submit(mail, lane, earlier)
+        except RuntimeError as exc:
+            # The lane refused the work (shut down, cannot spawn): not the mail's fault.
             raise TransientError(f"the decide worker cannot take work: {exc}") from None
-        try:
-            return await asyncio.wrap_future(running)
-        except BrokenProcessPool as exc:
+        except LaneDied as exc:
             log.error("the decide process died on mail %d; starting a new one", mail.id)
             await self._restart_worker(lane)
             if retries > 0:  # it may have died of something else: give the mail one more go
@@ -484,27 +516,26 @@ class Processor:
             log.exception("decision of mail %d failed; held for review", mail.id)
             return failed_record(mail, exc)
 
-    def _submit(
-        self, mail: MailRow, lane: int, earlier: tuple[MailRow, ...]
-    ) -> concurrent.futures.Future[Outcome]:
+    async def _submit(self, mail: MailRow, lane: int, earlier: tuple[MailRow, ...]) -> Outcome:
         if self._worker_settings is not None:
-            return self._executors[lane].submit(_decide_in_worker, mail, earlier)
-        return self._executors[lane].submit(
+            return await self._lanes[lane].call(_decide_in_worker, mail, earlier)
+        return await self._lanes[lane].call(
             decide_stored, mail, self._policy, self._probe_key, earlier, self._verify
         )
 
     async def _restart_worker(self, lane: int) -> None:
         """A fresh child that must answer a ping: if it cannot even start, the fault is not the
         mail's, so nothing is held for review; the burst stops and is retried later."""
-        self._executors[lane].shutdown(wait=False, cancel_futures=True)
-        self._executors[lane] = self._new_executor()
+        self._lanes[lane].close(wait=False)
+        self._lanes[lane] = self._new_lane()
         try:
-            await asyncio.wrap_future(self._executors[lane].submit(_ping))
-        except (BrokenProcessPool, RuntimeError):
+            await self._lanes[lane].call(_ping)
+        except (LaneDied, RuntimeError):
             raise TransientError("the decide process cannot start; retrying later") from None
 
     def close(self) -> None:
         if self._soon is not None:
             self._soon.cancel()
-        for executor in self._executors:
-            executor.shutdown(wait=True, cancel_futures=True)
+        for lane in self._lanes:
+            lane.close()
+        self._lanes = []

@@ -26,10 +26,14 @@ A reply to an escalation says "paged" only once PagerDuty accepted the page. Wit
 key / bot token / relay, an action is recorded as "dry_run" with the exact payload it would
 have sent.
 
-No waits on the page path (issue 12): the store hands out pages before other kinds and each
-sender's oldest before anyone's second (a storm cannot starve other reporters); pages run side
-by side on a bounded pool (one lane per sender, so a sender's pages keep their order) over one
-keep-alive HTTPS pool, before the other kinds of their batch; and PagerDuty's rate limit
+No waits on the page path (issue 12): a decision's due pages are claimed in the commit that
+records it (store.record_decision_paging) and handed here (`page_now`): sent at once, beside
+whatever else runs, with no wake, poll, claim or read in between, their outcome recorded in the
+next group commit. The outbox's own claims hand out pages before other kinds and each sender's
+oldest before anyone's second (a storm cannot starve other reporters). Pages run side by side
+on a bounded pool, one lane per sender across batches (a sender's pages keep their order) over
+one keep-alive HTTPS pool; a reply of a mail whose page is in flight here waits for its outcome
+(it says "paged" only after the 202); and PagerDuty's rate limit
 (ESCALATOR_PAGERDUTY_EVENTS_PER_MINUTE per routing key) is kept by deliver.py, so a burst is
 retried later instead of answered 429 (a 429 empties the budget too).
 """
@@ -52,14 +56,13 @@ from escalator.outbox.deliver import RESOLVED as RESOLVED
 from escalator.outbox.deliver import Adapters as Adapters
 from escalator.outbox.deliver import Deliverer, WaitFor
 from escalator.settings import Settings
-from escalator.store import ActionRow, MailRow, Store
+from escalator.store import ActionRow, MailRow, PagesClaimed, Store, claim_order
 
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 5.0  # a dead replica's claims are free again this long after its last heartbeat
 HEARTBEAT_SECONDS = 1.5
 PERSISTENT_KINDS = frozenset({"page", "alarm"})  # never given up: they are what reaches a person
-EAGER_LOOKS, EAGER_STEP = 40, 0.005  # after a wake: look every 5 ms for up to 200 ms
 PAGE_POOL = 8  # pages in flight at once (PagerDuty pool: escalator.outbox.pagerduty.POOL_SIZE)
 
 
@@ -101,8 +104,11 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._held: set[int] = set()  # claimed by this dispatcher and not yet settled
-        self._unstarted: set[int] = set()  # of those, the ones not started yet
+        self._started: set[int] = set()  # of those, the ones whose run began
         self._pool = asyncio.Semaphore(PAGE_POOL)
+        self._lanes: dict[str, tuple[asyncio.Lock, int]] = {}  # per sender: lock, users
+        self._paging: dict[int, asyncio.Event] = {}  # mail id -> its page run in flight here
+        self._handed: set[asyncio.Task[None]] = set()  # page_now's runs
         self.done = 0
 
     def wake(self) -> None:
@@ -115,21 +121,49 @@ class Dispatcher:
         self._stopping = True
         self._wake.set()
 
+    def page_lease(self) -> tuple[datetime, datetime] | None:
+        """For the page path: now and the end of a fresh lease, by this dispatcher's clock;
+        None once stopping (then decisions claim no pages: they are left to the outbox)."""
+        if self._stopping:
+            return None
+        now = self._clock()
+        return now, now + timedelta(seconds=self._lease)
+
+    def page_now(self, claimed: list[PagesClaimed]) -> None:
+        """The page path (issue 12): these decisions just committed with their due pages
+        claimed in the same commit (store.record_decision_paging); send them now, beside
+        whatever else runs, with no wake, claim or read of their own."""
+        for one in claimed:  # from now on, their replies wait for the outcome
+            self._paging.setdefault(one.mail.id, asyncio.Event())
+        task = asyncio.ensure_future(self._page_claimed(claimed))
+        self._handed.add(task)
+        task.add_done_callback(self._handed.discard)
+
+    async def _page_claimed(self, claimed: list[PagesClaimed]) -> None:
+        pages = sorted((page for one in claimed for page in one.pages), key=claim_order)
+        try:
+            await self._run_leased(pages, {one.mail.id: one.mail for one in claimed})
+        except StoreUnavailable as exc:  # their leases run out and a burst takes them
+            metrics.STORE_ERRORS.inc()
+            log.warning("dispatch: store unavailable on the page path: %s", exc)
+        finally:
+            for one in claimed:
+                self._paging.pop(one.mail.id, asyncio.Event()).set()
+
     async def run(self) -> None:
-        """Serve until stop(): a burst at least every poll_seconds, and at once after a wake."""
+        """Serve until stop(): a burst at least every poll_seconds, and at once after a wake;
+        then wait for the page path's runs (they record what they started)."""
         while not self._stopping:
             self._wake.clear()
             await self._burst_logged()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll)
-                await self._eager()
+        await self.paged()
 
-    async def _eager(self) -> None:
-        """A wake may come at accept, before the decision is written: look a few times quickly."""
-        for _ in range(EAGER_LOOKS):
-            if self._stopping or await self._burst_logged():
-                return
-            await asyncio.sleep(EAGER_STEP)
+    async def paged(self) -> None:
+        """Return once the page path's runs handed so far are recorded."""
+        while self._handed:
+            await asyncio.gather(*self._handed, return_exceptions=True)
 
     async def _burst_logged(self) -> int:
         try:
@@ -152,48 +186,58 @@ class Dispatcher:
         self.done += ran
         return ran
 
-    async def _run_leased(self, batch: list[ActionRow]) -> None:
+    async def _run_leased(
+        self, batch: list[ActionRow], mails: dict[int, MailRow] | None = None
+    ) -> None:
         """Run a claimed batch with a heartbeat renewing its leases; what a stop left unstarted
-        is handed back."""
-        self._held.update(action.id for action in batch)
-        self._unstarted.update(action.id for action in batch)
-        beat = asyncio.ensure_future(self._heartbeat())
+        is handed back. Batches run side by side (the bursts and the page path's). `mails`:
+        the batch's mails as already read (else they are read here)."""
+        ids = {action.id for action in batch}
+        self._held.update(ids)
+        beat = asyncio.ensure_future(self._heartbeat(ids))
         try:
-            await self._run_batch(batch)
+            if mails is None:
+                mails = await self._load({action.mail_id for action in batch})
+            await self._run_batch(batch, mails)
         finally:
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)
-            await self._release_held()
+            await self._release_held(ids)
 
-    async def _heartbeat(self) -> None:
-        """Every HEARTBEAT_SECONDS, extend the lease of what this dispatcher still holds."""
+    async def _heartbeat(self, ids: set[int]) -> None:
+        """Every HEARTBEAT_SECONDS, extend the lease of what this batch still holds."""
         while True:
             await asyncio.sleep(min(HEARTBEAT_SECONDS, self._lease / 3))
             until = self._clock() + timedelta(seconds=self._lease)
             try:
-                await self._store.renew_claims(tuple(sorted(self._held)), until)
+                await self._store.renew_claims(tuple(sorted(ids & self._held)), until)
             except StoreUnavailable as exc:
                 log.warning("dispatch: lease renewal failed: %s", exc)
 
-    async def _release_held(self) -> None:
-        """Hand back claims never started (a stop, or a batch cut short by an error)."""
-        held, self._unstarted = tuple(sorted(self._unstarted)), set()
+    async def _release_held(self, ids: set[int]) -> None:
+        """Hand back this batch's claims never started (a stop, or a batch cut short)."""
+        held = tuple(sorted(i for i in ids & self._held if i not in self._started))
         self._held.difference_update(held)
         if held:
             with contextlib.suppress(StoreUnavailable):  # the short lease frees them anyway
                 released = await self._store.release_claims(held)
                 log.info("dispatch: handed back %d claimed actions", released)
 
-    async def _run_batch(self, batch: list[ActionRow]) -> None:
+    async def _run_batch(self, batch: list[ActionRow], mails: dict[int, MailRow]) -> None:
         """Pages first, side by side on the bounded pool, one lane per sender (claimed fairly:
         one per sender in turn); then the other kinds side by side (a reply says "paged" only
-        once the page was accepted). Each mail is read once per batch, however many of its
-        actions it holds."""
-        mails = await self._load({action.mail_id for action in batch})
+        once the page was accepted: it waits for a page of its mail in flight here). Each mail
+        is read once per batch, however many of its actions it holds."""
         pages = [action for action in batch if action.kind == "page"]
         others = [action for action in batch if action.kind != "page"]
         await self._run_pages(pages, mails)
-        await asyncio.gather(*(self._run(a, mails) for a in others))
+        await asyncio.gather(*(self._run_after_page(a, mails) for a in others))
+
+    async def _run_after_page(self, action: ActionRow, mails: dict[int, MailRow]) -> None:
+        paging = self._paging.get(action.mail_id)
+        if paging is not None:
+            await paging.wait()
+        await self._run(action, mails)
 
     async def _load(self, mail_ids: set[int]) -> dict[int, MailRow]:
         """The mails with their decisions and facts as the decide worker stored them (the
@@ -207,20 +251,42 @@ class Dispatcher:
         lanes: dict[str, list[ActionRow]] = {}
         for action in pages:
             lanes.setdefault(str(action.payload.get("from_addr") or ""), []).append(action)
-        await asyncio.gather(*(self._run_lane(lane, mails) for lane in lanes.values()))
+        for action in pages:
+            self._paging.setdefault(action.mail_id, asyncio.Event())
+        try:
+            await asyncio.gather(*(self._run_lane(s, lane, mails) for s, lane in lanes.items()))
+        finally:
+            for action in pages:
+                self._paging.pop(action.mail_id, asyncio.Event()).set()
 
-    async def _run_lane(self, lane: list[ActionRow], mails: dict[int, MailRow]) -> None:
-        for action in lane:
-            if self._stopping:
-                return  # the rest are handed back by _run_leased
-            gate = self._gate.until
-            if gate is not None and self._clock() < gate:
-                await self._hold(action, gate)
-                continue
-            if gate is not None:
-                self._gate = _PageGate()
-            async with self._pool:  # a page waits only for a free slot in the pool
-                await self._run(action, mails)
+    async def _run_lane(
+        self, sender: str, lane: list[ActionRow], mails: dict[int, MailRow]
+    ) -> None:
+        """A sender's lane is one across batches too (a lock per sender, first come first)."""
+        lock, users = self._lanes.get(sender, (asyncio.Lock(), 0))
+        self._lanes[sender] = (lock, users + 1)
+        try:
+            async with lock:
+                for action in lane:
+                    if self._stopping:
+                        return  # the rest are handed back by _run_leased
+                    await self._run_gated(action, mails)
+        finally:
+            lock, users = self._lanes[sender]
+            if users > 1:
+                self._lanes[sender] = (lock, users - 1)
+            else:
+                del self._lanes[sender]
+
+    async def _run_gated(self, action: ActionRow, mails: dict[int, MailRow]) -> None:
+        gate = self._gate.until
+        if gate is not None and self._clock() < gate:
+            await self._hold(action, gate)
+            return
+        if gate is not None:
+            self._gate = _PageGate()
+        async with self._pool:  # a page waits only for a free slot in the pool
+            await self._run(action, mails)
 
     async def _hold(self, action: ActionRow, gate: datetime) -> None:
         """Keep a page behind the failing one, preserving the claim order."""
@@ -228,7 +294,6 @@ class Dispatcher:
         due = gate + timedelta(microseconds=self._gate.held)
         await self._store.retry_action(action.id, due, "waiting behind an earlier page")
         self._held.discard(action.id)
-        self._unstarted.discard(action.id)
 
     async def _run(self, action: ActionRow, mails: dict[int, MailRow]) -> None:
         """Run one action and record its outcome. Once started it is not cancelled by a stop
@@ -236,11 +301,12 @@ class Dispatcher:
         await asyncio.shield(self._run_recorded(action, mails))
 
     async def _run_recorded(self, action: ActionRow, mails: dict[int, MailRow]) -> None:
-        self._unstarted.discard(action.id)
+        self._started.add(action.id)
         try:
             await self._attempt(action, mails)
         finally:
             self._held.discard(action.id)
+            self._started.discard(action.id)
 
     async def _attempt(self, action: ActionRow, mails: dict[int, MailRow]) -> None:
         try:

@@ -113,6 +113,15 @@ def claim_order(action: ActionRow) -> tuple[datetime, int]:
 
 
 @dataclass(frozen=True)
+class PagesClaimed:
+    """What a decision's commit claimed for the page path (issue 12): the mail as stored, with
+    its decision and facts, and its pages due now, leased to the caller."""
+
+    mail: MailRow
+    pages: tuple[ActionRow, ...]
+
+
+@dataclass(frozen=True)
 class ListedMail:
     """A mail with its actions, oldest action first, as `escalator list` shows it."""
 
@@ -197,6 +206,20 @@ class Store(Protocol):
         facts: MailFacts | None = None,
     ) -> bool:
         """Write decision, facts and actions in one transaction; False if already decided."""
+        ...
+
+    async def record_decision_paging(
+        self,
+        mail_id: int,
+        record: DecisionRecord,
+        planned: tuple[PlannedAction, ...],
+        facts: MailFacts | None,
+        due_by: datetime,
+        lease_until: datetime,
+    ) -> PagesClaimed | None:
+        """`record_decision`, and in the same transaction its pages due by `due_by` are claimed
+        until `lease_until` and handed back with the stored mail (the page path, issue 12: no
+        wake, no claim and no read between the commit and the page). None if already decided."""
         ...
 
     async def mails_without_facts(self, limit: int, after: int = 0) -> list[MailRow]:

@@ -22,8 +22,10 @@ from escalator.store import (
     IncomingMail,
     ListedMail,
     MailRow,
+    PagesClaimed,
     Purged,
     actions,
+    claim_order,
 )
 from escalator.store.db import Db, Json, Row, Tables, clock
 
@@ -47,6 +49,23 @@ class MailTables(Tables):
         now = clock()
         return await self._write(
             lambda db: _record_decision(db, mail_id, record, planned, now, facts), "actions"
+        )
+
+    async def record_decision_paging(
+        self,
+        mail_id: int,
+        record: DecisionRecord,
+        planned: tuple[PlannedAction, ...],
+        facts: MailFacts | None,
+        due_by: datetime,
+        lease_until: datetime,
+    ) -> PagesClaimed | None:
+        now = clock()
+        return await self._write(
+            lambda db: _record_paging(
+                db, mail_id, record, planned, now, facts, (due_by, lease_until)
+            ),
+            "actions",
         )
 
     async def mails_without_facts(self, limit: int, after: int = 0) -> list[MailRow]:
@@ -127,6 +146,25 @@ async def _record_decision(
         return False
     await actions.insert(db, mail_id, planned, now)
     return True
+
+
+async def _record_paging(
+    db: Db,
+    mail_id: int,
+    record: DecisionRecord,
+    planned: tuple[PlannedAction, ...],
+    now: datetime,
+    facts: MailFacts | None,
+    lease: tuple[datetime, datetime],
+) -> PagesClaimed | None:
+    """The decision, then its pages due by lease[0] claimed until lease[1] (issue 12)."""
+    if not await _record_decision(db, mail_id, record, planned, now, facts):
+        return None
+    due_by, until = lease
+    rows = await db.all("claim_mail_pages", mail_id=mail_id, due_by=due_by, until=until, now=now)
+    found = await get(db, mail_id)
+    pages = tuple(sorted((actions.action(db, row) for row in rows), key=claim_order))
+    return None if found is None else PagesClaimed(found, pages)
 
 
 def decision_columns(record: DecisionRecord) -> dict[str, Any]:

@@ -67,6 +67,13 @@ DELETE FROM loop_marks WHERE mark = :mark
 -- A mail's actions, oldest first.
 SELECT * FROM actions WHERE mail_id = :mail_id ORDER BY id
 
+-- claim_mail_pages --
+-- The page path (issue 12): a mail's pages due by :due_by, claimed until :until in the
+-- transaction that records its decision (an undecided mail had no actions: all are its own).
+UPDATE actions SET claimed_until = :until, attempts = attempts + 1, updated_at = :now
+WHERE mail_id = :mail_id AND kind = 'page' AND state = 'pending' AND due_at <= :due_by
+RETURNING *
+
 -- finish_action --
 -- An action ends: sent, dry run, failed or skipped, with its error and result.
 UPDATE actions SET state = :state, last_error = :error, result = :result, claimed_until = NULL,
