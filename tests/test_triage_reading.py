@@ -810,6 +810,89 @@ which every probation region depends on. Please ring me on 07700 900233. #probat
 ]
 CASES += SET_E_KINDS
 
+# Kinds met in blind set f (issue 15), each written afresh in other words.
+SET_F_KINDS = [
+    # A channel named as where the sender is, then "on Slack", with no '#'.
+    Hard(
+        "channel-then-on-slack",
+        ESCALATE,
+        "laa-crime-apply-incident",
+        mail(
+            "crime apply broken",
+            """
+crime apply is down for all providers since 07:40, every submit gives a 502 and nothing saves.
+we are in laa-crime-apply-incident on Slack if you can help
+""",
+        ),
+    ),
+    # The platform's help channel where no answer came loses to the channel the mail offers,
+    # even when an "update" stands beside it.
+    Hard(
+        "unanswered-help-channel-loses",
+        ESCALATE,
+        "hmpps-book-video-incident",
+        mail(
+            "Book a video link - hearings failing",
+            """
+Book a video link is unavailable in production.
+Quick update: we haven\u2019t had an answer in #ask-cloud-platform so far.
+No court can book a hearing since 10:15, every request returns 503.
+Slack channel
+#hmpps-book-video-incident
+""",
+        ),
+    ),
+    # Something done to production data by an account the owners do not know is a breach,
+    # however politely the mail asks whether it is expected.
+    Hard(
+        "unknown-account-acted-on-data",
+        ESCALATE,
+        "cfo-data-incident",
+        mail(
+            "Just checking - is this normal?",
+            """
+How do we tell whether this is fine? The audit log shows ExportTable on the production case
+records from a role which is not ours, at 04:50 this morning. #cfo-data-incident
+""",
+        ),
+        "low",
+    ),
+    # A planned outage announced ahead, with the errors it will cause: not an incident.
+    Hard(
+        "planned-outage-notice",
+        NOT_IMPACTING,
+        "hmpps-nomis-ops",
+        mail(
+            "OUTAGE notice: NOMIS Saturday 06:00-09:00",
+            """
+For your awareness: a scheduled outage of NOMIS on Saturday from 06:00 to 09:00 for database
+patching. Our services will log errors calling NOMIS in that window; please don't page anyone.
+Questions to #hmpps-nomis-ops.
+""",
+        ),
+    ),
+    # A quota raise asked for a test namespace, loudly, with a phone number in the contact lines:
+    # a request, and the phone number's digits are no HTTP status.
+    Hard(
+        "quota-raise-with-phone-number",
+        NOT_IMPACTING,
+        "epf-build",
+        mail(
+            "URGENT: memory limit",
+            """
+Please can you get the memory limit for epf-build-test increased to 8Gi today, our jobs are
+stuck. I opened a PR in the environments repo and nobody has reviewed it.
+
+Priya Shah
+Delivery Lead
+Mobile: 07700 900 503
+Slack: #epf-build
+""",
+        ),
+    ),
+]
+CASES += SET_F_KINDS
+
 
 def test_clause_reading_scopes_negation_and_hypothesis() -> None:
     """A cue governs only the clause it is in, and only the few words before the impact."""
