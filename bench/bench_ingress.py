@@ -1,13 +1,14 @@
 """Ingress benchmark: durable accepts per second against a no-op aiosmtpd server, same run.
 
-    .venv/bin/python bench/bench_ingress.py [--quick]
+    .venv/bin/python bench/bench_ingress.py [--quick | --memory]
 
 For 1 and 20 sessions and 2 KB and 100 KB mails, Postfix's smtp-source (one connection per
 mail, like real MTAs) pushes mails into (a) a no-op aiosmtpd server that answers 250 and keeps
 nothing, (b) the ingress half of the service (SMTP + SQLite WAL with fsync per group commit +
 decide worker), and (c) the whole `escalator serve` (plus dispatcher and review page). It prints
 mails/s for each and the ratios to (a), the decide backlog when the load ends (and how long it
-takes to clear), and the peak RSS of `escalator serve` while 20 sessions each send a 10 MB mail.
+takes to clear), and the RSS of `escalator serve` (alone, and with its decide children) before,
+at the peak of and after 20 sessions each sending a 10 MB mail.
 Bounded to about a minute. Needs smtp-source (Debian package postfix).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -34,6 +36,7 @@ CASES = ((1, 2_000), (20, 2_000), (1, 100_000), (20, 100_000))
 TARGET_SECONDS = 1.0  # per measured run, after a calibration run
 REPEATS = 2
 DRAIN_SECONDS = 2.0  # how long to watch the decide backlog shrink after a run
+SETTLE_SECONDS = 2.0  # before the idle and after the burst figures of the memory run
 
 
 def free_port() -> int:
@@ -204,15 +207,39 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
     return 0
 
 
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (the decide children, multiprocessing's resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue  # gone meanwhile
+        if stat and int(stat.rpartition(")")[2].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def tree_rss_kib(pid: int) -> int:
+    """RSS of `pid` and its children, summed (shared pages counted in each)."""
+    total = 0
+    for member in (pid, *children(pid)):
+        with contextlib.suppress(OSError):
+            total += rss_kib(member)
+    return total
+
+
 def peak_rss_under_big_mails(data_dir: Path, sessions: int = 20, size: int = 10_000_000) -> str:
     server = start_escalator(data_dir)
-    before = rss_kib(server.proc.pid)
-    peak = [before]
+    time.sleep(SETTLE_SECONDS)  # the decide children finish starting: idle means idle
+    before, tree_before = rss_kib(server.proc.pid), tree_rss_kib(server.proc.pid)
+    peak, tree_peak = [before], [tree_before]
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
             peak[0] = max(peak[0], rss_kib(server.proc.pid))
+            tree_peak[0] = max(tree_peak[0], tree_rss_kib(server.proc.pid))
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample)
@@ -222,15 +249,18 @@ def peak_rss_under_big_mails(data_dir: Path, sessions: int = 20, size: int = 10_
     while server.db and backlog(server.db) and time.perf_counter() - started < 30:
         time.sleep(0.1)
     drain = time.perf_counter() - started
+    time.sleep(SETTLE_SECONDS)  # memory handed back after the burst, if it is
     done.set()
     sampler.join()
-    after = rss_kib(server.proc.pid)
+    after, tree_after = rss_kib(server.proc.pid), tree_rss_kib(server.proc.pid)
     hwm = rss_kib(server.proc.pid, "VmHWM")
     server.stop()
     return (
         f"RSS with {sessions} concurrent {size / 1e6:.0f} MB mails: idle {before / 1024:.0f} MiB, "
         f"peak {max(peak[0], hwm) / 1024:.0f} MiB, after {after / 1024:.0f} MiB "
-        f"({rate:.1f} mails/s, decided {drain:.1f} s after the last 250)"
+        f"({rate:.1f} mails/s, decided {drain:.1f} s after the last 250)\n"
+        f"the same, serve and its decide children together: idle {tree_before / 1024:.0f} MiB, "
+        f"peak {tree_peak[0] / 1024:.0f} MiB, after {tree_after / 1024:.0f} MiB"
     )
 
 
@@ -242,6 +272,7 @@ def main() -> None:
     parser.add_argument("--noop-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--ingress-server", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="skip the 10 MB memory run")
+    parser.add_argument("--memory", action="store_true", help="only the 10 MB memory run")
     args = parser.parse_args()
     if args.noop_server:
         run_noop_server(args.noop_server)
@@ -252,7 +283,10 @@ def main() -> None:
     if not Path(SMTP_SOURCE).exists():
         raise SystemExit("smtp-source not found: apt-get install postfix")
     with tempfile.TemporaryDirectory(prefix="bench-ingress-") as tmp:
-        report(Path(tmp), quick=args.quick)
+        if args.memory:
+            print(peak_rss_under_big_mails(Path(tmp) / "var-big"))
+        else:
+            report(Path(tmp), quick=args.quick)
 
 
 def report(tmp: Path, quick: bool) -> None:
