@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from escalator.core import mail as mail_module
 from escalator.core.mail import parse_mail
 from escalator.core.text import html_to_text, split_body
 
@@ -163,3 +164,49 @@ def test_mangled_samples_never_raise(path: Path, offset: int, junk: bytes) -> No
     cut = offset % max(1, len(raw))
     parse_mail(raw[:cut] + junk + raw[cut:])
     parse_mail(raw[:cut])
+
+
+BIG = 5 * 1024 * 1024  # past BODY_READ_BYTES: the single-part bodies below are cut
+
+
+def _big_mail(content_type: str, coding: str, line: bytes) -> bytes:
+    head = (
+        f"From: Ops <ops@example.org>\r\nTo: escalations@example.org\r\nSubject: big paste\r\n"
+        f"Date: Thu, 3 Dec 2026 10:00:00 +0000\r\nMessage-ID: <big@example.org>\r\n"
+        f"Content-Type: {content_type}\r\nContent-Transfer-Encoding: {coding}\r\n\r\n"
+    ).encode()
+    opening = b"Production is down for every user. Slack: #laa-incident\r\n\r\n"
+    return head + opening + line * (BIG // len(line))
+
+
+@pytest.mark.parametrize(
+    ("content_type", "coding", "line"),
+    [
+        ("text/plain", "7bit", b"2026-12-03 10:00:00 ERROR upstream timed out after 30 s\r\n"),
+        ("text/plain; charset=utf-8", "quoted-printable", b"caf=C3=A9 na=C3=AFve =E2=82=AC =\r\n"),
+        (
+            "text/html; charset=utf-8",
+            "8bit",
+            "<p>Fehler: Zugriff verweigert \u2013 \u00fc</p>\r\n".encode(),
+        ),
+    ],
+)
+def test_a_huge_single_part_is_read_as_far_as_triage_reads(
+    content_type: str, coding: str, line: bytes
+) -> None:
+    """A 5 MiB paste in one part: the parser gets its first 4 MiB (not 90 MiB of lines), and
+    the mail reads exactly as it does whole (the text is capped well inside that)."""
+    raw = _big_mail(content_type, coding, line)
+    assert len(mail_module._bounded(raw, mail_module.BODY_READ_BYTES)) < len(raw)
+    assert parse_mail(raw) == parse_mail(raw, body_bytes=None)
+
+
+def test_multipart_and_base64_bodies_are_read_whole() -> None:
+    """Where a prefix need not decode to a prefix (base64), or parts may follow, no cut."""
+    single = _big_mail("text/plain", "base64", base64.encodebytes(b"x" * 57))
+    parts = (
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+        b"Content-Type: text/plain\r\n\r\n" + b"log line\r\n" * (BIG // 10) + b"--b--\r\n"
+    )
+    for raw in (single, parts):
+        assert mail_module._bounded(raw, mail_module.BODY_READ_BYTES) == raw

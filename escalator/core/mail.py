@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import email.header
+import email.parser
 import logging
 import re
 from dataclasses import dataclass, field
@@ -49,6 +50,11 @@ _KNOWN_HEADERS = frozenset(
 )
 _MAX_PARTS = 200  # a bomb of thousands of parts is not an escalation; read the first ones
 _MAX_TEXT_CHARS = 200_000  # triage needs the opening of a mail, not a 5 MB log paste
+# Of a single-part body, at least this much is parsed: more than _MAX_TEXT_CHARS characters in
+# any charset (4 bytes each at most), even quoted-printable (3 bytes per byte, soft breaks).
+BODY_READ_BYTES = 4 * 1024 * 1024
+_PREFIX_CODINGS = frozenset({"", "7bit", "8bit", "binary", "quoted-printable"})
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 
 @dataclass(frozen=True)
@@ -85,10 +91,11 @@ class ParsedMail:
         return next(iter(self.references), None) or self.in_reply_to or self.message_id
 
 
-def parse_mail(raw: bytes) -> ParsedMail:
-    """Read raw mail bytes into a ParsedMail; malformed input degrades, it never raises."""
+def parse_mail(raw: bytes, body_bytes: int | None = BODY_READ_BYTES) -> ParsedMail:
+    """Read raw mail bytes into a ParsedMail; malformed input degrades, it never raises.
+    `body_bytes`: how much of a single-part body is parsed (see `_bounded`; None: all)."""
     raw = _strip_preamble(raw)
-    parsed, message = _parse(raw)
+    parsed, message = _parse(_bounded(raw, body_bytes))
     fields = _header_fields(parsed, message)
     plain, html, forwarded, attachments = _walk_body(message)
     body = split_body(readable_text(plain, html))
@@ -137,6 +144,33 @@ def readable_text(plain: str, html: str) -> str:
     short = plain_words <= _STUB_MAX_WORDS and html_words >= _RICHER * max(plain_words, 4)
     pointer = _STUB.search(plain) is not None and html_words > plain_words * 2
     return rendered if short or pointer else plain
+
+
+def _bounded(raw: bytes, body_bytes: int | None) -> bytes:
+    """`raw` cut at the first line end past `body_bytes` of body when it is one part read as is
+    or quoted-printable (where decoding a prefix gives a prefix of the text): what triage reads,
+    the first _MAX_TEXT_CHARS, is the same, and the parser does not split a 10 MB log paste into
+    lines (90 MiB and 2.5 s). Multipart mails and base64 bodies are parsed whole."""
+    head = _HEAD_END.search(raw)
+    if body_bytes is None or head is None or len(raw) - head.end() <= body_bytes:
+        return raw
+    cut = raw.find(b"\n", head.end() + body_bytes)
+    if cut < 0 or not _one_prefix_part(raw[: head.start()]):
+        return raw
+    return raw[: cut + 1]
+
+
+def _one_prefix_part(head: bytes) -> bool:
+    """The header block names no multipart or message/* type (in any Content-Type field) and
+    only transfer encodings a prefix of which decodes to a prefix. The parser reads the same
+    header fields from this block as from the whole mail, so it judges the same part."""
+    fields = email.parser.BytesHeaderParser(policy=compat32).parsebytes(head)
+    types = [str(value).lower() for value in fields.get_all("content-type", [])]
+    codings = [
+        str(value).strip().lower() for value in fields.get_all("content-transfer-encoding", [])
+    ]
+    nested = any("multipart" in kind or "message" in kind for kind in types)
+    return not nested and all(coding in _PREFIX_CODINGS for coding in codings)
 
 
 def _parse(raw: bytes) -> tuple[Any, Message]:
@@ -288,7 +322,7 @@ _HEADER_LINE = re.compile(rb"^([!-9;-~]+)[ \t]*:")
 
 def _looks_like_mail(raw: bytes) -> bool:
     """A mail opens with a header line and names at least one header a mail system writes."""
-    head = raw.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0]
+    head = _before(_before(raw, b"\n\n"), b"\r\n\r\n")
     names = [
         match.group(1).lower().decode("ascii", "replace")
         for match in (_HEADER_LINE.match(line) for line in head.splitlines())
@@ -296,6 +330,12 @@ def _looks_like_mail(raw: bytes) -> bool:
     ]
     first = _HEADER_LINE.match(head.lstrip())
     return first is not None and bool(set(names) & _KNOWN_HEADERS)
+
+
+def _before(raw: bytes, separator: bytes) -> bytes:
+    """What stands before the first `separator` (all of `raw` without one), the rest not copied."""
+    end = raw.find(separator)
+    return raw if end < 0 else raw[:end]
 
 
 def _strip_preamble(raw: bytes) -> bytes:
