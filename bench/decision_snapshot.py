@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from escalator.core.decide import Policy, decide
+from escalator.core.decide import decide
 from escalator.core.mail import parse_mail
+from escalator.core.policy import Policy
 from escalator.core.triage import TriagePolicy
 from escalator.policy import load_policy
 from escalator.settings import Settings

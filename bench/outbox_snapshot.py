@@ -24,7 +24,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-from escalator.core.decide import Policy
+from escalator.core.policy import Policy
 from escalator.decider.processor import Processor
 from escalator.ingress.smtp import header_summary
 from escalator.outbox.dispatch import Adapters, Dispatcher

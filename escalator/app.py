@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from escalator import memory, metrics, probe
-from escalator.core.decide import Policy
+from escalator.core.policy import Policy
 from escalator.decider import dkimcheck
 from escalator.decider.backfill import backfill_facts
 from escalator.decider.processor import PageHandoff, Processor

@@ -15,8 +15,8 @@ from publicsuffixlist import PublicSuffixList
 
 from escalator.core.authenticity import TrustPolicy
 from escalator.core.cover import CoverCalendar, build_calendar, parse_extra_days
-from escalator.core.decide import Policy
 from escalator.core.model import SenderPolicy
+from escalator.core.policy import Policy
 from escalator.core.rules import parse_rules
 from escalator.core.triage import TriagePolicy
 from escalator.errors import ConfigError

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 
-from escalator.core.decide import Policy
+from escalator.core.policy import Policy
 from escalator.decider.processor import Processor
 from escalator.ingress.smtp import header_summary
 from escalator.store import IncomingMail, Store

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from escalator.core.decide import Policy, decide
+from escalator.core.decide import decide
+from escalator.core.policy import Policy
 from escalator.policy import load_policy
 from escalator.settings import Settings
 

@@ -2,7 +2,8 @@
 
 - No module of escalator/outbox/ or escalator/review/ imports the mail parser (core/mail.py,
   mail-parser, core/conversation.py) or the decide worker (escalator/decider/), nor calls
-  parse_mail: they render and show the typed facts the decide worker stored.
+  parse_mail: they render and show the typed facts the decide worker stored. Nor do they load
+  either at run time, by way of what they do import (checked in a fresh interpreter).
 - One mail, accepted over SMTP, decided, dispatched, shown on the review page, released and
   dispatched again, is parsed exactly once (counted). So is every mail of a conversation: an
   escalation that pages, a follow-up completing a held original (the original is read from the
@@ -81,18 +82,32 @@ def test_outbox_and_review_import_no_parser_and_no_decider(room: str) -> None:
     assert offenders == {}
 
 
+def _loaded_by_importing(modules: list[str]) -> str:
+    """Which FORBIDDEN modules a fresh interpreter has loaded once it imported `modules`."""
+    probe = (
+        f"import importlib, sys; [importlib.import_module(m) for m in {modules!r}]; "
+        f"print(sorted(n for n in {FORBIDDEN!r} if n in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return run.stdout.strip()
+
+
+@pytest.mark.parametrize("room", ["outbox", "review"])
+def test_outbox_and_review_load_no_parser_and_no_decider(room: str) -> None:
+    """At run time: importing every module of the room loads neither the parser nor the decide
+    worker through what it imports (Policy and route come from core/policy.py, which reads no
+    mail; core/authenticity.py names ParsedMail for typing only)."""
+    paths = sorted((PACKAGE / room).glob("*.py"))
+    modules = [f"escalator.{room}" + ("" if p.stem == "__init__" else f".{p.stem}") for p in paths]
+    assert len(modules) > 1
+    assert _loaded_by_importing(modules) == "[]"
+
+
 def test_the_planner_loads_no_parser() -> None:
     """core/actions.py names ParsedMail for typing only, and what it borrows from the triage
     (from_trusted_list) does not load the parser either: rendering what was decided reaches
     no mail parser through the planner (checked in a fresh interpreter)."""
-    probe = (
-        "import sys, escalator.core.actions; "
-        "print(sorted(n for n in ('escalator.core.mail', 'mailparser') if n in sys.modules))"
-    )
-    loaded = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
-    ).stdout
-    assert loaded.strip() == "[]"
+    assert _loaded_by_importing(["escalator.core.actions"]) == "[]"
 
 
 def _count_parses(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:

@@ -15,10 +15,10 @@ from escalator.core.conversation import (
     merge_follow_up,
     thread_parents,
 )
-from escalator.core.decide import Policy
 from escalator.core.facts import MailFacts
 from escalator.core.mail import ParsedMail, parse_mail
 from escalator.core.model import Reason, Verdict
+from escalator.core.policy import Policy
 from escalator.decider.facts import read_facts
 from escalator.policy import load_policy
 from escalator.settings import Settings

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from escalator.core.cover import CoverCalendar, build_calendar, parse_extra_days
-from escalator.core.decide import route
 from escalator.core.model import Page, Verdict, Window
+from escalator.core.policy import route
 from escalator.errors import ConfigError
 
 LONDON = ZoneInfo("Europe/London")

@@ -25,9 +25,10 @@ from hypothesis import strategies as st
 from escalator.core.actions import plan_actions
 from escalator.core.authenticity import TrustPolicy, check_sender, trusted_results
 from escalator.core.channels import TextPart, find_channel
-from escalator.core.decide import Policy, decide
+from escalator.core.decide import decide
 from escalator.core.mail import parse_mail
 from escalator.core.model import SenderPolicy, Verdict
+from escalator.core.policy import Policy
 from escalator.core.text import html_to_text, split_body
 from escalator.policy import load_policy, organisational_domain
 from escalator.settings import Settings

@@ -16,7 +16,7 @@ from standins.slack import SlackStandIn, mentions
 
 from escalator import cli
 from escalator.cli.list import mail_json
-from escalator.core.decide import Policy
+from escalator.core.policy import Policy
 from escalator.outbox.dispatch import Dispatcher
 from escalator.policy import load_policy
 from escalator.review import deeds

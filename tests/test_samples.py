@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from escalator.core.decide import Policy, decide
+from escalator.core.decide import decide
 from escalator.core.model import Verdict
+from escalator.core.policy import Policy
 from escalator.policy import load_policy
 from escalator.settings import Settings
 

@@ -25,9 +25,10 @@ from trustkit import (
 
 from escalator.core.actions import plan_actions
 from escalator.core.authenticity import TrustPolicy, check_sender, trusted_results
-from escalator.core.decide import Policy, decide
+from escalator.core.decide import decide
 from escalator.core.mail import parse_mail
 from escalator.core.model import SenderPolicy
+from escalator.core.policy import Policy
 from escalator.errors import ConfigError
 from escalator.policy import load_policy, organisational_domain
 from escalator.review.deeds import mail_view, release

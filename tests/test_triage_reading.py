@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from escalator.core.decide import Policy, decide
+from escalator.core.decide import decide
 from escalator.core.model import Reason, Verdict
+from escalator.core.policy import Policy
 from escalator.policy import load_policy
 from escalator.settings import Settings
 

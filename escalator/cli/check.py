@@ -11,8 +11,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from escalator.core import words
-from escalator.core.decide import Policy, decide
+from escalator.core.decide import decide
 from escalator.core.model import Decision, Evidence, Page, Verdict
+from escalator.core.policy import Policy
 from escalator.policy import load_policy
 from escalator.settings import load_settings
 

@@ -23,10 +23,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from email.utils import getaddresses
+from typing import TYPE_CHECKING
 
 import authres
 
-from escalator.core.mail import ParsedMail
 from escalator.core.model import (
     REASON_ORDER,
     Evidence,
@@ -37,6 +37,9 @@ from escalator.core.model import (
     Verdict,
 )
 from escalator.core.triage import sender_allowed
+
+if TYPE_CHECKING:  # checked mails come parsed; who only holds a TrustPolicy parses none
+    from escalator.core.mail import ParsedMail
 
 _ID = re.compile(r"\s*(?:\([^()]*\)\s*)*([^\s;()]+)")
 _SNIPPET = 120

@@ -23,10 +23,11 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from escalator.core.authenticity import MethodResult
-from escalator.core.decide import Policy, decide_parsed
+from escalator.core.decide import decide_parsed
 from escalator.core.headers import MAX_STORED_ID_CHARS, header_block, message_ids
 from escalator.core.mail import ParsedMail
 from escalator.core.model import Decision, Verdict
+from escalator.core.policy import Policy
 from escalator.core.text import BodyParts
 
 MAX_PARENTS = 10  # how many Message-IDs of the thread are looked up, nearest first

@@ -2,56 +2,19 @@
 
 Never raises. The sender check (core/authenticity.py) runs unless ESCALATOR_SENDER_POLICY is off;
 then the allowlist judges the verified identity instead of the header From as written.
+The Policy it decides with and the routing table are core/policy.py's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 
-from escalator.core.authenticity import MethodResult, TrustPolicy, apply_sender, check_sender
-from escalator.core.cover import CoverCalendar
+from escalator.core.authenticity import MethodResult, apply_sender, check_sender
 from escalator.core.mail import ParsedMail, parse_mail
-from escalator.core.model import (
-    Decision,
-    Evidence,
-    Page,
-    Reason,
-    Routing,
-    SenderPolicy,
-    Triage,
-    Verdict,
-    Window,
-)
-from escalator.core.triage import TriagePolicy, triage
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Everything a decision depends on besides the mail and the instant."""
-
-    triage: TriagePolicy
-    calendar: CoverCalendar
-    trust: TrustPolicy = field(default_factory=TrustPolicy)
-
-
-_ROUTES: dict[Window, tuple[Page, bool]] = {
-    Window.SUPPORT: (Page.NONE, True),
-    Window.SUPPORT_AND_ON_CALL: (Page.NOW, True),
-    Window.ON_CALL: (Page.NOW, False),
-    Window.NO_COVER: (Page.DEFERRED, True),
-}
-
-
-def route(verdict: Verdict, calendar: CoverCalendar, at: datetime) -> Routing:
-    """The contract's routing table: escalations by window; rejects are never paged or alarmed."""
-    window = calendar.window_at(at)
-    if verdict is Verdict.REJECT:
-        later = calendar.next_on_call_start(at) if window is Window.NO_COVER else None
-        return Routing(window, Page.NONE, None, False, notice_at=later)
-    page, alarm = _ROUTES[window]
-    page_at = calendar.next_on_call_start(at) if page is Page.DEFERRED else None
-    return Routing(window, page, page_at, alarm)
+from escalator.core.model import Decision, Evidence, Reason, SenderPolicy, Triage, Verdict
+from escalator.core.policy import Policy, route
+from escalator.core.triage import triage
 
 
 def decide_parsed(

@@ -46,10 +46,10 @@ from escalator.core.conversation import (
     may_complete,
     thread_parents,
 )
-from escalator.core.decide import Policy
 from escalator.core.facts import MailFacts
 from escalator.core.mail import parse_mail
 from escalator.core.model import Decision, Reason, SenderPolicy
+from escalator.core.policy import Policy
 from escalator.core.record import DecisionRecord
 from escalator.decider import dkimcheck
 from escalator.decider.dkimcheck import Verifier

@@ -29,9 +29,9 @@ from escalator.core.actions import (
     PlannedAction,
     plan_addressed,
 )
-from escalator.core.decide import Policy, route
 from escalator.core.facts import MailFacts
 from escalator.core.model import Decision, Triage, Verdict
+from escalator.core.policy import Policy, route
 from escalator.core.record import DecisionRecord, Released
 from escalator.errors import PermanentError
 from escalator.store import ActionRow, AuditRow, MailRow, Store

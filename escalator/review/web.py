@@ -35,9 +35,9 @@ import jinja2
 from aiohttp import web, web_response
 
 from escalator.core import render, words
-from escalator.core.decide import Policy, route
 from escalator.core.model import Page, Verdict
 from escalator.core.notices import state_line
+from escalator.core.policy import Policy, route
 from escalator.errors import PermanentError
 from escalator.policy import load_policy
 from escalator.review import deeds
