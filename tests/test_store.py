@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -62,6 +63,8 @@ async def test_accept_keeps_raw_bytes_and_envelope(store: Store) -> None:
     assert (row.raw, row.mail_from, row.rcpt_tos, row.tls) == (raw, "<>", ("a@x", "B@x"), True)
     assert (row.received_at, row.client_address, row.size) == (T0, "127.0.0.1", len(raw))
     assert row.verdict is None and row.review is None
+    # For readers of the decision only (the dispatcher): the same row, the bytes left out.
+    assert await store.get_mail(accepted.mail_id, with_raw=False) == replace(row, raw=None)
 
 
 async def test_duplicate_within_seven_days_is_stored_once(store: Store) -> None:

@@ -241,9 +241,12 @@ class Dispatcher:
 
     async def _load(self, mail_ids: set[int]) -> dict[int, MailRow]:
         """The mails with their decisions and facts as the decide worker stored them (the
-        conversation's words included): nothing is parsed here."""
+        conversation's words included): nothing is parsed here, so the raw bytes stay in the
+        store (a 10 MiB mail's would be read twice over for every action batch)."""
         ids = sorted(mail_ids)
-        rows = await asyncio.gather(*(self._store.get_mail(mail_id) for mail_id in ids))
+        rows = await asyncio.gather(
+            *(self._store.get_mail(mail_id, with_raw=False) for mail_id in ids)
+        )
         return {row.id: row for row in rows if row is not None}
 
     async def _run_pages(self, pages: list[ActionRow], mails: dict[int, MailRow]) -> None:

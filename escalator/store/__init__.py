@@ -254,7 +254,9 @@ class Store(Protocol):
         None when there is no such failed action (pending, sent or unknown)."""
         ...
 
-    async def get_mail(self, mail_id: int) -> MailRow | None: ...
+    async def get_mail(self, mail_id: int, *, with_raw: bool = True) -> MailRow | None:
+        """One mail; without its raw bytes when `with_raw` is False (they may be 10 MiB)."""
+        ...
 
     async def find_mail(self, message_id: str) -> MailRow | None:
         """The newest mail with this Message-ID (without <>), without its raw bytes."""

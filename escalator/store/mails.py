@@ -76,7 +76,9 @@ class MailTables(Tables):
     async def set_facts(self, mail_id: int, facts: MailFacts) -> bool:
         return await self._write(lambda db: _set_facts(db, mail_id, facts))
 
-    async def get_mail(self, mail_id: int) -> MailRow | None:
+    async def get_mail(self, mail_id: int, *, with_raw: bool = True) -> MailRow | None:
+        if not with_raw:
+            return await self._read(lambda db: _found(db, "mail_without_raw", id=mail_id))
         return await self._read(lambda db: get(db, mail_id))
 
     async def find_mail(self, message_id: str) -> MailRow | None:

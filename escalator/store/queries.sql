@@ -160,6 +160,10 @@ ORDER BY turn, id LIMIT :limit
 -- mail --
 SELECT {mail_columns}, raw FROM mails WHERE id = :id
 
+-- mail_without_raw --
+-- One mail for those who read its decision and facts, not its bytes (the dispatcher).
+SELECT {mail_columns}, NULL AS raw FROM mails WHERE id = :id
+
 -- mail_by_message_id --
 -- The newest mail with this Message-ID (without <>).
 SELECT {mail_columns}, NULL AS raw FROM mails
