@@ -130,6 +130,27 @@ def test_oversize_mail_without_size_gets_552_after_data(start_server: StartServe
     assert server.mails(decide=False) == []
 
 
+def test_no_room_to_spool_gets_452_and_the_next_mail_is_taken(server: RunningServer) -> None:
+    """When the spool files of all sessions together would pass their disk budget (a small
+    /tmp in a container), the mail is read to its end and refused with 452 4.3.1 (the sender
+    retries); once room is back, mail is taken again."""
+    assert server.service.smtp is not None
+    disk = server.service.smtp.disk
+    limit, disk.limit = disk.limit, 300_000
+    with server.smtp() as client:
+        client.ehlo()
+        client.mail("alice@example.org")
+        client.rcpt("escalations@localhost")
+        code, text = client.data(message(4, size=800_000))
+        assert (code, text[:5]) == (452, b"4.3.1")
+        assert client.sendmail("alice@example.org", ["escalations@localhost"], message(5)) == {}
+    disk.limit = limit
+    assert [listed.mail.message_id for listed in server.mails(decide=False)] == [
+        "msg-5@example.org"
+    ]
+    assert disk.used == 0
+
+
 async def test_aiosmtplib_sees_the_same_codes(start_server: StartServer) -> None:
     """aiosmtplib (another client library) gets 250, 550 and 552 with the same codes."""
     server = start_server(max_message_bytes=10_000)

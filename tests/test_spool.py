@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from escalator.ingress.spool import CommitBudget, Spool
+from escalator.ingress.spool import CommitBudget, DiskBudget, Spool
 
 
 def test_spool_keeps_little_in_memory_and_gives_every_byte_back() -> None:
@@ -39,3 +39,22 @@ async def test_commit_budget_lets_big_mails_through_a_few_at_a_time() -> None:
     peak = 0
     await asyncio.gather(*(commit(40) for _ in range(10)))
     assert peak == 80
+
+
+def test_spool_files_share_a_disk_budget() -> None:
+    """What sessions hold in temporary files together is bounded: past it a spool has no room
+    (its mail is refused with 452 and retried), and closing gives the room back."""
+    disk = DiskBudget(limit=2000)
+    first, second = Spool(memory_bytes=1000, disk=disk), Spool(memory_bytes=1000, disk=disk)
+    first.write(b"a" * 1500)
+    second.write(b"b" * 1000)
+    assert not first.no_room and second.no_room and disk.used == 1500
+    first.write(b"c" * 100)  # the tail in memory
+    assert first.read() == b"a" * 1500 + b"c" * 100, "a mail with room is read back whole"
+    first.close()
+    second.close()
+    assert disk.used == 0
+    third = Spool(memory_bytes=1000, disk=disk)
+    third.write(b"d" * 1900)
+    assert not third.no_room and third.read() == b"d" * 1900
+    third.close()

@@ -32,7 +32,7 @@ from escalator import metrics
 from escalator.core import headers as core_headers
 from escalator.errors import ConfigError, StoreUnavailable
 from escalator.ingress.ratelimit import RateLimits
-from escalator.ingress.spool import MEMORY_BYTES, CommitBudget, Spool
+from escalator.ingress.spool import MEMORY_BYTES, CommitBudget, DiskBudget, Spool
 from escalator.settings import Settings, split_host_port
 from escalator.store import IncomingMail, Store
 from escalator.store.digest import content_digest
@@ -59,6 +59,7 @@ REPLY_UNKNOWN_RCPT = "550 5.1.1 <{address}>: recipient address rejected"
 REPLY_TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 REPLY_TOO_BIG = "552 5.3.4 Message too big for this system (limit {limit} bytes)"
 REPLY_LINE_TOO_LONG = "500 5.5.2 Line too long (limit {limit} bytes)"
+REPLY_NO_ROOM = "452 4.3.1 Insufficient system storage, try again later"
 
 
 # -- recipients ---------------------------------------------------------------------------
@@ -193,6 +194,7 @@ class MailHandler:
         self._store = store
         self._limits = limits or RateLimits(0, 0, time.monotonic)
         self._budget = CommitBudget()
+        self.disk = DiskBudget()  # what all sessions' spool files may hold at once
         self._addresses = frozenset(mailbox_key(a) for a in addresses) | postmasters(addresses)
         self._max_recipients = max_recipients
         self._on_accepted = on_accepted
@@ -359,6 +361,7 @@ class DataState(enum.Enum):
     NOMINAL = "nominal"
     TOO_LONG = "too long"
     TOO_MUCH = "too much"
+    NO_ROOM = "no room"  # the spool's disk budget is spent (other sessions' large mails)
 
 
 @dataclass
@@ -409,6 +412,8 @@ class MessageReader:
             self._fail(DataState.TOO_MUCH)
         if self.state is DataState.NOMINAL:
             self.spool.write(text + b"\r\n")
+            if self.spool.no_room:
+                self._fail(DataState.NO_ROOM)
 
     def _fail(self, state: DataState) -> None:
         if self.state is DataState.NOMINAL:
@@ -590,7 +595,10 @@ class EscalatorSMTP(SMTP):
         assert self.envelope is not None
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         reader = MessageReader(
-            self.data_size_limit, self.line_length_limit, not getattr(self._reader, "crlf", True)
+            self.data_size_limit,
+            self.line_length_limit,
+            not getattr(self._reader, "crlf", True),
+            spool=Spool(disk=self.event_handler.disk),
         )
         try:
             if not await self._read_message(reader):
@@ -636,6 +644,8 @@ class EscalatorSMTP(SMTP):
     def _refusal(self, state: DataState) -> str:
         if state is DataState.TOO_LONG:
             return REPLY_LINE_TOO_LONG.format(limit=self.line_length_limit)
+        if state is DataState.NO_ROOM:
+            return REPLY_NO_ROOM
         return REPLY_TOO_BIG.format(limit=self.data_size_limit)
 
     async def smtp_RCPT(self, arg: str) -> None:  # noqa: N802 - aiosmtpd dispatches by name
@@ -677,10 +687,12 @@ SMTP_COMMANDS = tuple(
 
 @dataclass
 class SMTPService:
-    """The listening server and its gate; `address` is where it actually listens."""
+    """The listening server, its gate and the spool's disk budget; `address` is where it
+    actually listens."""
 
     server: asyncio.Server
     gate: SessionGate
+    disk: DiskBudget
 
     @property
     def address(self) -> tuple[str, int]:
@@ -751,4 +763,4 @@ async def start_smtp(
         )
     except OSError as exc:
         raise ConfigError(f"cannot listen on {settings.smtp_listen}: {exc}") from None
-    return SMTPService(server, gate)
+    return SMTPService(server, gate, handler.disk)
