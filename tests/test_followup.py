@@ -26,6 +26,7 @@ NIGHT = datetime(2026, 11, 27, 23, 0, tzinfo=UTC)  # no cover: alarm now, page a
 ANA, BO = "ana@digital.justice.gov.uk", "bo@digital.justice.gov.uk"
 BORDER = "mx.border.example"
 ROOT = "loop1@digital.justice.gov.uk"
+CHANNELS = ("high-priority-alarms", "laa-apply-incident")  # the alarm's thread, the ack's
 UPDATE_WORDS = "Update: payments now fail too, the 502 error rate on submit is 100%."
 
 
@@ -140,6 +141,24 @@ async def test_a_second_update_threads_under_the_first_escalation_too(world: Loo
     _, replies = threaded(world.slack.posts_in("high-priority-alarms"))
     assert len(replies) == 2 and "Payments are back" in replies[1].text
     assert len(world.sink.delivered) == 1 and set(world.pd.triggered) == {ROOT}
+
+
+async def test_a_later_update_never_overtakes_one_slack_refused(world: LoopWorld) -> None:
+    """Two updates decided before one dispatch: Slack answers the first's thread replies 429;
+    the second's wait behind them (not posted meanwhile), then both threads read in receipt
+    order."""
+    await world.receive(first_mail(), MORNING)
+    await world.dispatch()
+    await world.receive(reply_all(), MORNING + timedelta(minutes=10), sender=BO)
+    await world.receive(reply_all(ANA, "Payments are back.", 3), MORNING + timedelta(minutes=20))
+    world.slack.script("chat.postMessage", "429", "429")
+    await world.dispatch()
+    assert [threaded(world.slack.posts_in(c))[1] for c in CHANNELS] == [[], []]
+    world.clock.advance(600)
+    await world.dispatch()
+    for channel in CHANNELS:
+        _, replies = threaded(world.slack.posts_in(channel))
+        assert ["(mail 2)" in replies[0].text, "(mail 3)" in replies[1].text] == [True, True]
 
 
 async def test_a_resolved_incident_is_not_updated(world: LoopWorld) -> None:

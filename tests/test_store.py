@@ -199,6 +199,35 @@ async def test_finish_and_retry(store: Store) -> None:
         await store.finish_action(page.id, "pending")
 
 
+def notice(thread: str, at: datetime) -> tuple[PlannedAction, ...]:
+    """A reply in `thread`'s alarm thread, planned at `at` (its mail's receipt)."""
+    payload = {"thread": thread, "notice": {"under": "alarm", "text": thread}}
+    return (PlannedAction("alarm", at, f"update:{thread}:{at.isoformat()}", payload),)
+
+
+async def test_a_threads_notices_are_claimed_one_at_a_time_in_receipt_order(store: Store) -> None:
+    """Only the first pending notice of a thread is claimed, by receipt even when a later mail's
+    notice was planned first; while it waits for a retry the next waits too. Other threads'
+    notices and a thread's own alarm are not held up."""
+    late, early, other = [(await store.accept(incoming(n))).mail_id for n in range(3)]
+    await store.add_actions(late, notice("a", T0 + timedelta(minutes=2)))
+    await store.add_actions(early, notice("a", T0 + timedelta(minutes=1)))
+    await store.add_actions(other, (*notice("b", T0), *planned("alarm")))
+    now = T0 + timedelta(minutes=3)
+    claimed = await store.claim_due_actions(now, 10, 60)
+    assert sorted(a.mail_id for a in claimed) == [early, other, other]
+    for action in claimed:
+        if action.mail_id == early:
+            await store.retry_action(action.id, now + timedelta(minutes=1), "slack 429")
+        else:
+            await store.finish_action(action.id, "sent")
+    assert await store.claim_due_actions(now + timedelta(seconds=30), 10, 60) == []
+    (again,) = await store.claim_due_actions(now + timedelta(minutes=1), 10, 60)
+    await store.finish_action(again.id, "sent")
+    (last,) = await store.claim_due_actions(now + timedelta(minutes=1), 10, 60)
+    assert (again.mail_id, last.mail_id) == (early, late)
+
+
 async def test_two_stores_never_claim_the_same_action(store_factory: object) -> None:
     """Two workers (two store connections) claiming at once split the actions between them."""
     first, second = await store_factory(), await store_factory()  # type: ignore[operator]

@@ -22,6 +22,8 @@ cadence until delivered. When an action of a kind is delivered, the others of th
 for a retry become due at once, and are claimed oldest first (by first due time).
 
 Pages leave in order: once a page fails, later pages wait behind it rather than overtake it.
+So do a thread's notices (its Slack thread replies, in receipt order): the store claims only the
+first still pending of each thread, so two never run side by side (claim_due).
 A reply to an escalation says "paged" only once PagerDuty accepted the page. Without a routing
 key / bot token / relay, an action is recorded as "dry_run" with the exact payload it would
 have sent.

@@ -12,14 +12,26 @@ SELECT mark FROM loop_marks WHERE mark = ANY(:marks)
 -- claim_due --
 -- Lease due pending actions until :until, counting the attempt. SKIP LOCKED: concurrent
 -- claimers in other processes each get different rows. Fair (issue 12/16): pages first, then
--- each sender's oldest before anyone's second.
-WITH due AS (
-    SELECT id, kind, first_due_at, row_number() OVER (
-        PARTITION BY kind, payload->>'from_addr' ORDER BY first_due_at, id
-    ) AS turn
+-- each sender's oldest before anyone's second. A thread's notices (replies in one Slack
+-- thread, mails about one escalation) go one at a time in receipt order: only the first still
+-- pending of its kind and thread is claimed, so a later one never overtakes it (side by side,
+-- on another replica, or while it waits for a retry).
+WITH pending AS (
+    SELECT id, kind, first_due_at, due_at, claimed_until, payload->>'from_addr' AS sender,
+        payload ? 'notice' AS notice,
+        row_number() OVER (
+            PARTITION BY kind, payload ? 'notice', payload->>'thread'
+            ORDER BY first_due_at, mail_id, id
+        ) AS place
     FROM actions
-    WHERE state = 'pending' AND due_at <= :now
-      AND (claimed_until IS NULL OR claimed_until <= :now)),
+    WHERE state = 'pending'),
+due AS (
+    SELECT id, kind, first_due_at, row_number() OVER (
+        PARTITION BY kind, sender ORDER BY first_due_at, id
+    ) AS turn
+    FROM pending
+    WHERE due_at <= :now AND (claimed_until IS NULL OR claimed_until <= :now)
+      AND (NOT notice OR place = 1)),
 picked AS (
     -- The conditions again on the locked row: under READ COMMITTED a row another claimer
     -- committed meanwhile is re-read and re-checked here (the CTE above saw the old version);

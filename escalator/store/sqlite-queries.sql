@@ -13,16 +13,27 @@ SELECT mark FROM loop_marks WHERE mark IN (SELECT value FROM json_each(:marks))
 -- claim_due --
 -- Lease due pending actions until :until, counting the attempt. One UPDATE under BEGIN
 -- IMMEDIATE: no other writer can claim the same row. Fair (issue 12/16): pages first, then each
--- sender's oldest before anyone's second.
+-- sender's oldest before anyone's second. A thread's notices go one at a time in receipt order:
+-- only the first still pending of its kind and thread is claimed (postgres-queries.sql says why).
 UPDATE actions SET claimed_until = :until, attempts = attempts + 1, updated_at = :now
 WHERE id IN (
     SELECT id FROM (
         SELECT id, kind, first_due_at, row_number() OVER (
-            PARTITION BY kind, json_extract(payload, '$.from_addr') ORDER BY first_due_at, id
+            PARTITION BY kind, sender ORDER BY first_due_at, id
         ) AS turn
-        FROM actions
-        WHERE state = 'pending' AND due_at <= :now
-          AND (claimed_until IS NULL OR claimed_until <= :now))
+        FROM (
+            SELECT id, kind, first_due_at, due_at, claimed_until,
+                json_extract(payload, '$.from_addr') AS sender,
+                json_type(payload, '$.notice') IS NOT NULL AS notice,
+                row_number() OVER (
+                    PARTITION BY kind, json_type(payload, '$.notice') IS NOT NULL,
+                        json_extract(payload, '$.thread')
+                    ORDER BY first_due_at, mail_id, id
+                ) AS place
+            FROM actions
+            WHERE state = 'pending')
+        WHERE due_at <= :now AND (claimed_until IS NULL OR claimed_until <= :now)
+          AND (NOT notice OR place = 1))
     ORDER BY kind <> 'page', turn, first_due_at, id LIMIT :limit)
 RETURNING *
 
