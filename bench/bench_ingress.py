@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -118,7 +119,7 @@ def start_ingress(data_dir: Path) -> Server:
     return Server(proc, port, data_dir / "escalator.db")
 
 
-def start_escalator(data_dir: Path) -> Server:
+def start_escalator(data_dir: Path, workers: int = 1) -> Server:
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("ESCALATOR_")},
@@ -128,13 +129,25 @@ def start_escalator(data_dir: Path) -> Server:
         "ESCALATOR_HTTP_LISTEN": f"127.0.0.1:{free_port()}",
         "ESCALATOR_MAX_CONNECTIONS": "200",
         "ESCALATOR_MAX_CONNECTIONS_PER_CLIENT": "100",
+        "ESCALATOR_WORKERS": str(workers),
     }
-    log = (data_dir.parent / "serve.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "escalator", "serve"], env=env, stdout=log, stderr=log
-    )
+    log_path = data_dir.parent / f"serve-{data_dir.name}.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "escalator", "serve"], env=env, stdout=log, stderr=log
+        )
     wait_listening(port, proc)
+    if workers > 1:  # the socket answers once one worker listens: wait for all of them
+        wait_logged(log_path, b"acceptor processes", proc)
     return Server(proc, port, data_dir / "escalator.db")
+
+
+def wait_logged(path: Path, text: bytes, proc: subprocess.Popen[bytes]) -> None:
+    give_up = time.monotonic() + 60
+    while text not in path.read_bytes():
+        if proc.poll() is not None or time.monotonic() > give_up:
+            raise SystemExit("server never said it was ready")
+        time.sleep(0.1)
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
@@ -195,6 +208,45 @@ def decide_rate(db: Path, left: int, limit: float = DRAIN_SECONDS) -> float:
         time.sleep(0.1)
         now_left = backlog(db)
     return (left - now_left) / (time.perf_counter() - started)
+
+
+def median_rates(servers: list[Server], sessions: int, size: int, rounds: int) -> list[list[float]]:
+    """`rounds` runs per server, taken in turns (a round measures every server once); the
+    rates per round, so ratios can be taken within a round (the same minute of a shared
+    machine) before their median."""
+    counts = [calibrate(server.port, sessions, size) for server in servers]
+    return [
+        [push(s.port, sessions, size, count) for s, count in zip(servers, counts, strict=True)]
+        for _ in range(rounds)
+    ]
+
+
+# -- several worker processes (ESCALATOR_WORKERS) ---------------------------------------------
+
+CORES_CASES = ((1, 2_000), (20, 2_000))
+CORES_ROUNDS = 3
+
+
+def report_cores(tmp: Path, workers: int, rounds: int = CORES_ROUNDS) -> None:
+    """The whole `escalator serve` with one process and with `workers`, against the no-op
+    server in the same rounds: medians of `rounds` rates and of the per-round ratios."""
+    print(f"whole serve, 1 process vs ESCALATOR_WORKERS={workers}: median of {rounds} rounds, "
+          "ratio = median of the per-round ratios to the no-op")  # fmt: skip
+    print(f"{'sessions':>8} {'size':>7} {'no-op':>7} {'serve':>7} {'ratio':>6} "
+          f"{'serve x' + str(workers):>8} {'ratio':>6}")  # fmt: skip
+    for n, (sessions, size) in enumerate(CORES_CASES):
+        servers = [start_noop(), start_escalator(tmp / f"c1-{n}"),
+                   start_escalator(tmp / f"c{workers}-{n}", workers)]  # fmt: skip
+        try:
+            rounds_ = median_rates(servers, sessions, size, rounds)
+        finally:
+            for server in servers:
+                server.stop()
+        noop, one, many = (statistics.median(r[i] for r in rounds_) for i in range(3))
+        ratio_one = statistics.median(r[1] / r[0] for r in rounds_)
+        ratio_many = statistics.median(r[2] / r[0] for r in rounds_)
+        print(f"{sessions:>8} {size // 1000:>5}KB {noop:>7.0f} {one:>7.0f} {ratio_one:>6.2f} "
+              f"{many:>8.0f} {ratio_many:>6.2f}")  # fmt: skip
 
 
 # -- memory -----------------------------------------------------------------------------------
@@ -273,6 +325,10 @@ def main() -> None:
     parser.add_argument("--ingress-server", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="skip the 10 MB memory run")
     parser.add_argument("--memory", action="store_true", help="only the 10 MB memory run")
+    parser.add_argument(
+        "--cores", action="store_true", help="only the several-worker-processes table"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="ESCALATOR_WORKERS of that table")
     args = parser.parse_args()
     if args.noop_server:
         run_noop_server(args.noop_server)
@@ -285,8 +341,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ingress-") as tmp:
         if args.memory:
             print(peak_rss_under_big_mails(Path(tmp) / "var-big"))
-        else:
+            return
+        if not args.cores:
             report(Path(tmp), quick=args.quick)
+        report_cores(Path(tmp), args.workers)
 
 
 def report(tmp: Path, quick: bool) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from escalator.decider import dkimcheck
 from escalator.decider.backfill import backfill_facts
 from escalator.decider.processor import PageHandoff, Processor
 from escalator.errors import EscalatorError
+from escalator.handoff import serve_desk
 from escalator.ingress.smtp import SMTPService, start_smtp
 from escalator.oncall.pdrest import PagerDutyRest
 from escalator.oncall.poller import IncidentPoller
@@ -52,7 +54,11 @@ class Service:
         policy: Policy | None = None,
         store: Store | None = None,
         with_dispatch_and_web: bool = True,
+        desk: socket.socket | None = None,
     ) -> None:
+        """`desk`: this is the back office of acceptor processes (escalator/supervisor.py): it
+        does not listen for SMTP itself but stores the mails they hand over on this listening
+        UNIX socket (escalator/handoff.py)."""
         self.settings = settings
         self.policy = policy or load_policy(settings)
         self.store = store or open_store(settings)
@@ -62,6 +68,8 @@ class Service:
         self.smtp: SMTPService | None = None
         self.dispatcher: Dispatcher | None = None
         self._with_optional = with_dispatch_and_web
+        self._desk_socket = desk
+        self._desk: asyncio.Server | None = None
         self._loop_slack: Slack | None = None
         self._poller: IncidentPoller | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -82,7 +90,7 @@ class Service:
             self.dispatcher = Dispatcher(self.store, self.settings)
         try:
             self.processor = self._new_processor()
-            self.smtp = await start_smtp(self.settings, self.store, self.processor.wake)
+            await self._open_door()
         except BaseException:
             await self.store.close()
             raise
@@ -92,8 +100,16 @@ class Service:
         # Other replicas' news (PostgreSQL LISTEN): their mails to take over if they die, and
         # actions due now (a release on another replica's review page, a lease handed back).
         self.store.subscribe(self.processor.wake_soon, self._wake_dispatcher)
-        host, port = self.smtp.address
-        log.info("escalator listening for SMTP on %s:%d", host, port)
+        if self.smtp is not None:
+            host, port = self.smtp.address
+            log.info("escalator listening for SMTP on %s:%d", host, port)
+
+    async def _open_door(self) -> None:
+        """SMTP, or the desk where acceptor processes hand their mails over."""
+        if self._desk_socket is None:
+            self.smtp = await start_smtp(self.settings, self.store, self.processor.wake)
+        else:
+            self._desk = await serve_desk(self._desk_socket, self.store, self.processor.wake)
 
     def _new_processor(self) -> Processor:
         return Processor(
@@ -185,6 +201,8 @@ class Service:
         return not problems, detail
 
     def _smtp_problems(self) -> list[str]:
+        if self._desk is not None:  # acceptor processes listen; the supervisor restarts them
+            return [] if self._desk.is_serving() else ["the acceptors' desk is closed"]
         if self.smtp is None or not self.smtp.server.is_serving():
             return ["SMTP is not listening"]
         return []
@@ -243,6 +261,8 @@ class Service:
             cut = await self.smtp.stop(deadline)
             if cut:
                 log.warning("shutdown deadline passed: %d SMTP sessions cut off", cut)
+        if self._desk is not None:
+            self._desk.close()  # the acceptors stopped first (supervisor.py)
         await self._finish_dispatch(give_up - clock())
         for task in self._tasks:
             task.cancel()
@@ -301,19 +321,26 @@ def join_window(settings: Settings) -> timedelta | None:
     return timedelta(seconds=seconds) if seconds > 0 else None
 
 
-async def serve(settings: Settings, *, on_started: Callable[[Service], None] | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or a worker dies), then shut down cleanly."""
-    service = Service(settings)
+async def serve(
+    settings: Settings,
+    *,
+    on_started: Callable[[Service], None] | None = None,
+    desk: socket.socket | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (or a worker dies), then shut down cleanly. `desk`: run as the
+    back office of acceptor processes (see Service), stopped by its supervisor, not signals."""
+    service = Service(settings, desk=desk)
     await service.start()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    signals = (signal.SIGTERM, signal.SIGINT) if desk is None else ()
+    for signum in signals:
         loop.add_signal_handler(signum, service.request_stop)
     if on_started is not None:
         on_started(service)
     try:
         await service.wait()
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in signals:
             loop.remove_signal_handler(signum)
         await service.stop()
     if service.failure is not None:

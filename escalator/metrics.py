@@ -7,6 +7,7 @@ scrape time by `refresh_outbox`, so every replica reports the shared truth.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -14,12 +15,14 @@ from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
+    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from escalator.errors import StoreUnavailable
 from escalator.store import OutboxSummary, Store
@@ -60,20 +63,33 @@ PAGERDUTY_POLLS = Counter(
     ["outcome"],
 )
 STORE_ERRORS = Counter("escalator_store_errors", "Store operations that failed")
-OUTBOX_PENDING = Gauge("escalator_outbox_pending", "Actions waiting in the outbox", ["kind"])
+# Gauges: with several worker processes, the outbox ones (set at scrape time from the store)
+# read as the most recently set value and the probe's timestamp as the highest, never summed.
+OUTBOX_PENDING = Gauge(
+    "escalator_outbox_pending",
+    "Actions waiting in the outbox",
+    ["kind"],
+    multiprocess_mode="mostrecent",
+)
 OUTBOX_OLDEST = Gauge(
     "escalator_outbox_oldest_pending_seconds",
     "Age of the oldest action due and not done, from its first due time (retries do not reset it)",
+    multiprocess_mode="mostrecent",
 )
 DEFERRED_PAGES = Gauge(
-    "escalator_deferred_pages_waiting", "Pages scheduled for a later time (not retry-waiting ones)"
+    "escalator_deferred_pages_waiting",
+    "Pages scheduled for a later time (not retry-waiting ones)",
+    multiprocess_mode="mostrecent",
 )
 PAGES_FAILING = Gauge(
     "escalator_pages_failing_seconds",
     "Since when (in seconds) the oldest undelivered page that has failed was first due; 0 if none",
+    multiprocess_mode="mostrecent",
 )
 LAST_PROBE = Gauge(
-    "escalator_last_probe_success_timestamp_seconds", "When a probe mail was last decided"
+    "escalator_last_probe_success_timestamp_seconds",
+    "When a probe mail was last decided",
+    multiprocess_mode="max",
 )
 ACCEPT_SECONDS = Histogram(
     "escalator_accept_seconds",
@@ -117,7 +133,18 @@ async def exposition(store: Store, now: datetime) -> bytes:
         STORE_ERRORS.inc()
     else:
         refresh_outbox(summary, now)
-    return generate_latest(REGISTRY)
+    return generate_latest(registry())
+
+
+def registry() -> CollectorRegistry:
+    """What a scrape reads: this process's registry, or with several worker processes
+    (escalator/supervisor.py) every worker's values from prometheus-client's multiprocess
+    directory, summed (gauges as their modes above say)."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    collected = CollectorRegistry()
+    MultiProcessCollector(collected)  # type: ignore[no-untyped-call]  # unannotated in the library
+    return collected
 
 
 def route(store: Store) -> web.RouteDef:

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = None
     require_tls: bool = False
     proxy_protocol: bool = False
+    workers: int = Field(default=1, ge=1, le=64)
 
     pagerduty_routing_key: SecretStr | None = None
     pagerduty_events_url: str = "https://events.pagerduty.com"

@@ -112,6 +112,7 @@ class Serve:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.env = env
         self.port = int(env["ESCALATOR_SMTP_LISTEN"].rpartition(":")[2])
+        offset = log.stat().st_size if log.exists() else 0
         self._log = log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "escalator", "serve"],
@@ -121,6 +122,7 @@ class Serve:
             start_new_session=True,  # its decide children are killed with it (killpg)
         )
         self._wait_listening()
+        wait_serving(self.proc, log, offset, int(env.get("ESCALATOR_WORKERS", "1")))
 
     def _wait_listening(self) -> None:
         give_up = time.monotonic() + 60
@@ -142,6 +144,19 @@ class Serve:
         code = self.proc.wait(60)
         self._log.close()
         return code
+
+
+SERVING = b"acceptor processes and a back office"  # the supervisor's log line once all serve
+
+
+def wait_serving(proc: subprocess.Popen[bytes], log: Path, offset: int, workers: int) -> None:
+    """With several workers SMTP answers once one acceptor listens: wait until all processes
+    serve (the supervisor logs it after `offset` in `log`)."""
+    give_up = time.monotonic() + 60
+    while workers > 1 and SERVING not in log.read_bytes()[offset:]:
+        assert proc.poll() is None, "escalator serve exited during start-up"
+        assert time.monotonic() < give_up, "escalator serve never said all its processes serve"
+        time.sleep(0.1)
 
 
 def send_until(port: int, tag: str, acked: list[str], stop: threading.Event, pause: float) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from conftest import free_port
+from relykit import wait_serving
 
 REPO = Path(__file__).resolve().parents[1]
 CLIENTS = 4
@@ -25,7 +26,7 @@ CLIENTS = 4
 class ServeProcess:
     """`python -m escalator serve` on a private data dir and port."""
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, workers: int = 1) -> None:
         self.port = port
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("ESCALATOR_")},
@@ -33,15 +34,19 @@ class ServeProcess:
             "ESCALATOR_DATA_DIR": str(data_dir),
             "ESCALATOR_SMTP_LISTEN": f"127.0.0.1:{port}",
             "ESCALATOR_HTTP_LISTEN": f"127.0.0.1:{free_port()}",
+            "ESCALATOR_WORKERS": str(workers),
         }
-        self.log = (data_dir.parent / f"serve-{time.monotonic_ns()}.log").open("wb")
+        log = data_dir.parent / f"serve-{time.monotonic_ns()}.log"
+        self.log = log.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "escalator", "serve"],
             env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # a SIGKILL takes the whole group: every process dies at once
         )
         self._wait_listening()
+        wait_serving(self.proc, log, 0, workers)
 
     def _wait_listening(self) -> None:
         give_up = time.monotonic() + 30
@@ -67,7 +72,7 @@ class ServeProcess:
 
     def stop(self, signum: int) -> int:
         if self.proc.poll() is None:
-            self.proc.send_signal(signum)
+            os.killpg(self.proc.pid, signum)
         code = self.proc.wait(60)
         self.log.close()
         return code
@@ -98,10 +103,13 @@ def _client(port: int, name: str, acked: list[str], stop: threading.Event) -> No
             return
 
 
-def test_sigkill_mid_stream_loses_no_acknowledged_mail(data_dir: Path) -> None:
-    """Every mail a client saw 250 for survives SIGKILL and is decided once after restart."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_mid_stream_loses_no_acknowledged_mail(data_dir: Path, workers: int) -> None:
+    """Every mail a client saw 250 for survives SIGKILL and is decided once after restart; with
+    two workers, SIGKILL of the whole process group (supervisor, acceptors, back office, decide
+    lanes) at once, as a node or OOM kill would."""
     port = free_port()
-    first = ServeProcess(data_dir, port)
+    first = ServeProcess(data_dir, port, workers)
     acked: list[str] = []
     stop = threading.Event()
     clients = [
@@ -117,7 +125,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_mail(data_dir: Path) -> None:
         thread.join(30)
     undecided_at_crash = _undecided(data_dir / "escalator.db")
 
-    second = ServeProcess(data_dir, port)
+    second = ServeProcess(data_dir, port, workers)
     mails = _wait_all_decided(second)
     assert second.stop(signal.SIGTERM) == 0, "SIGTERM is a clean shutdown"
 
@@ -130,8 +138,12 @@ def test_sigkill_mid_stream_loses_no_acknowledged_mail(data_dir: Path) -> None:
     print(f"acked={len(acked)} stored={len(ids)} undecided_at_crash={undecided_at_crash}")
 
 
-def test_sigterm_exits_zero_and_unopenable_store_fails_fast(data_dir: Path, tmp_path: Path) -> None:
-    """A store that cannot be opened stops start-up with a clear message and a non-zero exit."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_exits_zero_and_unopenable_store_fails_fast(
+    data_dir: Path, tmp_path: Path, workers: int
+) -> None:
+    """A store that cannot be opened stops start-up with a clear message and a non-zero exit;
+    with two workers the back office's failure stops the acceptors and the supervisor too."""
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the data folder should be")
     env = {
@@ -139,13 +151,15 @@ def test_sigterm_exits_zero_and_unopenable_store_fails_fast(data_dir: Path, tmp_
         "PYTHONPATH": str(REPO),
         "ESCALATOR_DATA_DIR": str(blocker / "var"),
         "ESCALATOR_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
+        "ESCALATOR_WORKERS": str(workers),
     }
     done = subprocess.run(
         [sys.executable, "-m", "escalator", "serve"], env=env, capture_output=True, timeout=60
     )
-    assert done.returncode in (1, 2)
-    assert b"store" in done.stderr and str(blocker).encode() in done.stderr
-    assert b"Traceback" not in done.stderr
+    said = done.stderr.decode(errors="replace")
+    assert done.returncode in (1, 2), said
+    assert "store" in said and str(blocker) in said
+    assert "Traceback" not in said, said
 
 
 def _undecided(db: Path) -> int:

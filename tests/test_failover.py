@@ -33,14 +33,18 @@ def pagerduty(tmp_path: Path) -> Iterator[PagerDutyThread]:
     running.close()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_mid_stream_five_times_sends_no_page_twice(
-    tmp_path: Path, pagerduty: PagerDutyThread
+    tmp_path: Path, pagerduty: PagerDutyThread, workers: int
 ) -> None:
     """Five SIGTERMs while mails stream in and a page is in flight (PagerDuty takes 0.3 s each):
     every exit is clean with no claim left behind, each restart drains what the last one left
     (timed with PagerDuty answering at once: the figure is escalator's, not the stand-in's),
-    and at the end every acknowledged mail was paged exactly once."""
-    env = serve_env(tmp_path, free_port(), {"ESCALATOR_DATA_DIR": str(tmp_path / "var")})
+    and at the end every acknowledged mail was paged exactly once. With two workers the
+    SIGTERM reaches the whole process group (acceptors and back office too): the supervisor
+    alone acts on it, acceptors first."""
+    extra = {"ESCALATOR_DATA_DIR": str(tmp_path / "var"), "ESCALATOR_WORKERS": str(workers)}
+    env = serve_env(tmp_path, free_port(), extra)
     env.update(pagerduty.env())
     pd, acked, figures = pagerduty.pd, [], []
     for run in range(TERM_RUNS):

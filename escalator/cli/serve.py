@@ -1,4 +1,5 @@
-"""`escalator serve`: run the SMTP listener and the workers until SIGTERM."""
+"""`escalator serve`: run the SMTP listener and the workers until SIGTERM; with
+ESCALATOR_WORKERS > 1, that many worker processes under a supervisor (escalator/supervisor.py)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from escalator import app
-
     settings = load_settings()
     configure_logging(settings.log_format)
+    if settings.workers > 1:
+        from escalator.supervisor import Supervisor
+
+        return Supervisor(settings, settings.workers).run()
+    from escalator import app
+
     asyncio.run(app.serve(settings))
     return 0

@@ -17,13 +17,14 @@ import email.utils
 import enum
 import logging
 import re
+import socket
 import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, AnyStr
+from typing import Any, AnyStr, Protocol
 
 import aiosmtpd
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, login_always_fail
@@ -34,7 +35,7 @@ from escalator.errors import ConfigError, StoreUnavailable
 from escalator.ingress.ratelimit import RateLimits
 from escalator.ingress.spool import MEMORY_BYTES, CommitBudget, DiskBudget, Spool
 from escalator.settings import Settings, split_host_port
-from escalator.store import IncomingMail, Store
+from escalator.store import Accepted, IncomingMail
 from escalator.store.digest import content_digest
 
 log = logging.getLogger(__name__)
@@ -179,12 +180,19 @@ class SessionGate:
 # -- the handler --------------------------------------------------------------------------
 
 
+class Accepting(Protocol):
+    """All the handler needs of the store: `Store.accept` (or an acceptor process's link to
+    the back office that commits it, escalator/handoff.py)."""
+
+    async def accept(self, mail: IncomingMail) -> Accepted: ...
+
+
 class MailHandler:
     """aiosmtpd hooks: which recipients we take, and durable acceptance of the data."""
 
     def __init__(
         self,
-        store: Store,
+        store: Accepting,
         addresses: tuple[str, ...],
         max_recipients: int,
         on_accepted: Callable[[], None] = lambda: None,
@@ -728,11 +736,13 @@ def data_timeout(settings: Settings) -> float:
 
 async def start_smtp(
     settings: Settings,
-    store: Store,
+    store: Accepting,
     on_accepted: Callable[[], None] = lambda: None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    sock: socket.socket | None = None,
 ) -> SMTPService:
-    """Listen on ESCALATOR_SMTP_LISTEN in the running loop. `clock` stamps received_at (the
+    """Listen on ESCALATOR_SMTP_LISTEN in the running loop, or accept on `sock` (a socket the
+    supervisor bound and shares with its other workers). `clock` stamps received_at (the
     instant a mail is decided at); tests pin it to a cover window."""
     host, port = split_host_port(settings.smtp_listen, "ESCALATOR_SMTP_LISTEN")
     limits = RateLimits(settings.sender_rate_limit, settings.client_rate_limit, time.monotonic)
@@ -757,9 +767,10 @@ async def start_smtp(
         "loop": loop,
     }
     timeout = data_timeout(settings)
+    where: dict[str, Any] = {"sock": sock} if sock else {"host": host, "port": port}
     try:
         server = await loop.create_server(
-            lambda: EscalatorSMTP(handler, gate, timeout, **options), host, port
+            lambda: EscalatorSMTP(handler, gate, timeout, **options), **where
         )
     except OSError as exc:
         raise ConfigError(f"cannot listen on {settings.smtp_listen}: {exc}") from None
