@@ -394,8 +394,11 @@ class Processor:
         self, mail: MailRow, outcome: Outcome, lease: tuple[datetime, datetime] | None
     ) -> bool | PagesClaimed | None:
         """Written: True or PagesClaimed (its due pages claimed for the handoff); not: False
-        or None (already decided)."""
-        if lease is None:
+        or None (already decided). Only a decision with a page due claims (and reads back)."""
+        if lease is None or not any(
+            a.kind == "page" and a.state == "pending" and a.due_at <= lease[0]
+            for a in outcome.planned
+        ):
             return await self._store.record_decision(mail.id, *outcome)
         return await self._store.record_decision_paging(mail.id, *outcome, *lease)
 
