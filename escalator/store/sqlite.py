@@ -11,6 +11,12 @@ constraint, a bug) spoils only its own future. Any SQLite error becomes StoreUna
 the SMTP handler answers with 451. A job of store/db.py is a coroutine whose every await
 returns at once on this connection: the writer drives it to its end (`drive`). Reads take the
 writer's turn too: one process owns the file, so there are no other replicas to tell news.
+
+ACCEPTS FIRST (issue 12): a mail's accept is what an SMTP client waits on before its 250, so
+accepts queued beside other work commit in a transaction of their own, ahead of it; and other
+work (a decide batch records 32 decisions at once: 30-55 ms measured) is committed in slices of
+about SLICE_SECONDS, after each of which the accepts that came meanwhile go first. An accept so
+waits for at most one slice, not for a whole batch of decisions and claims.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,11 +59,13 @@ MIGRATIONS = (
     "sqlite-0010-storms.sql",
 )
 QUERIES = queries.load("sqlite")
+SLICE_SECONDS = 0.003  # of other jobs in one transaction, before waiting accepts go first
 
 
 @dataclass
 class _Queued:
     job: ConnJob
+    urgent: bool = False  # a mail's accept: an SMTP client waits on it (ACCEPTS FIRST)
     future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
 
 
@@ -102,8 +111,9 @@ class SQLiteConnector:
         await asyncio.to_thread(self._thread.join)
 
     async def write(self, job: Job[T], news: News | None = None) -> T:
-        """The job on the writer thread, in the next group commit."""
-        return await self._run(lambda conn: drive(job(SQLiteDb(conn))))
+        """The job on the writer thread, in the next group commit; a mail's accept (news
+        "mail") ahead of other work (ACCEPTS FIRST)."""
+        return await self._run(lambda conn: drive(job(SQLiteDb(conn))), urgent=news == "mail")
 
     async def read(self, job: Job[T]) -> T:
         return await self.write(job)
@@ -111,10 +121,10 @@ class SQLiteConnector:
     def subscribe(self, on_mail: Callable[[], None], on_actions: Callable[[], None]) -> None:
         """One process owns a SQLite file: it wakes its own workers; nothing to listen to."""
 
-    async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run(self, job: Callable[[sqlite3.Connection], T], urgent: bool = False) -> T:
         if self._closed or self._thread is None or not self._thread.is_alive():
             raise StoreUnavailable("the store is closed")
-        queued = _Queued(job)
+        queued = _Queued(job, urgent)
         self._queue.put(queued)
         result: T = await asyncio.wrap_future(queued.future)
         return result
@@ -153,17 +163,21 @@ class SQLiteConnector:
             pass
 
     def _serve_batch(self, conn: sqlite3.Connection) -> bool:
-        """Wait for work, run it as one transaction; True once told to stop. The batch (a
-        mail's bytes, a row read) goes out of scope here, not kept while the next is awaited."""
+        """Wait for work, run it (accepts first, the rest in slices); True once told to stop.
+        The batch (a mail's bytes, a row read) goes out of scope here, not kept while the next
+        is awaited."""
         first = self._queue.get()
         if first is None:
             return True
-        batch, stop = self._drain(first)
-        _run_batch(conn, batch)
+        pending, stop = self._drain([first])
+        while pending:
+            pending = _run_slice(conn, pending)
+            if not stop:
+                pending, stop = self._drain(pending)
         return stop
 
-    def _drain(self, first: _Queued) -> tuple[list[_Queued], bool]:
-        batch = [first]
+    def _drain(self, batch: list[_Queued]) -> tuple[list[_Queued], bool]:
+        """`batch` and whatever is queued now, up to max_batch; True once told to stop."""
         while len(batch) < self._max_batch:
             try:
                 item = self._queue.get_nowait()
@@ -178,27 +192,56 @@ class SQLiteConnector:
 # -- batches ------------------------------------------------------------------------------
 
 
-def _run_batch(conn: sqlite3.Connection, batch: list[_Queued]) -> None:
-    """One transaction, one savepoint per job, one commit; then settle every future."""
-    live = [item for item in batch if item.future.set_running_or_notify_cancel()]
-    if not live:
-        return
-    outcomes: list[tuple[_Queued, Any, BaseException | None]] = []
+def _run_slice(conn: sqlite3.Connection, pending: list[_Queued]) -> list[_Queued]:
+    """The waiting accepts in one transaction if there are any, else a slice of the rest;
+    what is left to run."""
+    urgent = [item for item in pending if item.urgent]
+    if urgent:
+        _run_batch(conn, urgent)
+        return [item for item in pending if not item.urgent]
+    ran = _run_batch(conn, pending, SLICE_SECONDS)
+    return pending[ran:]
+
+
+def _run_batch(conn: sqlite3.Connection, batch: list[_Queued], budget: float | None = None) -> int:
+    """One transaction, one savepoint per job, one commit; then settle every future. With a
+    `budget` (seconds), only the jobs started within it (at least one). How many it took."""
+    seen: list[_Queued] = []
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        outcomes = [(item, *_run_job(conn, item.job)) for item in live]
-        conn.execute("COMMIT")
+        outcomes = _run_jobs(conn, batch, budget, seen)
     except sqlite3.Error as exc:
         _rollback(conn)
         failure = StoreUnavailable(f"store write failed: {exc}")
-        for item in live:
-            item.future.set_exception(failure)
-        return
+        for item in seen:
+            if item.future.running():
+                item.future.set_exception(failure)
+        return len(seen)
     for item, result, error in outcomes:
         if error is None:
             item.future.set_result(result)
         else:
             item.future.set_exception(error)
+    return len(seen)
+
+
+def _run_jobs(
+    conn: sqlite3.Connection, batch: list[_Queued], budget: float | None, seen: list[_Queued]
+) -> list[tuple[_Queued, Any, BaseException | None]]:
+    """The jobs of one transaction (each one taken is added to `seen`), committed."""
+    give_up = None if budget is None else time.perf_counter() + budget
+    outcomes: list[tuple[_Queued, Any, BaseException | None]] = []
+    for item in batch:
+        if outcomes and give_up is not None and time.perf_counter() > give_up:
+            break
+        seen.append(item)
+        if not item.future.set_running_or_notify_cancel():
+            continue  # its caller gave up waiting
+        if not conn.in_transaction:
+            conn.execute("BEGIN IMMEDIATE")
+        outcomes.append((item, *_run_job(conn, item.job)))
+    if conn.in_transaction:
+        conn.execute("COMMIT")
+    return outcomes
 
 
 def _run_job(conn: sqlite3.Connection, job: ConnJob) -> tuple[Any, BaseException | None]:

@@ -1,0 +1,66 @@
+"""The SQLite writer's order (store/sqlite.py, ACCEPTS FIRST, issue 12): a mail's accept, which an
+SMTP client waits on, is not queued behind a long run of other work. Real writer thread, real
+file; the jobs only note when they run, and block on events the test releases (no timing)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from escalator.store import sqlite
+from escalator.store.db import Db
+from escalator.store.sqlite import SQLiteConnector
+
+
+@pytest.fixture
+async def connector(tmp_path: Path) -> AsyncIterator[SQLiteConnector]:
+    opened = SQLiteConnector(tmp_path / "writer.db", 5.0, 512)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+def noting(order: list[str], name: str, hold: threading.Event | None = None) -> Any:
+    """A job that notes its name when it runs; with `hold`, it keeps the writer until set."""
+
+    async def job(db: Db) -> str:
+        if hold is not None:
+            hold.wait(30)
+        order.append(name)
+        return name
+
+    return job
+
+
+async def test_an_accept_goes_before_work_queued_ahead_of_it(
+    connector: SQLiteConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six jobs of other work are queued together; while the first runs, a mail's accept
+    arrives: it runs right after that first slice, before the other five."""
+    monkeypatch.setattr(sqlite, "SLICE_SECONDS", 0.0)  # each slice: one job
+    order: list[str] = []
+    gate, first = threading.Event(), threading.Event()
+    held = asyncio.ensure_future(connector.write(noting(order, "gate", gate)))
+    await asyncio.sleep(0)  # the writer takes the gate job and waits in it
+    work = [asyncio.ensure_future(connector.write(noting(order, "work-0", first)))]
+    work += [asyncio.ensure_future(connector.write(noting(order, f"work-{n}"))) for n in (1, 2)]
+    await asyncio.sleep(0)  # all three queued behind the gate
+    gate.set()
+    await held
+    accept = asyncio.ensure_future(connector.write(noting(order, "accept"), "mail"))
+    await asyncio.sleep(0)  # queued while work-0 holds the writer
+    first.set()
+    await asyncio.gather(accept, *work)
+    assert order == ["gate", "work-0", "accept", "work-1", "work-2"]
+
+
+async def test_accepts_and_other_work_each_commit(connector: SQLiteConnector) -> None:
+    """Whatever the order, every job's caller gets its own result."""
+    order: list[str] = []
+    jobs = [connector.write(noting(order, f"w{n}"), "mail" if n % 2 else None) for n in range(20)]
+    assert await asyncio.gather(*jobs) == [f"w{n}" for n in range(20)]
