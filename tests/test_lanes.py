@@ -23,6 +23,19 @@ async def test_a_process_lane_answers_values_and_errors_in_order() -> None:
         lane.close()
 
 
+async def test_concurrent_large_and_small_requests_never_interleave_on_the_pipe() -> None:
+    """Many calls at once, requests larger and smaller than the pipe holds: each is written whole
+    (a small one written while a large one is half-written corrupted the child's reads)."""
+    lane = ProcessLane()
+    sizes = [300_000 if i % 3 == 0 else 10 + i for i in range(30)]
+    try:
+        got = await asyncio.gather(*(lane.call(len, b"y" * size) for size in sizes))
+        assert got == sizes
+        assert await lane.call(abs, -9) == 9  # and the lane is still whole
+    finally:
+        lane.close()
+
+
 async def test_an_answer_whose_caller_gave_up_goes_to_no_one_else() -> None:
     """A cancelled call's late answer is dropped; the next call gets its own."""
     lane = ProcessLane()

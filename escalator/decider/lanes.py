@@ -71,6 +71,9 @@ class ProcessLane:
         self._loop = asyncio.get_running_loop()
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._seq = 0
+        # one writer at a time: requests written whole and in order, never interleaved
+        self._sender = ThreadPoolExecutor(1, thread_name_prefix="escalator-lane-send")
+        self._sending = 0  # requests handed to the sender thread and not yet written
         self._broken = True  # until started: a lane that cannot spawn answers LaneDied
         try:
             self._process.start()
@@ -95,14 +98,27 @@ class ProcessLane:
             self._waiting.pop(seq, None)
 
     async def _send(self, request: bytes) -> None:
+        """Write one request whole. Inline only when the pipe is empty (no other call is
+        outstanding, no write in flight); otherwise through the one sender thread, so a write
+        that blocks on a full pipe never blocks the loop nor interleaves with another."""
         try:
-            if len(request) <= INLINE_SEND:
+            if len(request) <= INLINE_SEND and self._sending == 0 and len(self._waiting) == 1:
                 self._conn.send_bytes(request)
             else:
-                await asyncio.to_thread(self._conn.send_bytes, request)
+                await self._send_in_thread(request)
         except OSError:
             self._fail()
             raise LaneDied("the decide process has exited") from None
+
+    async def _send_in_thread(self, request: bytes) -> None:
+        self._sending += 1
+        written = self._sender.submit(self._conn.send_bytes, request)
+        # counted down when the write really ends, even if our caller is cancelled meanwhile
+        written.add_done_callback(lambda _: self._loop.call_soon_threadsafe(self._sent))
+        await asyncio.wrap_future(written)
+
+    def _sent(self) -> None:
+        self._sending -= 1
 
     def _on_readable(self) -> None:
         try:
@@ -133,6 +149,7 @@ class ProcessLane:
         waiting, at once) is killed."""
         self._fail()
         self._conn.close()
+        self._sender.shutdown(wait=False, cancel_futures=True)
         if self._process.pid is None:
             return  # never started
         self._process.join(JOIN_SECONDS if wait else 0)
