@@ -46,7 +46,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from escalator.errors import ConfigError, EscalatorError
+from escalator.errors import ConfigError
 from escalator.settings import Settings, split_host_port
 
 log = logging.getLogger(__name__)
@@ -125,27 +125,36 @@ def acceptor_main(
 
 def _child(name: str, settings: Settings, control: Connection, run: Run) -> None:
     """Log as `name`; run until the supervisor says stop (or is gone); exit as the CLI does."""
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked since its start: see _start
-    from escalator.logs import configure_logging
+    from escalator.cli import reported
 
-    configure_logging(settings.log_format)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_Tag(name))
+    _deaf_to_signals()
+    _log_as(name, settings)
 
     def started(service: Any) -> None:
         control.send(READY)
         _obey(control, service.request_stop, asyncio.get_running_loop())
 
-    try:
-        asyncio.run(run(started))
-    except ConfigError as exc:
-        print(f"escalator: configuration error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except EscalatorError as exc:
-        print(f"escalator: {exc}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(reported(lambda: _ran(run(started))))
+
+
+def _ran(work: Coroutine[Any, Any, None]) -> int:
+    asyncio.run(work)
+    return 0
+
+
+def _deaf_to_signals() -> None:
+    """SIGTERM and SIGINT ignored, then let through (blocked since its start: see _start)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def _log_as(name: str, settings: Settings) -> None:
+    from escalator.logs import configure_logging
+
+    configure_logging(settings.log_format)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_Tag(name))
 
 
 def _obey(control: Connection, stop: Callable[[], None], loop: asyncio.AbstractEventLoop) -> None:

@@ -4,6 +4,8 @@
 - `sink`: a local SMTP server standing in for the relay that replies go through.
 - `store` / `store_factory`: an opened Store for each backend (SQLite; PostgreSQL when reachable).
 - `free_port()`: a TCP port on 127.0.0.1 nobody listens on right now.
+- `pg_schema`: a fresh schema on the test PostgreSQL database, for `escalator serve` processes
+  (their URL names it in search_path); skipped when PostgreSQL is not reachable.
 - `start_server(store=None, **overrides)` / `server`: a running Service (SMTP, store, decide
   worker) on its own loop in a thread; `.smtp()` gives a connected smtplib client, `.mails()`
   the stored mails once decided, `.call(coro)` runs a coroutine on the service's loop.
@@ -198,3 +200,17 @@ def sink() -> Iterator[SmtpSink]:
     """A local SMTP server standing in for the relay replies go through (tests/standins)."""
     with SmtpSink() as running:
         yield running
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A fresh schema on the test database, reached through the URL's search_path."""
+    try:
+        conn = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}: {exc}")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        yield schema
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))

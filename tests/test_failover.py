@@ -10,14 +10,12 @@ import signal
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 from conftest import POSTGRES_URL, free_port
-from psycopg import sql
 from relykit import PagerDutyThread, Serve, escalation, send_until, serve_env
 
 from escalator.outbox.dispatch import PAGE_POOL
@@ -100,20 +98,6 @@ def _claims_left(db: Path) -> int:
 
 
 # -- two replicas on one PostgreSQL database -----------------------------------------------------
-
-
-@pytest.fixture
-def pg_schema() -> Iterator[str]:
-    """A fresh schema on the test database, reached through the URL's search_path."""
-    try:
-        conn = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}: {exc}")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        yield schema
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 def test_idle_replica_takes_over_a_killed_one_within_seconds(

@@ -7,6 +7,7 @@ out of reach means 451, never 250; /metrics sums every process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -23,8 +24,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
-from conftest import SettingsFactory, free_port
+from conftest import POSTGRES_URL, SettingsFactory, free_port
 from relykit import wait_serving
 
 from escalator.acceptor import Acceptor
@@ -35,11 +37,13 @@ pytestmark = pytest.mark.slow
 
 
 class Workers:
-    """`escalator serve` with ESCALATOR_WORKERS=2 on a private data dir; waits until all serve."""
+    """`escalator serve` with ESCALATOR_WORKERS=2 on a private data dir (or the PostgreSQL
+    `database`); waits until all its processes serve."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, database: str | None = None) -> None:
         self.port, self.http = free_port(), free_port()
         self.data = folder / "var"
+        self.database = database
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("ESCALATOR_")},
             "PYTHONPATH": str(REPO),
@@ -48,6 +52,7 @@ class Workers:
             "ESCALATOR_HTTP_LISTEN": f"127.0.0.1:{self.http}",
             "ESCALATOR_WORKERS": "2",
             "ESCALATOR_LOG_FORMAT": "json",
+            **({"ESCALATOR_DATABASE_URL": database} if database else {}),
         }
         self.log = folder / f"serve-{time.monotonic_ns()}.log"
         with self.log.open("wb") as out:
@@ -84,18 +89,31 @@ class Workers:
 
     def mails(self) -> list[tuple[str, str | None]]:
         """(message_id, verdict) of every stored mail."""
-        with sqlite3.connect(self.data / "escalator.db") as conn:
-            rows = conn.execute("SELECT message_id, verdict FROM mails").fetchall()
+        query = "SELECT message_id, verdict FROM mails"
+        if self.database is not None:
+            with psycopg.connect(self.database) as conn:
+                rows = conn.execute(query).fetchall()
+        else:
+            with sqlite3.connect(self.data / "escalator.db") as conn:
+                rows = conn.execute(query).fetchall()
         return [(str(message_id), verdict) for message_id, verdict in rows]
 
 
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[Workers]:
-    running = Workers(tmp_path)
-    yield running
-    if running.proc.poll() is None:
-        os.killpg(running.proc.pid, signal.SIGKILL)
-        running.proc.wait(30)
+    with _running(Workers(tmp_path)) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _running(running: Workers) -> Iterator[Workers]:
+    """The processes, killed afterwards if the test left them running."""
+    try:
+        yield running
+    finally:
+        if running.proc.poll() is None:
+            os.killpg(running.proc.pid, signal.SIGKILL)
+            running.proc.wait(30)
 
 
 def _wait_for(condition: Callable[[], bool], bound: float = 60) -> None:
@@ -147,6 +165,17 @@ def test_a_killed_child_is_restarted_and_no_acknowledged_mail_is_lost(
     """SIGKILL the back office (or an acceptor) while mails stream in: the supervisor starts it
     again; sessions cut short were never answered 250 and are retried; at the end every mail
     answered 250 is stored once and decided once, and the supervisor exits 0 on SIGTERM."""
+    _kill_mid_stream(workers, role)
+
+
+def test_a_killed_back_office_on_postgresql_loses_nothing(tmp_path: Path, pg_schema: str) -> None:
+    """The same with the store on PostgreSQL: the back office holds its pool and its writer."""
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{pg_schema}"
+    with _running(Workers(tmp_path, url)) as workers:
+        _kill_mid_stream(workers, "office 0")
+
+
+def _kill_mid_stream(workers: Workers, role: str) -> None:
     acked: list[str] = []
     stop, threads = _stream(workers.port, acked)
     _wait_for(lambda: len(acked) >= 30)

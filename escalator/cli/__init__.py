@@ -38,8 +38,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Command = args.handler
+    return reported(lambda: handler(args))
+
+
+def reported(call: Callable[[], int]) -> int:
+    """`call`'s exit status; escalator's errors said in one line, as status 2 or 1 (the
+    supervisor's child processes end the same way)."""
     try:
-        return handler(args)
+        return call()
     except ConfigError as exc:
         print(f"escalator: configuration error: {exc}", file=sys.stderr)
         return 2
