@@ -181,6 +181,31 @@ async def test_a_decision_claims_its_due_pages_in_its_own_commit(store: Store) -
     assert [(a.kind, a.dedup_key, a.attempts) for a in after] == [("page", "page:root", 2)]
 
 
+async def test_outage_candidates_are_other_senders_open_reports_near(store: Store) -> None:
+    """The outage rule's read (issue 11, on every escalation's page path): escalations received
+    in the span, newest first, from another sender (any case), that joined nothing, with their
+    actions; the asking sender's own, rejects, joined ones and those outside are left out."""
+
+    async def decided(n: int, sender: str, minutes: int, rec: DecisionRecord) -> int:
+        at = T0 + timedelta(minutes=minutes)
+        mail_id = (await store.accept(incoming(n, from_addr=sender, received_at=at))).mail_id
+        await store.record_decision(mail_id, rec, planned("page"))
+        return mail_id
+
+    bob = await decided(1, "bob@example.org", 0, record())
+    joined = DecisionRecord({**record().decision, "joined": {"mail_id": bob, "why": "x"}}, T0)
+    await decided(2, "carol@example.org", 10, joined)
+    await decided(3, "alice@example.org", 5, record())
+    await decided(4, "dave@example.org", 20, record("reject"))
+    await decided(5, "erin@example.org", 90, record())
+    bob_again = await decided(6, "Bob@Example.org", 15, record())
+    span = (T0 - timedelta(minutes=1), T0 + timedelta(minutes=30))
+    found = await store.outage_candidates(*span, "ALICE@example.org", 100)
+    assert [listed.mail.id for listed in found] == [bob_again, bob]
+    assert [a.kind for a in found[1].actions] == ["page"]
+    assert found[1].mail.decision is not None and found[1].mail.from_addr == "bob@example.org"
+
+
 async def test_finish_and_retry(store: Store) -> None:
     """finish_action ends an action for good; retry_action reschedules it with the error."""
     mail_id = (await store.accept(incoming())).mail_id

@@ -321,16 +321,13 @@ def _join_outage(mail: MailRow, joining: Joining, outage: _Outage) -> Rewritten:
 
 
 async def open_reports(store: Store, mail: MailRow, window: timedelta) -> list[Report]:
-    """Other senders' escalations within `window` that are still open and joined nothing."""
-    sender = (mail.from_addr or "").lower()
-    recent = [
-        listed
-        for listed in await store.recent_escalations(RECENT)
-        if listed.mail.id != mail.id
-        and (listed.mail.from_addr or "").lower() != sender
-        and abs(mail.received_at - listed.mail.received_at) <= window
-        and (listed.mail.decision is None or listed.mail.decision.joined_mail_id is None)
-    ]
+    """Other senders' escalations within `window` that are still open and joined nothing.
+    On every escalation's page path: the store reads in full only other senders' mails."""
+    at = mail.received_at
+    near = await store.outage_candidates(at - window, at + window, mail.from_addr or "", RECENT)
+    recent = [listed for listed in near if listed.mail.id != mail.id]
+    if not recent:
+        return []
     states = await loop_store(store).incident_states([listed.mail.id for listed in recent])
     reports = []
     for listed in recent:

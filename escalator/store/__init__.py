@@ -296,6 +296,14 @@ class Store(Protocol):
         """Escalated mails (released ones included), newest first, with their actions."""
         ...
 
+    async def outage_candidates(
+        self, since: datetime, until: datetime, not_from: str, limit: int
+    ) -> list[ListedMail]:
+        """Of the newest `limit` escalated mails received from `since` to `until`, those from
+        another sender than `not_from` (case-insensitive From address) that joined no incident,
+        newest first, with their actions (the outage rule, issue 11: read per escalation)."""
+        ...
+
     async def mail_actions(self, mail_id: int) -> list[ActionRow]: ...
 
     async def purge(self, raw_before: datetime, records_before: datetime, now: datetime) -> Purged:

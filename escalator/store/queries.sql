@@ -215,6 +215,13 @@ WHERE review = :review ORDER BY received_at DESC, id DESC LIMIT :limit
 SELECT {mail_columns}, NULL AS raw FROM mails
 WHERE verdict = 'escalate' ORDER BY received_at DESC, id DESC LIMIT :limit
 
+-- escalations_near --
+-- Escalated mails received from :since to :until, newest first: the outage rule's candidates
+-- (issue 11), read for every new escalation (store/review.py reads other senders' in full).
+SELECT {mail_columns}, NULL AS raw FROM mails
+WHERE verdict = 'escalate' AND received_at >= :since AND received_at <= :until
+ORDER BY received_at DESC, id DESC LIMIT :limit
+
 -- audit_log --
 SELECT * FROM audit ORDER BY id
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
 from escalator.core.actions import PlannedAction
 from escalator.core.record import DecisionRecord
 from escalator.store import REVIEW_STATES, AuditRow, ListedMail, MailRow, actions
 from escalator.store.db import Db, Row, Tables, clock
 from escalator.store.mails import decision_columns, listed
+from escalator.store.mails import mail as mail_row
 
 
 class ReviewTables(Tables):
@@ -50,6 +52,12 @@ class ReviewTables(Tables):
 
     async def recent_escalations(self, limit: int) -> list[ListedMail]:
         return await self._read(lambda db: _recent_escalations(db, limit))
+
+    async def outage_candidates(
+        self, since: datetime, until: datetime, not_from: str, limit: int
+    ) -> list[ListedMail]:
+        near = {"since": since, "until": until, "limit": limit}
+        return await self._read(lambda db: _outage_candidates(db, near, not_from.lower()))
 
     async def revoke_session(self, session_key: str, expires_at: datetime, now: datetime) -> None:
         await self._write(lambda db: _revoke(db, session_key, expires_at, now))
@@ -111,6 +119,19 @@ def _audit_row(db: Db, row: Row) -> AuditRow:
 async def _recent_escalations(db: Db, limit: int) -> list[ListedMail]:
     mails = await listed(db, "recent_escalations", limit=limit)
     return [ListedMail(mail, tuple(await actions.of_mail(db, mail.id))) for mail in mails]
+
+
+async def _outage_candidates(db: Db, near: dict[str, Any], not_from: str) -> list[ListedMail]:
+    """Only other senders' rows are read in full (decision, facts, actions): the one sender of
+    a storm costs its rows and nothing more."""
+    found = []
+    for row in await db.all("escalations_near", **near):
+        if (row["from_addr"] or "").lower() == not_from:
+            continue
+        mail = mail_row(db, row)
+        if mail.decision is None or mail.decision.joined_mail_id is None:
+            found.append(ListedMail(mail, tuple(await actions.of_mail(db, mail.id))))
+    return found
 
 
 async def _revoke(db: Db, session_key: str, expires_at: datetime, now: datetime) -> None:
