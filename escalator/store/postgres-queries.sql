@@ -13,30 +13,33 @@ SELECT mark FROM loop_marks WHERE mark = ANY(:marks)
 -- Lease due pending actions until :until, counting the attempt. SKIP LOCKED: concurrent
 -- claimers in other processes each get different rows. Fair (issue 12/16): pages first, then
 -- each sender's oldest before anyone's second. A thread's notices (replies in one Slack
--- thread, mails about one escalation) go one at a time in receipt order: only the first still
--- pending of its kind and thread is claimed, so a later one never overtakes it (side by side,
--- on another replica, or while it waits for a retry).
-WITH pending AS (
-    SELECT id, kind, first_due_at, due_at, claimed_until, payload->>'from_addr' AS sender,
-        payload ? 'notice' AS notice,
-        row_number() OVER (
-            PARTITION BY kind, payload ? 'notice', payload->>'thread'
-            ORDER BY first_due_at, mail_id, id
-        ) AS place
-    FROM actions
-    WHERE state = 'pending'),
-due AS (
-    SELECT id, kind, first_due_at, row_number() OVER (
-        PARTITION BY kind, sender ORDER BY first_due_at, id
+-- thread, mails about one escalation) go one at a time in receipt order: a notice is claimed
+-- only when no earlier one of its kind and thread (by first due time = receipt, mail id, id)
+-- is still pending, so a later one never overtakes it (side by side, on another replica, or
+-- while it waits for a retry). That test is NOT EXISTS on the partial index
+-- actions_pending_notices (postgres-0010), one probe per candidate: it stays linear in the
+-- backlog whatever the planner thinks of the table (a window over every pending action, its
+-- first form, was re-run per row on a table not yet analysed: 4-5.5 s for 1,200 actions).
+-- `due` is MATERIALIZED for the same reason: computed once, never re-planned inside a loop.
+WITH due AS MATERIALIZED (
+    SELECT id, ctid AS version, kind, first_due_at, row_number() OVER (
+        PARTITION BY kind, payload->>'from_addr' ORDER BY first_due_at, id
     ) AS turn
-    FROM pending
-    WHERE due_at <= :now AND (claimed_until IS NULL OR claimed_until <= :now)
-      AND (NOT notice OR place = 1)),
+    FROM actions a
+    WHERE state = 'pending' AND due_at <= :now
+      AND (claimed_until IS NULL OR claimed_until <= :now)
+      AND NOT (payload ? 'notice' AND EXISTS (
+          SELECT FROM actions earlier
+          WHERE earlier.state = 'pending' AND earlier.payload ? 'notice'
+            AND earlier.kind = a.kind
+            AND coalesce(earlier.payload->>'thread', '') = coalesce(a.payload->>'thread', '')
+            AND (earlier.first_due_at, earlier.mail_id, earlier.id)
+                < (a.first_due_at, a.mail_id, a.id)))),
 picked AS (
     -- The conditions again on the locked row: under READ COMMITTED a row another claimer
     -- committed meanwhile is re-read and re-checked here (the CTE above saw the old version);
     -- without them both claimers would lease it, and a page would leave twice.
-    SELECT a.id FROM actions a JOIN due ON due.id = a.id
+    SELECT a.id FROM due JOIN actions a ON a.ctid = due.version
     WHERE a.state = 'pending' AND a.due_at <= :now
       AND (a.claimed_until IS NULL OR a.claimed_until <= :now)
     ORDER BY due.kind <> 'page', due.turn, due.first_due_at, due.id LIMIT :limit
