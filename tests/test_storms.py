@@ -23,7 +23,7 @@ from standins.smtp_sink import SmtpSink
 
 from escalator.core.actions import PlannedAction
 from escalator.core.storms import is_milestone, normalised_subject
-from escalator.decider.processor import Processor
+from escalator.decider.processor import Processor, first_turns
 from escalator.outbox.dispatch import Dispatcher
 from escalator.policy import load_policy
 from escalator.settings import Settings
@@ -237,3 +237,19 @@ async def test_the_decide_queue_takes_one_mail_per_sender_in_turn(store: Store) 
     assert [m.id for m in batch if m.mail_from == "storm@x.gov.uk"] == sorted(
         m.id for m in batch if m.mail_from == "storm@x.gov.uk"
     )
+
+
+async def test_several_senders_waiting_are_decided_first_turns_alone(store: Store) -> None:
+    """A storm's backlog and another sender's mail: the batch decided now is each sender's
+    oldest only (the other's page waits for no batch of storm mails); a storm alone is decided
+    in whole batches."""
+    t0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    for n, sender in enumerate(["storm@x.gov.uk"] * 20 + ["Other@y.gov.uk", "other@y.gov.uk"]):
+        incoming = IncomingMail(
+            mail(n, sender), sender, ("escalations@localhost",), None, False, t0
+        )
+        await store.accept(incoming)
+    batch = first_turns(await store.undecided_mails(8, 10_000_000))
+    assert [m.mail_from for m in batch] == ["storm@x.gov.uk", "Other@y.gov.uk"]
+    storm_only = [m for m in await store.undecided_mails(30, 10_000_000) if "x.gov" in m.mail_from]
+    assert first_turns(storm_only) == storm_only and len(storm_only) == 20
