@@ -12,6 +12,7 @@ receiving the page, p50/p99 for the 20; pages and Slack threads for the storm. P
 The day is declared a bank holiday so every mail pages at once (07:00-22:00 London).
 
     .venv/bin/python bench/bench_storm.py [--storm-mails 5000] [--seconds 60] [--others 20]
+        [--postgres]    (PostgreSQL at 127.0.0.1:5432, database test, a schema of its own)
 """
 
 from __future__ import annotations
@@ -27,12 +28,15 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiosmtplib
+import psycopg
+from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -46,9 +50,11 @@ from escalator.ingress.smtp import start_smtp
 from escalator.outbox.dispatch import Dispatcher
 from escalator.policy import load_policy
 from escalator.settings import Settings
-from escalator.store import open_store
+from escalator.store import Store, open_store
+from escalator.store.postgres import PostgresStore
 
 RELAY_CONNECTIONS = 4
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 class CountingStandIn(StandInProcess):
@@ -79,9 +85,16 @@ def message(sender: str, tag: str, n: int, subject: str, channel: str) -> bytes:
 
 
 async def other_senders(
-    host: str, port: int, phase: str, count: int, seconds: float, sent: dict[str, float]
+    host: str,
+    port: int,
+    phase: str,
+    count: int,
+    seconds: float,
+    sent: dict[str, float],
+    accepted: dict[str, tuple[float, int]] | None = None,
 ) -> None:
-    """`count` senders, one mail each, at evenly spread moments (shuffled) of the window."""
+    """`count` senders, one mail each, at evenly spread moments (shuffled) of the window;
+    `accepted` gets the moment each 250 came back, and the mail id it named."""
     moments = [seconds * (k + 0.5) / count for k in range(count)]
     random.Random(7).shuffle(moments)
     start = time.perf_counter()
@@ -95,7 +108,10 @@ async def other_senders(
         await client.rcpt("escalations@localhost")
         sent[f"{phase}{k}-0@bench.local"] = time.perf_counter()
         subject = f"Service {k} ({phase}) is down"  # a new incident in each phase
-        await client.data(message(sender, f"{phase}{k}", 0, subject, "laa-apply-incident"))
+        reply = await client.data(message(sender, f"{phase}{k}", 0, subject, "laa-apply-incident"))
+        if accepted is not None:
+            mail_id = int(reply.message.rsplit(" ", 1)[-1])  # "Ok: queued as N"
+            accepted[f"{phase}{k}-0@bench.local"] = (time.perf_counter(), mail_id)
         await client.quit()
 
     await asyncio.gather(*(one(k) for k in range(count)))
@@ -131,6 +147,40 @@ def latencies(standin: CountingStandIn, sent: dict[str, float]) -> list[float]:
     return [(standin.arrivals[k] - t0) * 1000 for k, t0 in sent.items() if k in standin.arrivals]
 
 
+def accept_ms(sent: dict[str, float], accepted: dict[str, tuple[float, int]]) -> list[float]:
+    """Start of DATA -> its 250, per mail: the part of the latency spent at the door."""
+    return [(accepted[k][0] - t0) * 1000 for k, t0 in sent.items() if k in accepted]
+
+
+async def stages(
+    store: Store, standin: CountingStandIn, sent: dict[str, float], accepted: dict[str, Any]
+) -> list[list[int]]:
+    """For the 3 slowest: ms from start of DATA to its 250, to the decision's commit (the
+    store's decided_at, wall clock turned monotonic), to the PagerDuty request."""
+    shift = time.perf_counter() - datetime.now(UTC).timestamp()
+    slow = sorted(sent, key=lambda k: standin.arrivals.get(k, 1e9) - sent[k])[-3:]
+    out = []
+    for key in slow:
+        mail = await store.get_mail(accepted[key][1]) if key in accepted else None
+        decided = mail.decided_at if mail is not None else None
+        marks = [
+            accepted.get(key, (0.0,))[0],
+            decided.timestamp() + shift if decided else 0.0,
+            standin.arrivals.get(key, 0.0),
+        ]
+        out.append([round((m - sent[key]) * 1000) for m in marks])
+    return out
+
+
+def is_storms(texts: list[str]) -> bool:
+    """A Slack post about the storm: its subject or its sender, wherever in the post."""
+    return any("error rate" in t or "alerts@storm" in t for t in texts)
+
+
+def slowest(samples: list[float]) -> list[float]:
+    return [round(ms) for ms in sorted(samples)[-3:]]
+
+
 def storm_window_option() -> dict[str, Any]:
     """Main before storms had no such option: the benchmark runs there too, without it."""
     if "storm_window" in inspect.signature(Processor).parameters:
@@ -161,12 +211,28 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             return await measure(args, settings, standin, slack)
         finally:
             standin.stop()
+            if args.postgres:
+                await drop_schema(args.schema)
+
+
+def bench_store(args: argparse.Namespace, settings: Settings) -> Store:
+    """--postgres: a schema of its own in the local test database (dropped after the run)."""
+    if args.postgres:
+        return PostgresStore(POSTGRES_URL, schema=args.schema)
+    return open_store(settings)
+
+
+async def drop_schema(schema: str) -> None:
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+        await conn.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+        )
 
 
 async def measure(
     args: argparse.Namespace, settings: Settings, standin: CountingStandIn, slack: SlackStandIn
 ) -> dict[str, Any]:
-    store = open_store(settings)
+    store = bench_store(args, settings)
     await store.open()
     dispatcher = Dispatcher(store, settings)
     processor = Processor(
@@ -190,20 +256,27 @@ async def measure(
         await wait_for(standin, set(base), 60)
         out["baseline_ms"] = percentiles(latencies(standin, base))
         during: dict[str, float] = {}
+        accepted: dict[str, tuple[float, int]] = {}
         flood = asyncio.ensure_future(storm(host, port, args.storm_mails, args.seconds))
-        await other_senders(host, port, "during", args.others, args.seconds, during)
+        await other_senders(host, port, "during", args.others, args.seconds, during, accepted)
         out["storm_send_seconds"] = round(await flood, 1)
         await wait_for(standin, set(during), 120)
         out["during_storm_ms"] = percentiles(latencies(standin, during))
+        out["during_slowest_ms"] = slowest(latencies(standin, during))
+        out["during_accept_ms"] = percentiles(accept_ms(during, accepted))
+        out["during_accept_slowest_ms"] = slowest(accept_ms(during, accepted))
+        out["slowest_stages_ms"] = await stages(store, standin, during, accepted)
         out["others_missing"] = len(during) - len(latencies(standin, during))
         out["others_paged_more_than_once"] = sum(standin.events[k] > 1 for k in during)
         await asyncio.sleep(5)  # let the storm's own pages (if any) arrive before counting
         out["storm_pages"] = sum(n for k, n in standin.events.items() if k.startswith("storm-"))
         storm_posts = slack.posts_in("storm-incident") + [
-            p for p in slack.posts_in("high-priority-alarms") if "storm" in p.text.lower()
+            p for p in slack.posts_in("high-priority-alarms") if is_storms(p.all_text())
         ]
         out["storm_slack_threads"] = sum(p.thread_ts is None for p in storm_posts)
         out["storm_slack_posts"] = len(storm_posts)
+        tops = Counter(slack.channels[p.channel].name for p in slack.posts if p.thread_ts is None)
+        out["slack_threads_per_channel"] = dict(tops)
     finally:
         for worker in workers:
             worker.cancel()
@@ -232,7 +305,11 @@ def main() -> None:
     parser.add_argument("--others", type=int, default=20, help="other senders (default 20)")
     parser.add_argument("--baseline-seconds", type=float, default=10.0, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temp dir")
+    parser.add_argument(
+        "--postgres", action="store_true", help=f"PostgreSQL at {POSTGRES_URL}, a fresh schema"
+    )
     args = parser.parse_args()
+    args.schema = f"bench_storm_{uuid.uuid4().hex[:8]}"
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as folder:
         result = asyncio.run(run(args, Path(folder)))
