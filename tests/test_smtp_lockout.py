@@ -8,9 +8,11 @@ import socket
 from collections.abc import Callable
 from contextlib import ExitStack
 
+import pytest
 from conftest import RunningServer
 
 from escalator import metrics
+from escalator.ingress import smtp as smtp_module
 
 StartServer = Callable[..., RunningServer]
 FLOODERS = [f"127.0.0.{n}" for n in range(2, 7)]
@@ -118,3 +120,23 @@ def test_one_senders_storm_through_one_relay_never_refuses_another_sender(
                 sprayer.rset()
     assert codes == [250, 450, 450, 450, 450]
     assert metrics.SMTP_RATE_LIMITED.labels(scope="client")._value.get() - spray == 4
+
+
+def test_under_pressure_idle_sessions_get_the_short_idle_timeout(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cap 10, so pressure at 8 sessions: the idle ones (opened while the server was quiet,
+    with the 300 s idle timeout) are closed on the short timer, as Postfix's smtpd_timeout
+    under stress (10 s; 0.2 s here), long before the 30 s socket timeout."""
+    monkeypatch.setattr(smtp_module, "PRESSURE_IDLE_TIMEOUT", 0.2)
+    server = start_server(max_connections=10, max_connections_per_client=10)
+    assert server.settings.smtp_command_timeout == 300
+    with ExitStack() as stack:
+        quiet = idle_connection(server, FLOODERS[0])
+        assert quiet is not None
+        stack.enter_context(quiet)
+        for _ in range(8):  # the 9th session in all crosses 80% of the cap
+            sock = idle_connection(server, FLOODERS[1])
+            assert sock is not None
+            stack.enter_context(sock)
+        assert quiet.recv(1024) == b"", "closed by the server, not the socket timeout"
