@@ -1,7 +1,8 @@
-"""The page path (issue 12): a page leaves as its decision commits (claimed in that commit, no
-wake, poll, claim or read between), exactly once, a sender's pages in order while senders go
-side by side, and the reply says "paged" only after PagerDuty accepted it. Real store (both
-backends), real processor and dispatcher, the PagerDuty, Slack and relay stand-ins."""
+"""The page path (issue 12): a page leaves as its decision commits (sent while that commit runs,
+claimed in it, recorded under the row it claimed; no wake, poll, claim or read between),
+exactly once in effect, a sender's pages in order while senders go side by side, and the reply
+says "paged" only after PagerDuty accepted it. Real store (both backends), real processor and
+dispatcher, the PagerDuty, Slack and relay stand-ins."""
 
 from __future__ import annotations
 
@@ -96,6 +97,28 @@ async def test_a_senders_pages_keep_their_order_while_others_overtake(world: Wor
     keys = [f"m{n}@digital.justice.gov.uk" for n in (1, 3, 2)]
     assert world.pd.triggered == keys
     assert {(p.state, p.attempts) for p in await pages(world)} == {("sent", 1)}
+
+
+async def test_a_page_sent_for_a_decision_recorded_elsewhere_is_folded_by_its_key(
+    world: World,
+) -> None:
+    """Two deciders (two replicas) take the same stored mail at once: each may send its page
+    while its decision commits, before knowing the other's; one decision is recorded, with one
+    claim, its page sent under the mail's dedup_key; PagerDuty has one incident."""
+    first, first_pages = handed(world)
+    second, second_pages = handed(world)
+    await accept(world, mail(1), ON_CALL)
+    try:
+        decided = await asyncio.gather(first.burst(), second.burst())
+        await asyncio.gather(first_pages.paged(), second_pages.paged())
+    finally:
+        first.close()
+        second.close()
+    assert sum(decided) == 1
+    assert set(world.pd.triggered) == {"m1@digital.justice.gov.uk"}
+    assert list(world.pd.incidents) == ["m1@digital.justice.gov.uk"]
+    (page,) = await pages(world)
+    assert (page.state, page.attempts) == ("sent", 1)
 
 
 async def test_a_stopping_dispatcher_is_handed_no_pages(world: World) -> None:

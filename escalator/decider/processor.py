@@ -13,7 +13,9 @@ child: that mail is held for review and a fresh child takes the next one. A lane
 a pipe the event loop reads itself (decider/lanes.py: no helper threads on a page's path).
 
 THE PAGE PATH (issue 12): with a PageHandoff, a decision's due pages are claimed in the very
-commit that records it and handed to the dispatcher as that commit returns.
+commit that records it, and handed to the dispatcher as that commit is queued: the page leaves
+while the decision commits (see PageHandoff for why that is safe), and its outcome is recorded
+under the row the commit claimed.
 
 THE INSTANT: a mail is decided at the time it was RECEIVED, not when the worker gets to it, so
 a restart or a backlog never changes its routing, and `escalator check --at <received_at>`
@@ -33,7 +35,7 @@ import multiprocessing.connection
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -60,19 +62,25 @@ from escalator.oncall.joining import JoinWindows, join_batch, joining_of, update
 from escalator.policy import load_policy
 from escalator.probe import is_probe
 from escalator.settings import Settings
-from escalator.store import MailRow, PagesClaimed, Store
+from escalator.store import MailRow, PagesClaimed, PagesDue, Store
+from escalator.store.actions import due_pages, is_due_page
+from escalator.store.mails import as_decided
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PageHandoff:
-    """Where pages go the moment their decision commits (issue 12): the pages due by `lease()`'s
-    now are claimed in that commit until its lease end (None: the receiver takes no pages now),
-    then `run(claimed)` (the dispatcher's page_now) sends them, with no wake, poll, claim or
-    read in between."""
+    """Where pages go the moment their decision is known (issue 12): the pages due by
+    `lease()`'s now are claimed, until its lease end, in the commit that records the decision
+    (None: the receiver takes no pages now); `run(due)` (the dispatcher's page_now) is handed
+    them as that commit is queued, and sends them while it runs, recording their outcome under
+    the rows it claimed. Safe to send before the commit: the mail itself is stored (decisions
+    are made of stored mails only), and a decision that is then not recorded leaves the mail
+    undecided, to be decided again and paged again under the same dedup_key (the thread's
+    root: its Message-ID/References, else its mail id), which PagerDuty folds."""
 
-    run: Callable[[list[PagesClaimed]], None]
+    run: Callable[[list[PagesDue]], None]
     lease: Callable[[], tuple[datetime, datetime] | None]
 
 
@@ -378,16 +386,12 @@ class Processor:
         outcomes = await self._join_open(mails, outcomes, parents)
         # Recorded together: the store's group commit makes the batch one transaction.
         lease = self._page_lease()
-        results = await asyncio.gather(
-            *(
-                self._record(mail, outcome, lease)
-                for mail, outcome in zip(mails, outcomes, strict=True)
-            ),
-            return_exceptions=True,
-        )
-        claimed = [r for r in results if isinstance(r, PagesClaimed) and r.pages]
-        if claimed and self._pages is not None:  # first: pages wait for nothing else
-            self._pages.run(claimed)
+        commits = [
+            asyncio.ensure_future(self._record(mail, outcome, lease))
+            for mail, outcome in zip(mails, outcomes, strict=True)
+        ]
+        self._hand_pages(mails, outcomes, lease, commits)  # sent while their commit runs
+        results = await asyncio.gather(*commits, return_exceptions=True)
         written: list[tuple[MailRow, Outcome]] = []
         for mail, outcome, result in zip(mails, outcomes, results, strict=True):
             if isinstance(result, asyncio.CancelledError | StoreUnavailable):
@@ -400,6 +404,24 @@ class Processor:
         self._report(written)
         return len(written)
 
+    def _hand_pages(
+        self,
+        mails: list[MailRow],
+        outcomes: list[Outcome],
+        lease: tuple[datetime, datetime] | None,
+        commits: Sequence[asyncio.Future[bool | PagesClaimed | None]],
+    ) -> None:
+        """The due pages of these decisions go to the page path now, each with its commit."""
+        if self._pages is None or lease is None:
+            return
+        due = [
+            PagesDue(as_decided(mail, outcome.record, outcome.facts, lease[0]), pages, commit)
+            for mail, outcome, commit in zip(mails, outcomes, commits, strict=True)
+            if (pages := due_pages(mail.id, outcome.planned, lease))
+        ]
+        if due:
+            self._pages.run(due)
+
     def _page_lease(self) -> tuple[datetime, datetime] | None:
         """(now, lease end) for the decisions' commit to claim due pages for the handoff."""
         return None if self._pages is None else self._pages.lease()
@@ -409,10 +431,7 @@ class Processor:
     ) -> bool | PagesClaimed | None:
         """Written: True or PagesClaimed (its due pages claimed for the handoff); not: False
         or None (already decided). Only a decision with a page due claims (and reads back)."""
-        if lease is None or not any(
-            a.kind == "page" and a.state == "pending" and a.due_at <= lease[0]
-            for a in outcome.planned
-        ):
+        if lease is None or not any(is_due_page(a, lease[0]) for a in outcome.planned):
             return await self._store.record_decision(mail.id, *outcome)
         return await self._store.record_decision_paging(mail.id, *outcome, *lease)
 

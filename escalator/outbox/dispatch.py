@@ -28,16 +28,19 @@ A reply to an escalation says "paged" only once PagerDuty accepted the page. Wit
 key / bot token / relay, an action is recorded as "dry_run" with the exact payload it would
 have sent.
 
-No waits on the page path (issue 12): a decision's due pages are claimed in the commit that
-records it (store.record_decision_paging) and handed here (`page_now`): sent at once, beside
-whatever else runs, with no wake, poll, claim or read in between, their outcome recorded in the
-next group commit. The outbox's own claims hand out pages before other kinds and each sender's
-oldest before anyone's second (a storm cannot starve other reporters). Pages run side by side
-on a bounded pool, one lane per sender across batches (a sender's pages keep their order) over
-one keep-alive HTTPS pool; a reply of a mail whose page is in flight here waits for its outcome
-(it says "paged" only after the 202); and PagerDuty's rate limit
-(ESCALATOR_PAGERDUTY_EVENTS_PER_MINUTE per routing key) is kept by deliver.py, so a burst is
-retried later instead of answered 429 (a 429 empties the budget too).
+No waits on the page path (issue 12): a decision's due pages are claimed in the commit that records
+it (store.record_decision_paging) and handed here (`page_now`) as that commit is queued: sent at
+once, while it runs, beside whatever else runs, with no wake, poll, claim or read in between; their
+outcome is recorded under the rows it claimed (negative stand-in ids until then: `_stored`), in the
+next group commit. A decision not recorded here (the store failed, another replica decided the mail
+first) records nothing: the mail is decided again and its page sent again under the same dedup_key,
+which PagerDuty folds. The outbox's own claims hand out pages before other kinds and each sender's
+oldest before anyone's second (a storm cannot starve other reporters). Pages run side by side on a
+bounded pool, one lane per sender across batches (a sender's pages keep their order) over one
+keep-alive HTTPS pool; a reply of a mail whose page is in flight here waits for its outcome (it
+says "paged" only after the 202); and PagerDuty's rate limit (ESCALATOR_PAGERDUTY_EVENTS_PER_MINUTE
+per routing key) is kept by deliver.py, so a burst is retried later instead of answered 429 (a 429
+empties the budget too).
 """
 
 from __future__ import annotations
@@ -56,9 +59,9 @@ from escalator.core.retry import Backoff, GiveUp, Refused, RetryLater, next_step
 from escalator.errors import StoreUnavailable
 from escalator.outbox.deliver import RESOLVED as RESOLVED
 from escalator.outbox.deliver import Adapters as Adapters
-from escalator.outbox.deliver import Deliverer, WaitFor
+from escalator.outbox.deliver import Deliverer, Done, WaitFor
 from escalator.settings import Settings
-from escalator.store import ActionRow, MailRow, PagesClaimed, Store, claim_order
+from escalator.store import ActionRow, MailRow, PagesClaimed, PagesDue, Store, claim_order
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +114,7 @@ class Dispatcher:
         self._lanes: dict[str, tuple[asyncio.Lock, int]] = {}  # per sender: lock, users
         self._paging: dict[int, asyncio.Event] = {}  # mail id -> its page run in flight here
         self._handed: set[asyncio.Task[None]] = set()  # page_now's runs
+        self._due: dict[int, PagesDue] = {}  # a handed page's stand-in id -> its decision
         self.done = 0
 
     def wake(self) -> None:
@@ -131,26 +135,52 @@ class Dispatcher:
         now = self._clock()
         return now, now + timedelta(seconds=self._lease)
 
-    def page_now(self, claimed: list[PagesClaimed]) -> None:
-        """The page path (issue 12): these decisions just committed with their due pages
-        claimed in the same commit (store.record_decision_paging); send them now, beside
-        whatever else runs, with no wake, claim or read of their own."""
-        for one in claimed:  # from now on, their replies wait for the outcome
+    def page_now(self, due: list[PagesDue]) -> None:
+        """The page path (issue 12): these decisions' commits, which claim their due pages
+        (store.record_decision_paging), were just queued; send the pages now, beside whatever
+        else runs, with no wake, claim or read of their own."""
+        for one in due:  # from now on, their replies wait for the outcome
             self._paging.setdefault(one.mail.id, asyncio.Event())
-        task = asyncio.ensure_future(self._page_claimed(claimed))
+            self._due.update((page.id, one) for page in one.pages)
+        task = asyncio.ensure_future(self._page_due(due))
         self._handed.add(task)
         task.add_done_callback(self._handed.discard)
 
-    async def _page_claimed(self, claimed: list[PagesClaimed]) -> None:
-        pages = sorted((page for one in claimed for page in one.pages), key=claim_order)
+    async def _page_due(self, due: list[PagesDue]) -> None:
+        pages = sorted((page for one in due for page in one.pages), key=claim_order)
         try:
-            await self._run_leased(pages, {one.mail.id: one.mail for one in claimed})
+            await self._run_leased(pages, {one.mail.id: one.mail for one in due})
         except StoreUnavailable as exc:  # their leases run out and a burst takes them
             metrics.STORE_ERRORS.inc()
             log.warning("dispatch: store unavailable on the page path: %s", exc)
         finally:
-            for one in claimed:
+            for one in due:
                 self._paging.pop(one.mail.id, asyncio.Event()).set()
+                for page in one.pages:
+                    self._due.pop(page.id, None)
+
+    async def _stored(self, action: ActionRow) -> ActionRow | None:
+        """The stored row of an action: a handed page's, once its decision's commit claimed it
+        (None: that decision was not recorded here; see the module docstring)."""
+        due = self._due.get(action.id)
+        if due is None:
+            return action
+        commit = due.claimed
+        await asyncio.wait([commit])  # its failure is the decider's to report, not raised here
+        failed = commit.cancelled() or commit.exception() is not None
+        return claimed_row(due, action, None if failed else commit.result())
+
+    async def _stored_ids(self, ids: set[int]) -> tuple[int, ...]:
+        found = [await self._stored_id(i) for i in sorted(ids)]
+        return tuple(sorted(i for i in found if i is not None))
+
+    async def _stored_id(self, action_id: int) -> int | None:
+        due = self._due.get(action_id)
+        if due is None:
+            return action_id
+        page = next(p for p in due.pages if p.id == action_id)
+        stored = await self._stored(page)
+        return None if stored is None else stored.id
 
     async def run(self) -> None:
         """Serve until stop(): a burst at least every poll_seconds, and at once after a wake;
@@ -212,17 +242,17 @@ class Dispatcher:
             await asyncio.sleep(min(HEARTBEAT_SECONDS, self._lease / 3))
             until = self._clock() + timedelta(seconds=self._lease)
             try:
-                await self._store.renew_claims(tuple(sorted(ids & self._held)), until)
+                await self._store.renew_claims(await self._stored_ids(ids & self._held), until)
             except StoreUnavailable as exc:
                 log.warning("dispatch: lease renewal failed: %s", exc)
 
     async def _release_held(self, ids: set[int]) -> None:
         """Hand back this batch's claims never started (a stop, or a batch cut short)."""
-        held = tuple(sorted(i for i in ids & self._held if i not in self._started))
+        held = {i for i in ids & self._held if i not in self._started}
         self._held.difference_update(held)
         if held:
             with contextlib.suppress(StoreUnavailable):  # the short lease frees them anyway
-                released = await self._store.release_claims(held)
+                released = await self._store.release_claims(await self._stored_ids(held))
                 log.info("dispatch: handed back %d claimed actions", released)
 
     async def _run_batch(self, batch: list[ActionRow], mails: dict[int, MailRow]) -> None:
@@ -297,7 +327,9 @@ class Dispatcher:
         """Keep a page behind the failing one, preserving the claim order."""
         self._gate.held += 1
         due = gate + timedelta(microseconds=self._gate.held)
-        await self._store.retry_action(action.id, due, "waiting behind an earlier page")
+        stored = await self._stored(action)
+        if stored is not None:
+            await self._store.retry_action(stored.id, due, "waiting behind an earlier page")
         self._held.discard(action.id)
 
     async def _run(self, action: ActionRow, mails: dict[int, MailRow]) -> None:
@@ -314,24 +346,41 @@ class Dispatcher:
             self._started.discard(action.id)
 
     async def _attempt(self, action: ActionRow, mails: dict[int, MailRow]) -> None:
+        """Carry the action out, then record the outcome under its stored row."""
+        outcome = await self._execute(action, mails.get(action.mail_id))
+        stored = await self._stored(action)
+        if stored is None:
+            unrecorded(action, outcome)
+        else:
+            await self._settle(stored, outcome)
+
+    async def _execute(self, action: ActionRow, mail: MailRow | None) -> Done | Exception:
         try:
-            done = await self._deliver.execute(action, mails.get(action.mail_id))
-        except WaitFor as exc:
-            await self._store.retry_action(action.id, exc.due, str(exc))
-        except RetryLater as exc:
-            await self._retry_or_give_up(action, str(exc), exc.retry_after)
-        except Refused as exc:
-            await self._fail(action, str(exc))
+            return await self._deliver.execute(action, mail)
         except StoreUnavailable:
             raise
-        except Exception as exc:  # a bug must not lose the action: retry, then escalate
-            log.exception("dispatch: action %d (%s) raised", action.id, action.kind)
-            await self._retry_or_give_up(action, f"internal error: {exc!r}", None)
+        except Exception as exc:  # every outcome is a value, settled by _settle
+            if not isinstance(exc, WaitFor | RetryLater | Refused):
+                log.exception("dispatch: action %d (%s) raised", action.id, action.kind)
+            return exc
+
+    async def _settle(self, action: ActionRow, outcome: Done | Exception) -> None:
+        if isinstance(outcome, WaitFor):
+            await self._store.retry_action(action.id, outcome.due, str(outcome))
+        elif isinstance(outcome, RetryLater):
+            await self._retry_or_give_up(action, str(outcome), outcome.retry_after)
+        elif isinstance(outcome, Refused):
+            await self._fail(action, str(outcome))
+        elif isinstance(outcome, Exception):  # a bug must not lose the action: retry, escalate
+            await self._retry_or_give_up(action, f"internal error: {outcome!r}", None)
         else:
-            await self._store.finish_action(action.id, done.state, done.note, done.result)
-            finished(action, done.state)
-            if done.state == "sent" and action.kind in PERSISTENT_KINDS:
-                await self._hurry(action.kind)
+            await self._finish(action, outcome)
+
+    async def _finish(self, action: ActionRow, done: Done) -> None:
+        await self._store.finish_action(action.id, done.state, done.note, done.result)
+        finished(action, done.state)
+        if done.state == "sent" and action.kind in PERSISTENT_KINDS:
+            await self._hurry(action.kind)
 
     async def _hurry(self, kind: str) -> None:
         """A delivery of `kind` went through: the others of that kind waiting for a retry go now,
@@ -402,6 +451,32 @@ def finished(action: ActionRow, state: str) -> None:
             "state": state,
         },
     )
+
+
+def unrecorded(action: ActionRow, outcome: Done | Exception) -> None:
+    """A handed page whose decision was not recorded here: said in the log (never its payload).
+    The mail is decided again (the store failed) or was decided elsewhere, and paged under the
+    same dedup_key; or its decision was refused, and it is held for review with the error."""
+    state = outcome.state if isinstance(outcome, Done) else type(outcome).__name__
+    log.warning(
+        "dispatch: page of mail %d (%s) went out while its decision committed, which recorded "
+        "nothing (decided elsewhere; or decided again, same dedup_key; or held for review)",
+        action.mail_id,
+        state,
+        extra={"mail_id": action.mail_id, "kind": action.kind, "state": state},
+    )
+
+
+def claimed_row(due: PagesDue, page: ActionRow, claimed: object) -> ActionRow | None:
+    """The stored row the commit claimed for a handed page: the same place among the mail's
+    claimed pages (both in insertion order) under the same dedup_key; None when not claimed."""
+    if not isinstance(claimed, PagesClaimed):
+        return None
+    rows = sorted(claimed.pages, key=lambda row: row.id)
+    index = due.pages.index(page)
+    if len(rows) != len(due.pages) or rows[index].dedup_key != page.dedup_key:
+        return None
+    return rows[index]
 
 
 def fallback_action(action: ActionRow, error: str, now: datetime) -> PlannedAction | None:

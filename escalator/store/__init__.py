@@ -10,6 +10,7 @@ from the database URL.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -119,6 +120,18 @@ class PagesClaimed:
 
     mail: MailRow
     pages: tuple[ActionRow, ...]
+
+
+@dataclass(frozen=True)
+class PagesDue:
+    """A decision's due pages handed on BEFORE its commit (issue 12): `mail` as it reads once
+    decided, `pages` as that commit claims them (their ids not known yet: negative stand-ins,
+    store/actions.py's `due_pages`), and `claimed`, the commit itself: PagesClaimed with the
+    stored rows, or anything else when the decision was not recorded here."""
+
+    mail: MailRow
+    pages: tuple[ActionRow, ...]
+    claimed: asyncio.Future[Any]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ is decided here.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -120,6 +121,40 @@ async def insert(
         )
         ids.append(new_id(row))
     return ids
+
+
+def due_pages(
+    mail_id: int, planned: tuple[PlannedAction, ...], lease: tuple[datetime, datetime]
+) -> tuple[ActionRow, ...]:
+    """The pages the decision's commit will claim (claim_mail_pages: pending, due by lease[0],
+    leased until lease[1]), as that commit reads them back, before it runs (issue 12). Their
+    ids are negative stand-ins, unique per mail, in the order the commit inserts them."""
+    due_by, until = lease
+    return tuple(
+        ActionRow(
+            id=-(mail_id * 1024 + index + 1),
+            mail_id=mail_id,
+            kind=action.kind,
+            state=action.state,
+            due_at=action.due_at,
+            attempts=1,
+            last_error=action.note,
+            payload=json.loads(json.dumps(dict(action.payload))),  # as the store gives it back
+            dedup_key=action.dedup_key,
+            claimed_until=until,
+            result=None,
+            created_at=due_by,
+            updated_at=due_by,
+            first_due_at=action.due_at,
+        )
+        for index, action in enumerate(planned)
+        if is_due_page(action, due_by)
+    )
+
+
+def is_due_page(action: PlannedAction, due_by: datetime) -> bool:
+    """A page the decision's commit claims for the page path (claim_mail_pages)."""
+    return action.kind == "page" and action.state == "pending" and action.due_at <= due_by
 
 
 def new_id(row: Row | None) -> int:

@@ -8,7 +8,9 @@ Retention blanks raw bytes (and the facts read from them) first and whole record
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -164,7 +166,7 @@ async def _record_paging(
         return None
     due_by, until = lease
     rows = await db.all("claim_mail_pages", mail_id=mail_id, due_by=due_by, until=until, now=now)
-    found = await get(db, mail_id)
+    found = await _found(db, "mail_without_raw", id=mail_id)
     pages = tuple(sorted((actions.action(db, row) for row in rows), key=claim_order))
     return None if found is None else PagesClaimed(found, pages)
 
@@ -247,6 +249,32 @@ def mail(db: Db, row: Row) -> MailRow:
         raw_purged_at=db.time(purged) if purged else None,
         facts=_facts(db, row["facts"]),
     )
+
+
+def as_decided(
+    mail: MailRow, record: DecisionRecord, facts: MailFacts | None, now: datetime
+) -> MailRow:
+    """An undecided mail as it reads once `_record_decision` stored this decision (its JSON
+    forms round-tripped as the store does), without its raw bytes: the page path renders its
+    pages from it before the commit returns (issue 12)."""
+    stored = json.loads(json.dumps(record.to_dict()))
+    decided_at = record.decided_at or now
+    return replace(
+        mail,
+        verdict=record.verdict,
+        reasons=tuple(record.reasons),
+        slack_channel=record.slack_channel,
+        window=record.window,
+        decision=DecisionRecord.from_dict(stored, decided_at, record.review),
+        decided_at=decided_at,
+        review=record.review,
+        raw=None,
+        facts=None if facts is None else _round_trip(facts),
+    )
+
+
+def _round_trip(facts: MailFacts) -> MailFacts:
+    return MailFacts.from_json(json.loads(json.dumps(facts.to_json())))
 
 
 def _decision(
