@@ -4,12 +4,15 @@ agree, so a follow-up to a mail with a UTF-8 Message-ID is matched to it."""
 from __future__ import annotations
 
 import email.header
+import re
 
 import pytest
 from conftest import RunningServer
+from hypothesis import given
+from hypothesis import strategies as st
 
 from escalator.core.conversation import thread_parents
-from escalator.core.headers import field_text, header_block, message_id, message_ids
+from escalator.core.headers import blank_line, field_text, header_block, message_id, message_ids
 from escalator.core.mail import parse_mail
 from escalator.ingress.smtp import header_summary
 
@@ -25,6 +28,13 @@ def mail(n: str, body: str, parent: str | None = None) -> bytes:
         "Content-Type: text/plain; charset=utf-8\r\n"
         f"\r\nHi,\r\n\r\n{body}\r\nAna\r\n"
     ).encode()
+
+
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"a", b":", b" "]), max_size=16).map(b"".join))
+def test_blank_line_is_where_the_regex_finds_it(raw: bytes) -> None:
+    """blank_line's two find() calls agree with the regex they replace, on every mix of CR/LF."""
+    found = re.search(rb"\r?\n\r?\n", raw)
+    assert blank_line(raw) == (None if found is None else found.span())
 
 
 def test_message_id_grammar() -> None:

@@ -12,6 +12,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ import pytest
 import trustme
 from aiosmtpd.smtp import SMTP
 from conftest import POSTGRES_URL, RunningServer
+from hypothesis import given
+from hypothesis import strategies as st
 from psycopg import sql
 
 from escalator.ingress.smtp import NO_AUTH, EscalatorSMTP, MailHandler, SessionGate
@@ -478,6 +481,32 @@ def test_fast_session_setup_leaves_the_same_state_as_aiosmtpd(settings: Settings
     for name in set(slow_vars) - per_instance:
         if not name.startswith("_drain"):
             assert fast_vars[name] == slow_vars[name], name
+
+
+_PATH_PIECES = st.sampled_from(
+    ["a", "b1", ".", "-", "+", "_", "'", '"', "(", ")", " ", "\t", "@", "<", ">", ":", "[", "é"]
+)
+
+
+@given(
+    st.lists(_PATH_PIECES, max_size=6).map("".join),
+    st.lists(_PATH_PIECES, max_size=4).map("".join),
+    st.sampled_from(["", " ", "\t", " SIZE=10", "(c)", " (c) X", "x", " BODY=8BITMIME "]),
+)
+def test_address_parsing_agrees_with_aiosmtpd(local: str, domain: str, tail: str) -> None:
+    """The fast path for <local@domain> gives what aiosmtpd's own parsing gives, or defers."""
+    fast = EscalatorSMTP.__new__(EscalatorSMTP)
+    fast.local_part_limit = 0
+    for arg in (f"<{local}@{domain}>{tail}", f" <{local}>{tail}", f"{local}@{domain}{tail}"):
+        assert _outcome(fast._getaddr, arg) == _outcome(partial(SMTP._getaddr, fast), arg), arg
+
+
+def _outcome(parse: Callable[[str], object], arg: str) -> object:
+    """What parsing gives, or the type of what it raises (the email package's parser has bugs)."""
+    try:
+        return parse(arg)
+    except Exception as exc:  # noqa: BLE001 - any exception, compared by type
+        return type(exc)
 
 
 def test_size_limit_is_exact(start_server: StartServer) -> None:

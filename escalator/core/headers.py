@@ -19,15 +19,30 @@ import re
 
 HEADER_SCAN_LIMIT = 256 * 1024  # a header block longer than this is read up to here
 MAX_STORED_ID_CHARS = 512  # bounded where it is indexed (PostgreSQL btree rows: ~2.7 KB)
-_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_CR, _LF = 13, 10
 
 
 def header_block(raw: bytes, limit: int = HEADER_SCAN_LIMIT) -> str:
     """The header block of raw mail bytes as text (UTF-8, invalid bytes replaced)."""
-    head = _BLANK_LINE.split(raw[:limit], maxsplit=1)[0]
+    window = raw[:limit]
+    blank = blank_line(window)
+    head = window if blank is None else window[: blank[0]]
     return head.decode("utf-8", errors="replace")
+
+
+def blank_line(raw: bytes) -> tuple[int, int] | None:
+    """Where the first empty line is, (start, end), as the regex \\r?\\n\\r?\\n finds it:
+    from its first line end to the end of the second. None when there is none. Two find()
+    calls instead of that regex, which tries every byte of the mail (~50 us per 2 KB)."""
+    crlf = raw.find(b"\n\r\n")
+    lf = raw.find(b"\n\n", 0, len(raw) if crlf < 0 else crlf + 1)  # only an earlier one
+    if crlf < 0 and lf < 0:
+        return None
+    first = crlf if lf < 0 else lf
+    start = first - 1 if first and raw[first - 1] == _CR else first
+    return start, first + (2 if raw[first + 1] == _LF else 3)
 
 
 def field_text(value: object) -> str:

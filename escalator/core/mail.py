@@ -21,7 +21,7 @@ from typing import Any
 
 import mailparser
 
-from escalator.core.headers import field_text, message_id, message_ids
+from escalator.core.headers import blank_line, field_text, message_id, message_ids
 from escalator.core.text import BodyParts, html_to_text, split_body
 
 # mail-parser logs every part it does not handle; that is not ours to print (and may quote mail).
@@ -54,7 +54,6 @@ _MAX_TEXT_CHARS = 200_000  # triage needs the opening of a mail, not a 5 MB log 
 # any charset (4 bytes each at most), even quoted-printable (3 bytes per byte, soft breaks).
 BODY_READ_BYTES = 4 * 1024 * 1024
 _PREFIX_CODINGS = frozenset({"", "7bit", "8bit", "binary", "quoted-printable"})
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 
 @dataclass(frozen=True)
@@ -151,11 +150,11 @@ def _bounded(raw: bytes, body_bytes: int | None) -> bytes:
     or quoted-printable (where decoding a prefix gives a prefix of the text): what triage reads,
     the first _MAX_TEXT_CHARS, is the same, and the parser does not split a 10 MB log paste into
     lines (90 MiB and 2.5 s). Multipart mails and base64 bodies are parsed whole."""
-    head = _HEAD_END.search(raw)
-    if body_bytes is None or head is None or len(raw) - head.end() <= body_bytes:
+    head = blank_line(raw)
+    if body_bytes is None or head is None or len(raw) - head[1] <= body_bytes:
         return raw
-    cut = raw.find(b"\n", head.end() + body_bytes)
-    if cut < 0 or not _one_prefix_part(raw[: head.start()]):
+    cut = raw.find(b"\n", head[1] + body_bytes)
+    if cut < 0 or not _one_prefix_part(raw[: head[0]]):
         return raw
     return raw[: cut + 1]
 

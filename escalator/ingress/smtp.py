@@ -86,6 +86,11 @@ def is_postmaster(address: str) -> bool:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+# <dot-atom@dot-atom> and the blanks around it: what nearly every MTA sends in MAIL and RCPT,
+# and what the email package's parser reads as exactly the text between < and >.
+_DOMAIN = r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+_PLAIN_PATH = re.compile(rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@{_DOMAIN})>[ \t]*")
 _SMTPUTF8_PARAM = re.compile(r"\sSMTPUTF8(?:\s|$)", re.IGNORECASE)
 
 
@@ -667,6 +672,20 @@ class EscalatorSMTP(SMTP):
             await self.push(refusal)
             return
         await super().smtp_RCPT(arg)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's address parsing with a fast path for a plain <local@domain>: aiosmtpd
+        builds a typing.Protocol class and runs the email package's parser on every MAIL and
+        RCPT (~0.1 ms each, a tenth of a no-op server's CPU per mail). Anything else (quoted
+        or commented parts, source routes, literals, a bare address) goes to aiosmtpd's own."""
+        plain = _PLAIN_PATH.match(arg) if arg else None
+        rest = arg[plain.end() :] if plain else ""
+        if plain is None or rest.startswith("("):
+            return super()._getaddr(arg)
+        address = plain.group(1)
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, rest
 
     def close_if_idle(self) -> None:
         """At shutdown: a session with no mail in flight is told so and closed at once."""

@@ -16,13 +16,14 @@ import hashlib
 import re
 from collections.abc import Iterator
 
+from escalator.core.headers import blank_line
+
 DIGEST_FIELDS = frozenset(
     (b"date", b"from", b"sender", b"reply-to", b"to", b"cc", b"subject", b"message-id",
      b"in-reply-to", b"references", b"mime-version")
 )  # fmt: skip
 DIGEST_PREFIXES = (b"resent-", b"content-")
 IDENTITY_FIELDS = (b"date", b"message-id")
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
 _LINE_END = re.compile(rb"\r?\n")
 _CR, _LF = 13, 10
 BODY_CHUNK = 256 * 1024  # the body is hashed a slice at a time, never copied whole
@@ -47,10 +48,8 @@ def content_digest(raw: bytes) -> str | None:
 def head_bounds(raw: bytes) -> tuple[int, int]:
     """(end of the header block, start of the body): split at the first empty line; all
     header when there is none."""
-    found = _HEAD_END.search(raw)
-    if found is None:
-        return len(raw), len(raw)
-    return found.start(), found.end()
+    found = blank_line(raw)
+    return (len(raw), len(raw)) if found is None else found
 
 
 def digest_fields(head: bytes) -> list[tuple[bytes, bytes]]:
