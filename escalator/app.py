@@ -57,8 +57,8 @@ class Service:
         desk: socket.socket | None = None,
     ) -> None:
         """`desk`: this is the back office of acceptor processes (escalator/supervisor.py): it
-        does not listen for SMTP itself but stores the mails they hand over on this listening
-        UNIX socket (escalator/handoff.py)."""
+        does not listen for SMTP itself; they store the mails and ring it on this listening
+        UNIX socket (escalator/handoff.py) to decide them."""
         self.settings = settings
         self.policy = policy or load_policy(settings)
         self.store = store or open_store(settings)
@@ -105,11 +105,11 @@ class Service:
             log.info("escalator listening for SMTP on %s:%d", host, port)
 
     async def _open_door(self) -> None:
-        """SMTP, or the desk where acceptor processes hand their mails over."""
+        """SMTP, or the desk where acceptor processes say they stored a mail."""
         if self._desk_socket is None:
             self.smtp = await start_smtp(self.settings, self.store, self.processor.wake)
         else:
-            self._desk = await serve_desk(self._desk_socket, self.store, self.processor.wake)
+            self._desk = await serve_desk(self._desk_socket, self.processor.wake)
 
     def _new_processor(self) -> Processor:
         return Processor(

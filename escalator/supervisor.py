@@ -2,15 +2,17 @@
 
 The supervisor binds the SMTP socket once, then spawns ESCALATOR_WORKERS acceptor processes
 (escalator/acceptor.py) that all accept on that one inherited socket (the kernel gives each
-connection to whichever acceptor takes it first, so an idle one takes the next) and speak SMTP,
-and ONE back office: `app.Service` without a listener, the only process that opens the store.
-It commits the mails the acceptors hand over on a UNIX socket (escalator/handoff.py; an
-acceptor answers 250 once the back office committed), decides them (its decide lanes), and
-dispatches, serves the review page and /metrics, runs the on-call loop and retention. So the
-SMTP work spreads over the cores while SQLite keeps its one writer (and its group commit across
-every session), the outbox one dispatcher and PagerDuty's budget one owner; session caps and
-rate limits are shared out among the acceptors (`share`). Metrics: prometheus-client's
-multiprocess mode, in the supervisor's private folder (gauge modes in escalator/metrics.py).
+connection to whichever acceptor takes it first, so an idle one takes the next), speak SMTP
+and commit each mail to the store themselves before its 250 (on SQLite under a write lock that
+every process takes, store/sqlite.py: writers queue in the kernel, not in SQLite's sleep-and-poll,
+and each process groups its own commits); and ONE back office: `app.Service` without a
+listener, rung by the acceptors on a UNIX socket after each new mail (escalator/handoff.py),
+which decides them (its decide lanes), dispatches, serves the review page and /metrics, runs
+the on-call loop and retention. So the SMTP work and the accepts' commits spread over the cores
+and never wait on the back office's loop, while the outbox keeps one dispatcher and PagerDuty's
+budget one owner; session caps and rate limits are shared out among the acceptors (`share`).
+Metrics: prometheus-client's multiprocess mode, in the supervisor's private folder (gauge
+modes in escalator/metrics.py).
 
 Stopping is the supervisor's alone: the children ignore SIGTERM and SIGINT (Ctrl-C and a
 process-group kill reach them too) and stop when told so on their control pipe, or when that
@@ -91,7 +93,7 @@ def listen(settings: Settings) -> socket.socket:
 
 
 def open_desk(folder: str) -> socket.socket:
-    """The UNIX socket the back office takes mails on, in the supervisor's private folder."""
+    """The UNIX socket the back office is rung on, in the supervisor's private folder."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(os.path.join(folder, DESK))
     sock.listen(BACKLOG)
@@ -102,7 +104,7 @@ def open_desk(folder: str) -> socket.socket:
 
 
 def office_main(settings: Settings, desk: socket.socket, control: Connection) -> None:
-    """The back office: `app.Service` storing what the acceptors hand over on `desk`."""
+    """The back office: `app.Service` deciding what the acceptors stored (rung on `desk`)."""
     from escalator import app
 
     _child(
@@ -116,7 +118,7 @@ def office_main(settings: Settings, desk: socket.socket, control: Connection) ->
 def acceptor_main(
     index: int, settings: Settings, sock: socket.socket, desk: str, control: Connection
 ) -> None:
-    """An acceptor: SMTP on the shared socket, each mail handed to the back office at `desk`."""
+    """An acceptor: SMTP on the shared socket, each mail stored, the back office rung at `desk`."""
     from escalator import acceptor
 
     name = f"{ACCEPTOR}-{index}"

@@ -64,3 +64,25 @@ async def test_accepts_and_other_work_each_commit(connector: SQLiteConnector) ->
     order: list[str] = []
     jobs = [connector.write(noting(order, f"w{n}"), "mail" if n % 2 else None) for n in range(20)]
     assert await asyncio.gather(*jobs) == [f"w{n}" for n in range(20)]
+
+
+async def test_writers_of_two_processes_take_turns_on_the_lock(tmp_path: Path) -> None:
+    """Two connectors on one file, as an acceptor process and the back office have: while one
+    holds a transaction open, the other's accept waits its turn on the write lock instead of
+    failing on SQLite's busy timeout (10 ms here), and runs once the first committed."""
+    first, second = (SQLiteConnector(tmp_path / "shared.db", 0.01, 512) for _ in range(2))
+    await first.open()
+    await second.open()
+    try:
+        order: list[str] = []
+        hold = threading.Event()
+        held = asyncio.ensure_future(first.write(noting(order, "office", hold)))
+        await asyncio.sleep(0.1)  # the office's job holds its transaction open
+        accept = asyncio.ensure_future(second.write(noting(order, "acceptor"), "mail"))
+        await asyncio.sleep(0.1)  # the acceptor waits on the lock, well past its busy timeout
+        hold.set()
+        assert await asyncio.gather(held, accept) == ["office", "acceptor"]
+        assert order == ["office", "acceptor"]
+    finally:
+        await first.close()
+        await second.close()

@@ -1,8 +1,9 @@
 """Several accepting processes (ESCALATOR_WORKERS > 1, issue 12): a supervisor, acceptors on one
-port and one back office that alone holds the store. Real processes, real SMTP clients, the
-real SQLite store: a killed back office or acceptor is restarted and no acknowledged mail is
-lost or stored twice; a mail sent twice through different acceptors is one mail; a back office
-out of reach means 451, never 250; /metrics sums every process."""
+port that commit their mails themselves, and one back office that decides them. Real processes,
+real SMTP clients, the real SQLite store: a killed back office or acceptor is restarted and no
+acknowledged mail is lost or stored twice; a mail sent twice through different acceptors is one
+mail; an acceptor whose back office is away still stores before its 250 (decided once the back
+office is back); /metrics sums every process."""
 
 from __future__ import annotations
 
@@ -133,7 +134,7 @@ def mail(tag: str, n: int) -> bytes:
 
 
 def _client(port: int, tag: str, acked: list[str], stop: threading.Event) -> None:
-    """One mail per session until `stop`; a refusal (the back office away) is retried later,
+    """One mail per session until `stop`; a refusal (its acceptor killed) is retried later,
     as an MTA would; each Message-ID answered 250 is recorded."""
     n = 0
     while not stop.is_set():
@@ -222,21 +223,23 @@ def test_metrics_count_what_every_acceptor_received(workers: Workers) -> None:
     assert 'escalator_smtp_replies_total{code="250"} 8.0' in text
 
 
-async def test_back_office_out_of_reach_is_451_never_250(
+async def test_back_office_out_of_reach_still_stores_before_250(
     make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
-    """An acceptor whose back office is not there (restarting) answers 451: the MTA retries."""
+    """An acceptor whose back office is not there (restarting) commits the mail itself: 250
+    means it is in the store, undecided, for the back office to decide at its start."""
     settings = make_settings()
     sock = socket.create_server(("127.0.0.1", 0))
     acceptor = Acceptor(settings, sock, str(tmp_path / "nobody.sock"))
     await acceptor.start()
     port = sock.getsockname()[1]
     try:
-        with pytest.raises(smtplib.SMTPDataError) as refused:
-            await asyncio.to_thread(_send_one, port)
-        assert refused.value.smtp_code == 451
+        await asyncio.to_thread(_send_one, port)
     finally:
         await acceptor.stop(deadline=5)
+    with sqlite3.connect(settings.data_dir / "escalator.db") as conn:
+        stored = conn.execute("SELECT message_id, verdict FROM mails").fetchall()
+    assert stored == [("away-1@workers.test", None)]
 
 
 def _send_one(port: int) -> None:

@@ -186,8 +186,7 @@ class SessionGate:
 
 
 class Accepting(Protocol):
-    """All the handler needs of the store: `Store.accept` (or an acceptor process's link to
-    the back office that commits it, escalator/handoff.py)."""
+    """All the handler needs of the store: `Store.accept`."""
 
     async def accept(self, mail: IncomingMail) -> Accepted: ...
 

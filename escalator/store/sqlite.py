@@ -10,7 +10,14 @@ twenty sessions that finish DATA together share a single fsync, and a job that f
 constraint, a bug) spoils only its own future. Any SQLite error becomes StoreUnavailable, which
 the SMTP handler answers with 451. A job of store/db.py is a coroutine whose every await
 returns at once on this connection: the writer drives it to its end (`drive`). Reads take the
-writer's turn too: one process owns the file, so there are no other replicas to tell news.
+writer's turn too. One service owns the file, so there are no other replicas to tell news.
+
+SEVERAL PROCESSES (ESCALATOR_WORKERS > 1): acceptor processes commit their mails themselves,
+beside the back office, and ring it (escalator/handoff.py). SQLite's own lock makes a second
+writer sleep and poll (measured here: one waited 4 s while another committed), so every write
+transaction here is taken under an exclusive flock() first (`WriteLock`): writers of all
+processes queue in the kernel, take turns, and accepts still go first across processes. Each
+process groups its own commits.
 
 ACCEPTS FIRST (issue 12): a mail's accept is what an SMTP client waits on before its 250, so
 accepts queued beside other work commit in a transaction of their own, ahead of it; and other
@@ -23,13 +30,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -60,6 +70,8 @@ MIGRATIONS = (
 )
 QUERIES = queries.load("sqlite")
 SLICE_SECONDS = 0.003  # of other jobs in one transaction, before waiting accepts go first
+YIELD_SECONDS = 0.05  # other work waits at most this long for other processes' accepts
+YIELD_POLL_SECONDS = 0.0005
 
 
 @dataclass
@@ -67,6 +79,69 @@ class _Queued:
     job: ConnJob
     urgent: bool = False  # a mail's accept: an SMTP client waits on it (ACCEPTS FIRST)
     future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
+
+
+class WriteLock:
+    """The exclusive flock() every write transaction of every process takes (module docstring).
+
+    Entered through a turnstile: a writer holds `<file>.write-queue` while it waits for
+    `<file>.write-lock`, so one that releases the lock cannot take it straight back (the
+    running thread wins that race) while another process waits: writers take turns. Accepts
+    go first across processes too: a writer of accepts holds `<file>.write-accepts` shared
+    until it committed, and other work waits (up to YIELD_SECONDS) until none does. The files
+    are opened with the connection and closed with it."""
+
+    def __init__(self, path: Path) -> None:
+        self._fds: list[int] = []
+        try:
+            for name in ("write-queue", "write-lock", "write-accepts"):
+                flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+                self._fds.append(os.open(f"{path}.{name}", flags, 0o600))
+        except OSError:
+            self.close()
+            raise
+        self._queue, self._lock, self._accepts = self._fds
+
+    @contextlib.contextmanager
+    def held(self, urgent: bool = False) -> Iterator[None]:
+        if urgent:
+            fcntl.flock(self._accepts, fcntl.LOCK_SH)
+        else:
+            self._let_accepts_pass()
+        try:
+            self._take_turn()
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock, fcntl.LOCK_UN)
+        finally:
+            if urgent:
+                fcntl.flock(self._accepts, fcntl.LOCK_UN)
+
+    def _take_turn(self) -> None:
+        fcntl.flock(self._queue, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX)
+        finally:
+            fcntl.flock(self._queue, fcntl.LOCK_UN)
+
+    def _let_accepts_pass(self) -> None:
+        """Wait until no process is committing accepts, or YIELD_SECONDS have passed."""
+        give_up = time.monotonic() + YIELD_SECONDS
+        while True:
+            try:
+                fcntl.flock(self._accepts, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() < give_up:
+                    time.sleep(YIELD_POLL_SECONDS)
+                    continue
+                return
+            fcntl.flock(self._accepts, fcntl.LOCK_UN)
+            return
+
+    def close(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
 
 
 class SQLiteStore(StoreManager):
@@ -119,7 +194,8 @@ class SQLiteConnector:
         return await self.write(job)
 
     def subscribe(self, on_mail: Callable[[], None], on_actions: Callable[[], None]) -> None:
-        """One process owns a SQLite file: it wakes its own workers; nothing to listen to."""
+        """One service owns a SQLite file: it wakes its own workers (its acceptor processes ring
+        the back office, escalator/handoff.py); nothing to listen to."""
 
     async def _run(self, job: Callable[[sqlite3.Connection], T], urgent: bool = False) -> T:
         if self._closed or self._thread is None or not self._thread.is_alive():
@@ -131,38 +207,35 @@ class SQLiteConnector:
 
     def _writer(self, ready: concurrent.futures.Future[None]) -> None:
         try:
-            conn = self._connect()
+            conn, lock = self._connect()
         except Exception as exc:  # noqa: BLE001 - any open failure goes to the awaiting opener
             self._closed = True
             ready.set_exception(exc)
             return
         ready.set_result(None)
         try:
-            self._serve_queue(conn)
+            self._serve_queue(conn, lock)
         finally:
             conn.close()
+            lock.close()
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> tuple[sqlite3.Connection, WriteLock]:
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=self._busy_timeout)
-        except sqlite3.Error as exc:
+            lock = WriteLock(self.path)
+        except OSError as exc:
             raise StoreUnavailable(f"cannot open the store {self.path}: {exc}") from None
         try:
-            _configure(conn)
-            _migrate(conn)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise StoreUnavailable(f"cannot open the store {self.path}: {exc}") from None
+            with lock.held():
+                return _connected(self.path, self._busy_timeout), lock
         except BaseException:
-            conn.close()
+            lock.close()
             raise
-        return conn
 
-    def _serve_queue(self, conn: sqlite3.Connection) -> None:
-        while not self._serve_batch(conn):
+    def _serve_queue(self, conn: sqlite3.Connection, lock: WriteLock) -> None:
+        while not self._serve_batch(conn, lock):
             pass
 
-    def _serve_batch(self, conn: sqlite3.Connection) -> bool:
+    def _serve_batch(self, conn: sqlite3.Connection, lock: WriteLock) -> bool:
         """Wait for work, run it (accepts first, the rest in slices); True once told to stop.
         The batch (a mail's bytes, a row read) goes out of scope here, not kept while the next
         is awaited."""
@@ -171,7 +244,8 @@ class SQLiteConnector:
             return True
         pending, stop = self._drain([first])
         while pending:
-            pending = _run_slice(conn, pending)
+            with lock.held(urgent=any(item.urgent for item in pending)):
+                pending = _run_slice(conn, pending)
             if not stop:
                 pending, stop = self._drain(pending)
         return stop
@@ -187,6 +261,24 @@ class SQLiteConnector:
                 return batch, True
             batch.append(item)
         return batch, False
+
+
+def _connected(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """A connection in WAL mode with the schema up to date (under the write lock)."""
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"cannot open the store {path}: {exc}") from None
+    try:
+        _configure(conn)
+        _migrate(conn)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise StoreUnavailable(f"cannot open the store {path}: {exc}") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 # -- batches ------------------------------------------------------------------------------
