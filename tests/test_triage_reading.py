@@ -894,6 +894,24 @@ Slack: #epf-build
 ]
 CASES += SET_F_KINDS
 
+# Kinds from blind set g (issue 15, session 4), each written in other words than the set's mail.
+SET_G_KINDS = [
+    # A ticket asked after by its number only, with the chase counted out: a status chase.
+    Hard(
+        "numbered-ticket-chased",
+        NOT_IMPACTING,
+        None,
+        mail(
+            "RE: read replica for book-a-visit",
+            """
+Chasing again - what's the ETA on 40217?? second time asking. We only need the read replica
+created for reporting, it was requested a fortnight ago and nobody has replied.
+""",
+        ),
+    ),
+]
+CASES += SET_G_KINDS
+
 
 def test_clause_reading_scopes_negation_and_hypothesis() -> None:
     """A cue governs only the clause it is in, and only the few words before the impact."""
