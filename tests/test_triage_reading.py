@@ -909,6 +909,48 @@ created for reporting, it was requested a fortnight ago and nobody has replied.
 """,
         ),
     ),
+    # Stored values rewritten by a job, after the bug itself is fixed: data altered in place stays
+    # an incident, whatever the mail asks and however it rates itself.
+    Hard(
+        "stored-values-rewritten",
+        ESCALATE,
+        "xhibit-incident",
+        mail(
+            "after yesterday's release",
+            """
+The fix is deployed, but the nightly import rewrote the hearing dates on about 900 listed cases
+in production, and we can't tell which. Could you restore the table from last night's backup?
+Probably not urgent. Comms in #xhibit-incident
+""",
+        ),
+        "low",
+    ),
+    # Records that now read wrong are data written wrong: an incident even asked as a how-to.
+    Hard(
+        "records-now-read-wrong",
+        ESCALATE,
+        "pvb-data",
+        mail(
+            "Question about bookings",
+            """
+Not an outage. Since the 14:00 deploy roughly 3,000 bookings display the wrong prison; we have
+paused the job. Any advice on how to fix them? #pvb-data
+""",
+        ),
+    ),
+    # A system rewritten is code, not data: a PR to review stays a request.
+    Hard(
+        "system-rewritten-is-code",
+        NOT_IMPACTING,
+        "pvb-dev",
+        mail(
+            "PR for the bookings rewrite",
+            """
+We rewrote the bookings API in Kotlin and the records page with it. Could someone review my
+PR 412 today? Nothing is broken, it is all behind a flag. #pvb-dev
+""",
+        ),
+    ),
 ]
 CASES += SET_G_KINDS
 
