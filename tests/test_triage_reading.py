@@ -951,6 +951,33 @@ PR 412 today? Nothing is broken, it is all behind a flag. #pvb-dev
 """,
         ),
     ),
+    # A run-on sentence that says one place went unanswered and then where the sender is: the
+    # place they are is the channel (short, and longer than the 300 characters read as a sentence).
+    Hard(
+        "here-after-unanswered-short",
+        ESCALATE,
+        "civil-pay-incident",
+        mail(
+            "fee payments down",
+            """
+card payments failing for every claimant since 0105 nobody answered on the help channel were
+on slack #civil-pay-incident ring me
+""",
+        ),
+    ),
+    Hard(
+        "here-after-unanswered-long",
+        ESCALATE,
+        "mlra-incident",
+        mail(
+            "MLRA prod",
+            "mlra prod is down since 0210 every search gives 504 and the login page wont load "
+            "either pods keep restarting with OOMKilled and the hpa is at max replicas and we "
+            "cant raise the limits ourselves as the namespace is locked down for the "
+            "migration next week and the duty solicitors on the night rota cant see any clients "
+            "no response in ask cloud platform so far im in slack #mlra-incident pls help\n",
+        ),
+    ),
 ]
 CASES += SET_G_KINDS
 

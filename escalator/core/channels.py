@@ -209,6 +209,14 @@ _UNANSWERED = re.compile(
     r"\b[^.!?\n]{0,20}\b(answer|response|reply|back)\b",
     re.IGNORECASE,
 )
+# Where the sender says they are, right before the mention ("we're in slack #x", "were in #x",
+# "I'm on #x"): a place to talk, even in a run-on sentence that also says another place went
+# unanswered ("no answer in ask cloud platform were in slack #x").
+_HERE = re.compile(
+    r"\b(?:we['\u2019]?re|we are|were|i['\u2019]?m|i am)\s+(?:all\s+|now\s+)?(?:in|on)\s+"
+    r"(?:(?:the|our)\s+)?(?:slack\s+)?(?:channel\s+)?$",
+    re.IGNORECASE,
+)
 # Platform channels that announce or alert: never where a team talks unless the mail says so.
 BROADCAST_CHANNELS = PLATFORM_CHANNELS - {"ask-cloud-platform"}
 # A line of hashtags only ("#TeamMoJ #OneHMPPS"): a signature's slogans, not channels.
@@ -317,7 +325,7 @@ def _mentions(part: TextPart) -> list[ChannelMention]:
         low = found[index - 1][1] if index else 0
         high = found[index + 1][0] if index + 1 < len(found) else len(part.text)
         sentence = _sentence(part.text, start, end, low, high)
-        context = sentence if len(sentence) <= 300 else (before + after)
+        context = sentence if len(sentence) <= 300 else f"{before}{_MARK}{after}"
         clause = next((c for c in _CLAUSE_BREAK.split(context) if _MARK in c), context)
         head = context.partition(_MARK)[0]
         score = _WHERE_SCORE[part.where] + _context_score(before, after, channel, head)
@@ -335,7 +343,8 @@ def _mentions(part: TextPart) -> list[ChannelMention]:
 def _candidate(mention: ChannelMention) -> bool:
     """Not a channel the sender says went unanswered, nor an announcement channel, unless the
     same sentence also asks for further communication there."""
-    further = bool(_FURTHER.search(_UNANSWERED.sub(" ", mention.context)))
+    here = bool(_HERE.search(mention.before))
+    further = here or bool(_FURTHER.search(_UNANSWERED.sub(" ", mention.context)))
     if _UNANSWERED.search(mention.context) and not further:
         return False
     return further or mention.channel not in BROADCAST_CHANNELS
@@ -497,7 +506,9 @@ def _context_score(before: str, after: str, channel: str, head: str) -> int:
     asked = _UNANSWERED.sub(" ", before) if unanswered else before
     if not team_line and (_FURTHER.search(asked) or _FURTHER.search(after)):
         score += 3
-    if _RAISED.search(before) or unanswered:
+    # "no answer in ask cloud platform were in slack #x": where the sender is now, not where the
+    # sentence said no answer came.
+    if (_RAISED.search(before) or unanswered) and not _HERE.search(before):
         score -= 4
     if _ALERTS.search(before) or _ALERTS.search(after):
         score -= 2
