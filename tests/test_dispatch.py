@@ -55,6 +55,7 @@ def mail(
     sender: str = "ana@digital.justice.gov.uk",
     extra: str = "",
     service_down: bool = True,
+    subject: str = "LAA apply is down",
 ) -> bytes:
     """A mail that escalates (service down, channel named) unless told otherwise."""
     thread = f"In-Reply-To: <{in_reply_to}>\nReferences: <{in_reply_to}>\n" if in_reply_to else ""
@@ -66,7 +67,7 @@ def mail(
     )
     return (
         f'From: "Ana Analyst" <{sender}>\nTo: escalations@localhost\n'
-        f"Subject: LAA apply is down ({n})\nMessage-ID: <m{n}@digital.justice.gov.uk>\n{thread}"
+        f"Subject: {subject} ({n})\nMessage-ID: <m{n}@digital.justice.gov.uk>\n{thread}"
         f"Date: Fri, 27 Nov 2026 11:00:00 +0000\nContent-Type: text/plain; charset=utf-8\n\n"
         f"Hi,\n\n{what}{where}{extra}\nAna\n"
     ).encode()
@@ -227,7 +228,10 @@ async def test_bare_slack_id_is_lowercase_in_the_contract_and_posted_as_written(
 
 async def test_rejected_mail_gets_only_a_reply_saying_why(world: World) -> None:
     """A reject pages nobody and posts nothing; the sender learns where to go instead."""
-    await world.receive(mail(1, channel=None, service_down=False), FRIDAY.replace(hour=11))
+    await world.receive(
+        mail(1, channel=None, service_down=False, subject="Password rotation"),
+        FRIDAY.replace(hour=11),
+    )
     await world.dispatcher().burst()
     assert world.pd.received == [] and world.slack.posts == []
     (reply,) = world.sink.delivered
@@ -689,7 +693,10 @@ async def test_no_reply_to_automated_mail_lists_or_null_senders(
 async def test_relay_4xx_is_retried_and_delivered_once(world: World) -> None:
     """A 451 from the relay leaves the reply pending; the next try delivers it once."""
     world.sink.script("451 4.3.0 try later")
-    await world.receive(mail(1, channel=None, service_down=False), FRIDAY.replace(hour=11))
+    await world.receive(
+        mail(1, channel=None, service_down=False, subject="Password rotation"),
+        FRIDAY.replace(hour=11),
+    )
     await world.drain(world.dispatcher(), step=10)
     assert len(world.sink.delivered) == 1
 

@@ -28,7 +28,9 @@ world = test_dispatch.world
 ALARMS = "high-priority-alarms"
 HEADER = "Held, may be an incident — release to page"
 DOUBTFUL = {"channel": None}  # a strong outage without a channel: rejected, in doubt
-SURE = {"channel": None, "service_down": False}  # a how-to question without a channel
+# A how-to question without a channel (its subject says nothing is down: an outage in the
+# subject of a reject for the channel alone is a doubt).
+SURE = {"channel": None, "service_down": False, "subject": "Password rotation"}
 
 
 async def doubts(world: World) -> list[ActionRow]:

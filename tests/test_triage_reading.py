@@ -978,6 +978,21 @@ on slack #civil-pay-incident ring me
             "no response in ask cloud platform so far im in slack #mlra-incident pls help\n",
         ),
     ),
+    # An outage that names neither production nor the people hurt, with no channel: rejected for
+    # the channel, but in doubt, so a person reads it (a sure reject raises no notice).
+    Hard(
+        "unplaced-outage-without-channel",
+        NO_CHANNEL,
+        None,
+        mail(
+            "Tribunal bundles down",
+            """
+The bundle generator is down since 06:15 and nothing has come out of it for three hours.
+Ring me on the duty phone.
+""",
+        ),
+        "low",
+    ),
 ]
 CASES += SET_G_KINDS
 

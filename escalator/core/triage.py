@@ -87,7 +87,7 @@ def triage(mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = N
     verdict = Verdict.REJECT if reasons else Verdict.ESCALATE
     doubts = _doubts(reasons, impact, words, policy.rules)
     if not doubts and reasons and reasons[0] is Reason.MISSING_SLACK_CHANNEL:
-        doubts = _strong_without_channel(content, policy.rules) or _set_aside(set_aside)
+        doubts = _impact_without_channel(content, reasons, policy.rules) or _set_aside(set_aside)
     confidence = Confidence.LOW if doubts else Confidence.HIGH
     channel_name = channel.channel if channel else None
     slack_id = channel.slack_id if channel else None
@@ -187,11 +187,16 @@ def _overruled(item: Evidence) -> Evidence:
     return Evidence(f"overruled {item.rule}", item.matched, item.where, None, item.clause)
 
 
-def _strong_without_channel(content: list[TextPart], rules: Rules) -> list[Evidence]:
-    """A strong impact in a mail rejected only for its channel: a real incident held."""
+def _impact_without_channel(
+    content: list[TextPart], reasons: tuple[Reason, ...], rules: Rules
+) -> list[Evidence]:
+    """An impact stated as present in a mail rejected for its channel: a real incident held.
+    An outage sign counts even when its clause names no production or people ("Apply is down
+    since 19:00"), unless the mail is also rejected for stating no facts."""
     parts = [_Read(part.where, Haystack.of(part.text)) for part in content]
-    lasting, located, _ = _Reading(parts, rules).strong()
-    return [*lasting, *located][:2]
+    lasting, located, unlocated = _Reading(parts, rules).strong()
+    vague = Reason.MISSING_INCIDENT_FACTS in reasons
+    return [*lasting, *located, *([] if vague else unlocated)][:2]
 
 
 def _set_aside(mentions: list[ChannelMention]) -> list[Evidence]:
