@@ -993,6 +993,32 @@ Ring me on the duty phone.
         ),
         "low",
     ),
+    # "test" as a thing that fails (a means test), not a test environment: the outage stands.
+    Hard(
+        "means-test-is-no-environment",
+        ESCALATE,
+        "laa-apply-incident",
+        mail(
+            "Quick question about Apply",
+            """
+Since 09:00 the means test fails for every applicant and they can't submit. How do we get the
+logs for it? #laa-apply-incident
+""",
+        ),
+        "low",
+    ),
+    # A problem placed in the test environment in other words ("only in test") stays there.
+    Hard(
+        "broken-only-in-test",
+        NOT_IMPACTING,
+        "laa-apply-dev",
+        mail(
+            "Apply uploads",
+            """
+Uploads fail for every user in test since this morning. How do we get the logs? #laa-apply-dev
+""",
+        ),
+    ),
 ]
 CASES += SET_G_KINDS
 
