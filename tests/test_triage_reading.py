@@ -50,6 +50,20 @@ def mail(subject: str, body: str, *, charset: str = "utf-8", extra: str = "") ->
     return (head + "\n" + body.lstrip("\n")).encode(charset)
 
 
+def attached(subject: str, plain: str, filename: str) -> bytes:
+    """A plain-text mail with one attachment."""
+    body = (
+        '--mix\nContent-Type: text/plain; charset="utf-8"\n\n'
+        f"{plain}\n"
+        "--mix\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n"
+        f'Content-Disposition: attachment; filename="{filename}"\n\nUEsDBAoAAAAAAA==\n--mix--\n'
+    )
+    return mail(subject, "", extra="").replace(
+        b'Content-Type: text/plain; charset="utf-8"\nContent-Transfer-Encoding: 8bit\n\n',
+        b'Content-Type: multipart/mixed; boundary="mix"\n\n' + body.encode(),
+    )
+
+
 def alternative(subject: str, plain: str, html: str) -> bytes:
     body = (
         '--alt\nContent-Type: text/plain; charset="utf-8"\n\n'
@@ -1016,6 +1030,32 @@ logs for it? #laa-apply-incident
             "Apply uploads",
             """
 Uploads fail for every user in test since this morning. How do we get the logs? #laa-apply-dev
+""",
+        ),
+    ),
+    # A report of an incident handed over as an attachment is not a review asked for: with no
+    # facts in the text it lacks facts, and a person reads it (the facts may be attached).
+    Hard(
+        "incident-report-given-as-attachment",
+        NO_FACTS,
+        "xhibit-incident",
+        attached(
+            "Incident report: XHIBIT",
+            "Incident report is attached.\n#xhibit-incident\n",
+            "report.docx",
+        ),
+        "low",
+    ),
+    # A report of an incident that is over stays after the fact.
+    Hard(
+        "incident-report-of-resolved-outage",
+        NOT_IMPACTING,
+        "ccms-ops",
+        mail(
+            "CCMS incident report",
+            """
+The incident report for Tuesday's outage is attached; it has been resolved since 16:00.
+#ccms-ops
 """,
         ),
     ),

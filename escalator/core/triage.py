@@ -88,6 +88,8 @@ def triage(mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = N
     doubts = _doubts(reasons, impact, words, policy.rules)
     if not doubts and reasons and reasons[0] is Reason.MISSING_SLACK_CHANNEL:
         doubts = _impact_without_channel(content, reasons, policy.rules) or _set_aside(set_aside)
+    if not doubts and reasons and reasons[0] is Reason.MISSING_INCIDENT_FACTS:
+        doubts = _attached(mail.attachments)
     confidence = Confidence.LOW if doubts else Confidence.HIGH
     channel_name = channel.channel if channel else None
     slack_id = channel.slack_id if channel else None
@@ -175,6 +177,13 @@ def _vague(mail: ParsedMail, impact: _Impact, rules: Rules) -> bool:
         and word not in rules.vague_words
     ]
     return not named
+
+
+def _attached(names: tuple[str, ...]) -> list[Evidence]:
+    """A mail without facts in its text that carries attachments: the facts may be in them
+    ("Incident report attached."), which no rule reads, so a person should."""
+    shown = ", ".join(names)[:_SNIPPET]
+    return [Evidence("attachment", shown, "mail")] if names else []
 
 
 def _quoted(item: Evidence) -> Evidence:
