@@ -50,14 +50,19 @@ def mail(subject: str, body: str, *, charset: str = "utf-8", extra: str = "") ->
     return (head + "\n" + body.lstrip("\n")).encode(charset)
 
 
+def two_parts(boundary: str, plain: str, second_head: str, second: str) -> str:
+    """A multipart body: the plain text, then one more part."""
+    return (
+        f'--{boundary}\nContent-Type: text/plain; charset="utf-8"\n\n{plain}\n'
+        f"--{boundary}\n{second_head}\n\n{second}\n--{boundary}--\n"
+    )
+
+
 def attached(subject: str, plain: str, filename: str) -> bytes:
     """A plain-text mail with one attachment."""
-    body = (
-        '--mix\nContent-Type: text/plain; charset="utf-8"\n\n'
-        f"{plain}\n"
-        "--mix\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n"
-        f'Content-Disposition: attachment; filename="{filename}"\n\nUEsDBAoAAAAAAA==\n--mix--\n'
-    )
+    head = "Content-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n"
+    head += f'Content-Disposition: attachment; filename="{filename}"'
+    body = two_parts("mix", plain, head, "UEsDBAoAAAAAAA==")
     return mail(subject, "", extra="").replace(
         b'Content-Type: text/plain; charset="utf-8"\nContent-Transfer-Encoding: 8bit\n\n',
         b'Content-Type: multipart/mixed; boundary="mix"\n\n' + body.encode(),
@@ -65,12 +70,7 @@ def attached(subject: str, plain: str, filename: str) -> bytes:
 
 
 def alternative(subject: str, plain: str, html: str) -> bytes:
-    body = (
-        '--alt\nContent-Type: text/plain; charset="utf-8"\n\n'
-        f"{plain}\n"
-        '--alt\nContent-Type: text/html; charset="utf-8"\n\n'
-        f"{html}\n--alt--\n"
-    )
+    body = two_parts("alt", plain, 'Content-Type: text/html; charset="utf-8"', html)
     head = (
         "From: Service Desk <desk@justice.gov.uk>\nTo: escalations@localhost\n"
         f"Subject: {subject}\nDate: Sat, 28 Nov 2026 20:50:00 +0000\n"
