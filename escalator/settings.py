@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     status_page_url: str | None = None
     retry_horizon_seconds: float = Field(default=600.0, gt=0)
     storm_window_seconds: float = Field(default=900.0, ge=0)
+    sender_reply_limit: int = Field(default=10, ge=0)  # replies an hour to one address; 0 = off
     pagerduty_events_per_minute: int = Field(default=120, gt=0)
 
     timezone: str = "Europe/London"

@@ -26,6 +26,7 @@ from standins.smtp_sink import SmtpSink
 
 from escalator.cli.list import action_json
 from escalator.cli.review import show_text
+from escalator.core.replybudget import ReplyClaim, reply_claim
 from escalator.core.retry import (
     Backoff,
     GiveUp,
@@ -425,7 +426,13 @@ async def test_two_dispatchers_racing_page_each_mail_once(world: World) -> None:
     await asyncio.gather(first.burst(), second.burst())
     assert sorted(world.pd.triggered) == sorted(f"m{n}@digital.justice.gov.uk" for n in range(20))
     assert first.done > 0 and second.done > 0
-    assert {a.state for a in await world.actions()} == {"sent"}
+    actions = await world.actions()
+    assert {a.state for a in actions if a.kind != "reply"} == {"sent"}
+    # one sender: the racing dispatchers keep its reply budget between them (issue 16)
+    replies = [a.state for a in actions if a.kind == "reply"]
+    limit = world.settings.sender_reply_limit
+    assert replies.count("sent") == limit == len(world.sink.delivered)
+    assert replies.count("skipped") == 20 - limit
 
 
 async def test_dispatcher_killed_mid_page_is_finished_by_the_next_one(world: World) -> None:
@@ -648,13 +655,18 @@ async def test_reply_slot_is_kept_by_its_own_retry_and_freed_after_ten_minutes(
 ) -> None:
     """claim_reply_slot: the holder may claim again (a retried send); another reply is told
     when the slot was taken; after the window anyone may take it."""
-    at, window = FRIDAY.replace(hour=11), timedelta(minutes=10)
-    assert await store.claim_reply_slot("Ana@X.gov.uk", 1, at, at - window) is None
+    at = FRIDAY.replace(hour=11)
+
+    def reject(now: datetime) -> ReplyClaim:
+        return reply_claim("reject", now, per_hour=0)
+
+    assert await store.claim_reply_slot("Ana@X.gov.uk", 1, reject(at)) is None
     later = at + timedelta(minutes=3)
-    assert await store.claim_reply_slot("ana@x.gov.uk", 1, later, later - window) is None
-    assert await store.claim_reply_slot("ana@x.gov.uk", 2, later, later - window) == later
-    past = later + window + timedelta(seconds=1)
-    assert await store.claim_reply_slot("ana@x.gov.uk", 2, past, past - window) is None
+    assert await store.claim_reply_slot("ana@x.gov.uk", 1, reject(later)) is None
+    refused = await store.claim_reply_slot("ana@x.gov.uk", 2, reject(later))
+    assert refused is not None and refused.first_at == at
+    past = at + timedelta(minutes=10, seconds=1)
+    assert await store.claim_reply_slot("ana@x.gov.uk", 2, reject(past)) is None
 
 
 async def test_two_replicas_racing_send_one_reject_reply_per_sender(world: World) -> None:

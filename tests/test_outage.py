@@ -17,6 +17,7 @@ from typing import Any
 
 import aiosmtplib
 from relykit import escalation, paging_now
+from standins import wiring
 from standins.pagerduty import PagerDutyStandIn
 from standins.slack import SlackStandIn
 from standins.smtp_sink import SmtpSink
@@ -61,12 +62,7 @@ async def test_outage_of_three_horizons_pages_everyone_after_recovery(
 
 def _settings(tmp: Path, pd: PagerDutyStandIn, slack: SlackStandIn, sink: SmtpSink) -> Any:
     return {
-        "pagerduty_routing_key": pd.routing_key,
-        "pagerduty_events_url": pd.url,
-        "pagerduty_ca_file": pd.ca_file,
-        "slack_bot_token": slack.token,
-        "slack_api_url": slack.api_url,
-        "relay_url": sink.url,
+        **wiring(pd, slack, sink.url),
         "retry_horizon_seconds": HORIZON,
         "storm_window_seconds": 0,  # one sender's look-alike mails, each to be paged
         **paging_now(tmp),

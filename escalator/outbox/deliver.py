@@ -20,6 +20,7 @@ from typing import Any
 from escalator import metrics
 from escalator.core import render
 from escalator.core.ackplace import ChannelFacts, ack_place
+from escalator.core.replybudget import refusal_note, reply_claim
 from escalator.core.retry import Refused, RetryLater
 from escalator.core.updates import is_own
 from escalator.outbox import notices
@@ -31,7 +32,6 @@ from escalator.settings import Settings
 from escalator.store import ActionRow, MailRow, Store
 from escalator.store.loop import loop_store
 
-REPLY_GUARD = timedelta(minutes=10)
 ACK_UNREACHABLE = CHANNEL_GONE | {"method_not_supported_for_channel_type"}
 RESOLVED = "resolved on the review page"  # a failing page a person took over (review/onit.py)
 PAGE_WAIT_SECONDS = 2.0  # a reply waits this long (again) for its page's outcome
@@ -305,7 +305,7 @@ class Deliverer:
         if to is None:
             return Done("skipped", note="no address to reply to")
         failing = await self._page_failing(action, incident)
-        guard = await self._loop_guard(action, incident, to)
+        guard = await self._reply_guard(action, incident, to)
         if guard is not None:
             return Done("skipped", note=guard)
         build = functools.partial(
@@ -352,19 +352,16 @@ class Deliverer:
             and (waited > self._settings.retry_horizon_seconds)
         )
 
-    async def _loop_guard(
+    async def _reply_guard(
         self, action: ActionRow, incident: render.Incident, to: str
     ) -> str | None:
-        """At most one reject reply per sender per 10 minutes, so two robots cannot loop. The
-        slot is taken in the store before sending (a retry of the same reply keeps it), so a
-        restart or a second replica honours it too."""
-        if incident.verdict != "reject":
-            return None
-        now = self._clock()
-        taken = await self._store.claim_reply_slot(to, action.id, now, now - REPLY_GUARD)
-        if taken is None:
-            return None
-        return f"loop guard: {to} already had a reply at {taken.isoformat(timespec='seconds')}"
+        """The reject loop guard and the sender's reply budget (core/replybudget.py): the slot
+        is taken in the store before sending (a retry of the same reply keeps it), so a restart
+        or a second replica honours it too. None: the reply may go; else why it is skipped."""
+        per_hour = self._settings.sender_reply_limit
+        claim = reply_claim(incident.verdict, self._clock(), per_hour)
+        refused = await self._store.claim_reply_slot(to, action.id, claim)
+        return None if refused is None else refusal_note(to, refused)
 
     async def close(self) -> None:
         if self._adapters.pagerduty is not None:

@@ -23,6 +23,7 @@ from escalator.errors import ConfigError, PermanentError
 
 if TYPE_CHECKING:
     from escalator.core.actions import PlannedAction
+    from escalator.core.replybudget import ReplyClaim, ReplyRefused
     from escalator.core.storms import StormJoin
     from escalator.settings import Settings
 
@@ -326,11 +327,12 @@ class Store(Protocol):
     # -- what the dispatcher remembers across restarts and replicas (issue 4) --
 
     async def claim_reply_slot(
-        self, address: str, action_id: int, now: datetime, since: datetime
-    ) -> datetime | None:
-        """Take `address`'s reject-reply slot for `action_id` at `now`, atomically: None when
-        granted (free, older than `since`, or already this action's), else when another reply
-        took it. Addresses compare case-insensitively."""
+        self, address: str, action_id: int, claim: ReplyClaim
+    ) -> ReplyRefused | None:
+        """Grant the reply `action_id` (its verdict, now, budgets: core/replybudget.py) a slot among
+        `address`'s replies, atomically: None when granted (it fits every budget, or an earlier
+        attempt of this action was granted), else the budget it does not fit in. Addresses
+        compare case-insensitively."""
         ...
 
     async def alarm_thread(self, dedup_key: str) -> dict[str, Any] | None:

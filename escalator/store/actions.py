@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from escalator.core.actions import PlannedAction
+from escalator.core.replybudget import ReplyBudget, ReplyClaim, ReplyRefused
 from escalator.core.storms import StormJoin
 from escalator.errors import StoreUnavailable
 from escalator.store import (
@@ -70,9 +71,11 @@ class OutboxTables(Tables):
         return await self._read(lambda db: _summary(db, now))
 
     async def claim_reply_slot(
-        self, address: str, action_id: int, now: datetime, since: datetime
-    ) -> datetime | None:
-        return await self._write(lambda db: _reply_slot(db, address, action_id, now, since))
+        self, address: str, action_id: int, claim: ReplyClaim
+    ) -> ReplyRefused | None:
+        if not claim.budgets:
+            return None
+        return await self._write(lambda db: _reply_slot(db, address, action_id, claim))
 
     async def alarm_thread(self, dedup_key: str) -> dict[str, Any] | None:
         return await self._read(lambda db: first_result(db, "alarm", dedup_key))
@@ -205,16 +208,32 @@ def _per_kind(db: Db, row: Row) -> dict[str, Any]:
 
 
 async def _reply_slot(
-    db: Db, address: str, action_id: int, now: datetime, since: datetime
-) -> datetime | None:
-    """None when the slot is granted; else when the reply that holds it was sent. Addresses
-    compare case-insensitively; on PostgreSQL a concurrent claim waits on the row."""
-    await db.run("drop_old_reply_slots", before=since)
-    taken = await db.one("take_reply_slot", address=address.lower(), action_id=action_id, at=now)
-    if taken is not None:
+    db: Db, address: str, action_id: int, claim: ReplyClaim
+) -> ReplyRefused | None:
+    """None when the reply is granted (or an earlier attempt of it was); else the budget it
+    does not fit in. Addresses compare case-insensitively; on PostgreSQL a concurrent claim
+    for the same address waits on its advisory lock."""
+    address = address.lower()
+    await db.run("lock_reply_address", address=address)
+    if await db.one("own_reply_slot", action_id=action_id) is not None:
         return None
-    holder = await db.one("reply_slot", address=address.lower())
-    return None if holder is None else db.time(holder["replied_at"])
+    await db.run("drop_old_reply_slots", before=min(b.since for b in claim.budgets))
+    for budget in claim.budgets:
+        refused = await _over(db, address, budget)
+        if refused is not None:
+            return refused
+    at = {"action_id": action_id, "address": address, "verdict": claim.verdict, "at": claim.now}
+    await db.run("add_reply_slot", **at)
+    return None
+
+
+async def _over(db: Db, address: str, budget: ReplyBudget) -> ReplyRefused | None:
+    """The refusal when `address` already had `budget.most` replies in the budget."""
+    wanted = {"address": address, "since": budget.since, "verdict": budget.verdict}
+    row = await db.one("count_reply_slots", **wanted)
+    if row is None or int(row["granted"]) < budget.most:
+        return None
+    return ReplyRefused(budget, db.time(row["first_at"]))
 
 
 def action(db: Db, row: Row) -> ActionRow:

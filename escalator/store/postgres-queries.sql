@@ -67,6 +67,11 @@ SELECT first_mail_id, root, first_at, count FROM storms WHERE key = :key FOR UPD
 -- then finds the first's mail.
 SELECT pg_advisory_xact_lock(hashtextextended(:digest, 0))
 
+-- lock_reply_address --
+-- Two replicas granting replies to one address take turns (until the first's commit), so the
+-- count and the insert of a grant (store/actions.py, _reply_slot) are one step.
+SELECT pg_advisory_xact_lock(hashtextextended('reply:' || :address, 0))
+
 -- insert_mail --
 -- A mail as the SMTP session hands it over, committed before its 250.
 INSERT INTO mails (received_at, mail_from, rcpt_tos, client_address, tls, message_id, subject,

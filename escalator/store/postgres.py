@@ -57,6 +57,7 @@ MIGRATIONS = (
     "postgres-0008-doubt.sql",
     "postgres-0009-storms.sql",
     "postgres-0010-claim-index.sql",
+    "postgres-0011-reply-budget.sql",
 )
 QUERIES = {
     name: queries.to_pyformat(text).encode() for name, text in queries.load("postgres").items()

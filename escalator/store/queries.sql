@@ -115,19 +115,20 @@ SELECT kind, COUNT(*) AS pending,
 FROM actions WHERE state = 'pending' GROUP BY kind
 
 -- drop_old_reply_slots --
-DELETE FROM reply_guard WHERE replied_at < :before
+DELETE FROM reply_slots WHERE replied_at < :before
 
--- take_reply_slot --
--- An address's reject-reply slot for an action: one upsert that only overwrites a stale slot
--- (deleted just before) or this action's own (a retried send); no row: another reply holds it.
-INSERT INTO reply_guard (address, action_id, replied_at) VALUES (:address, :action_id, :at)
-ON CONFLICT (address) DO UPDATE SET action_id = excluded.action_id,
-    replied_at = excluded.replied_at
-WHERE reply_guard.action_id = excluded.action_id
-RETURNING action_id
+-- own_reply_slot --
+-- This action's slot, when an earlier attempt of it was granted one (a retried send keeps it).
+SELECT replied_at FROM reply_slots WHERE action_id = :action_id
 
--- reply_slot --
-SELECT replied_at FROM reply_guard WHERE address = :address
+-- count_reply_slots --
+-- Replies granted to an address since :since, of one verdict ('' for any), and the oldest.
+SELECT COUNT(*) AS granted, MIN(replied_at) AS first_at FROM reply_slots
+WHERE address = :address AND replied_at >= :since AND (verdict = :verdict OR :verdict = '')
+
+-- add_reply_slot --
+INSERT INTO reply_slots (action_id, address, verdict, replied_at)
+VALUES (:action_id, :address, :verdict, :at)
 
 -- drop_old_storms --
 DELETE FROM storms WHERE first_at < :before

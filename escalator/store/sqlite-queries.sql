@@ -55,6 +55,9 @@ SELECT first_mail_id, root, first_at, count FROM storms WHERE key = :key
 -- lock_digest --
 -- Nothing: BEGIN IMMEDIATE already makes every SQLite writer take its turn.
 
+-- lock_reply_address --
+-- Nothing: BEGIN IMMEDIATE already makes every SQLite writer take its turn.
+
 -- insert_mail --
 -- A mail as the SMTP session hands it over, committed before its 250. :raw is bound as its
 -- length: SQLiteDb writes the bytes into the zeroblob (_BLOB_WRITES), since bound, SQLite would

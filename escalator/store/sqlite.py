@@ -67,6 +67,7 @@ MIGRATIONS = (
     "sqlite-0008-facts.sql",
     "sqlite-0009-doubt.sql",
     "sqlite-0010-storms.sql",
+    "sqlite-0011-reply-budget.sql",
 )
 QUERIES = queries.load("sqlite")
 SLICE_SECONDS = 0.003  # of other jobs in one transaction, before waiting accepts go first
