@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from standins import wiring
 from standins.pagerduty import PagerDutyStandIn
 from standins.slack import SlackStandIn
 from standins.smtp_sink import SmtpSink
@@ -79,14 +80,7 @@ async def storm(
     async with PagerDutyStandIn(tmp_path) as pd, SlackStandIn() as slack:
         with SmtpSink() as sink:
             slack.add_channel("C0LAA00001", "laa-apply-incident", member=True)
-            settings = make_settings(
-                pagerduty_routing_key=pd.routing_key,
-                pagerduty_events_url=pd.url,
-                pagerduty_ca_file=pd.ca_file,
-                slack_bot_token=slack.token,
-                slack_api_url=slack.api_url,
-                relay_url=sink.url,
-            )
+            settings = make_settings(**wiring(pd, slack, sink.url))
             store = await store_factory()
             processor = Processor(store, load_policy(settings), storm_window=WINDOW)
             now = [MONDAY_0930]
@@ -143,6 +137,29 @@ async def test_a_storm_pages_once_and_others_page_each(storm: Storm) -> None:
         (page,) = actions_of(joined, "page")
         assert page.state == "skipped" and f"storm of mail {first}" in (page.last_error or "")
     assert storm_of(ana[-1])["count"] == 12
+
+
+async def test_in_on_call_only_cover_the_counter_goes_to_pagerduty(storm: Storm) -> None:
+    """At 20:00 (on-call only: a page, no alarm) there is no alarm thread: the counter goes to
+    PagerDuty as a trigger under the storm's dedup key (appended to its open alert) at 2, 5 and
+    10 mails, after the storm's own page; the subject arrives flattened and bounded."""
+    sender, at = "ana@digital.justice.gov.uk", MONDAY_0930.replace(hour=20)
+    hostile = "=?utf-8?q?LAA_apply_is_down=0AX-Injected:_yes_" + "a" * 80 + "?="
+    for n in range(12):
+        await storm.receive(mail(n, sender, subject=hostile), sender, at + timedelta(seconds=n))
+    listed = await storm.settle()
+    assert storm.pd.triggered == [f"s0.{sender}"] * 4
+    assert storm.slack.posts_in("high-priority-alarms") == []
+    first, *counters = (r.body for r in storm.pd.received)
+    assert "mails so far" not in first["payload"]["summary"]
+    assert [c["payload"]["custom_details"]["mails so far"] for c in counters] == [2, 5, 10]
+    first_id = listed[0].mail.id
+    for counter in counters:
+        summary = counter["payload"]["summary"]
+        assert f"mails so far on escalation #{first_id}:" in summary
+        assert "\n" not in summary and len(summary) <= 1024
+        assert counter["links"][0]["href"].endswith(f"/mails/{first_id}")
+    assert len(storm.sink.delivered) == 1
 
 
 async def test_a_reply_in_the_thread_joins_the_storm(storm: Storm) -> None:

@@ -384,15 +384,47 @@ def pagerduty_update(
         "received": words.when(incident.received_at, incident.zone),
         "mail page": review_url,
     }
+    summary = f"Update on escalation #{first_id}: {headline(incident)}"
+    mail = (review_url, f"The update (mail #{incident.mail_id})")
+    return _onto_first(incident, mail, (first_id, first_url), (summary, details))
+
+
+def pagerduty_storm(
+    incident: Incident, review_url: str, first: tuple[int, str], count: int
+) -> dict[str, Any]:
+    """A storm's counter where no alarm thread carries it (on-call-only cover, issue 16): a
+    trigger under the storm's dedup key, which PagerDuty appends to the open alert as a log
+    entry (as pagerduty_update's); the count leads the summary. Mail-derived text is one line,
+    bounded (headline, one_line)."""
+    details: dict[str, Any] = {
+        "storm of": f"escalation #{first[0]}: {first[1]}",
+        "mails so far": count,
+        "latest mail": review_url,
+        "latest received": words.when(incident.received_at, incident.zone),
+    }
+    summary = f"{count} mails so far on escalation #{first[0]}: {headline(incident)}"
+    mail = (review_url, f"The latest mail of the storm (mail #{incident.mail_id})")
+    return _onto_first(incident, mail, first, (summary, details))
+
+
+def _onto_first(
+    incident: Incident,
+    mail: tuple[str, str],
+    first: tuple[int, str],
+    said: tuple[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """A trigger under the first mail's dedup key (an update, a storm's counter): `said` is its
+    summary and details (the mail's notes added), linking the first mail's page and this mail's
+    (`mail`: its page's url and a label)."""
+    (review_url, label), (first_id, first_url), (summary, details) = mail, first, said
     if incident.notes:
-        details["notes"] = list(incident.notes)
-    summary = f"[Email escalation] Update on escalation #{first_id}: {headline(incident)}"
+        details = {**details, "notes": list(incident.notes)}
     event = pagerduty_event(incident, review_url)
-    event["payload"] = {**event["payload"], "summary": one_line(summary, PD_SUMMARY_MAX)}
-    event["payload"]["custom_details"] = details
+    text = one_line(f"[Email escalation] {summary}", PD_SUMMARY_MAX)
+    event["payload"] = {**event["payload"], "summary": text, "custom_details": details}
     event["links"] = [
         {"href": first_url, "text": f"Escalation #{first_id}: the first mail's page"},
-        {"href": review_url, "text": f"The update (mail #{incident.mail_id})"},
+        {"href": review_url, "text": label},
     ]
     return event
 

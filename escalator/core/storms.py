@@ -7,7 +7,11 @@ storm and is handled as usual; the store remembers it (store.join_storm). Every 
 group is still stored, decided and shown, but JOINS the first: its page, ack and reply are
 recorded as skipped with the first mail's id, and it pages nobody. The count is posted as a
 reply in the first alarm's Slack thread at a few milestones (2, 5, 10, 50, 100, 500, 1000, ...),
-so support sees one thread with a counter rather than one post a mail.
+so support sees one thread with a counter rather than one post a mail. In on-call-only cover
+(a page, no alarm) there is no alarm thread: the count goes to PagerDuty instead, as a trigger
+under the storm's dedup key (its thread root), which the Events API v2 appends to the open alert
+as a log entry, as an update's does (core/updates.py); it never leaves before the storm's own
+page and never re-opens a resolved incident (outbox/deliver.py).
 """
 
 from __future__ import annotations
@@ -76,9 +80,10 @@ def collapse(
     if join.first_mail_id == mail_id:
         return planned
     note = f"joined the storm of mail {join.first_mail_id} ({join.count} mails so far)"
+    carrier = _counter_carrier(planned) if is_milestone(join.count) else None
     out = []
     for action in planned:
-        if action.kind == "alarm" and action.state == "pending" and is_milestone(join.count):
+        if action.kind == carrier and action.state == "pending":
             out.append(_counter(action, join, note))
         elif action.kind in _COLLAPSED_KINDS and action.state == "pending":
             out.append(replace(action, state="skipped", note=note))
@@ -87,10 +92,20 @@ def collapse(
     return tuple(out)
 
 
+def _counter_carrier(planned: tuple[PlannedAction, ...]) -> str | None:
+    """Which of a joiner's pending actions carries the count: its alarm (into the storm's
+    alarm thread), else its page (PagerDuty, under the storm's dedup key), else none."""
+    pending = {action.kind for action in planned if action.state == "pending"}
+    return next((kind for kind in ("alarm", "page") if kind in pending), None)
+
+
 def _counter(action: PlannedAction, join: StormJoin, note: str) -> PlannedAction:
+    """The alarm or page that carries the count, under the storm's own alarm or page key."""
     notes = [*action.payload.get("notes", ()), f"storm: {note}"]
     payload = {**action.payload, "notes": notes, "storm_of": join.first_mail_id}
-    return replace(action, dedup_key=f"alarm:{join.root}", payload=payload)
+    payload["storm_count"] = join.count
+    key = f"alarm:{join.root}" if action.kind == "alarm" else join.root
+    return replace(action, dedup_key=key, payload=payload)
 
 
 def storm_contract(join: StormJoin, mail_id: int) -> dict[str, Any]:

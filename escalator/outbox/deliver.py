@@ -141,7 +141,7 @@ class Deliverer:
 
     async def _notice(self, action: ActionRow) -> Done:
         if action.payload.get("update_of") and self._adapters.slack is not None:
-            held = await self._after_first(action, action.kind)
+            held = await self._after_first(action, action.kind, int(action.payload["update_of"]))
             if held is not None:
                 return held
         if action.kind == "reply":
@@ -156,6 +156,8 @@ class Deliverer:
     async def _page(self, action: ActionRow, incident: render.Incident) -> Done:
         if action.payload.get("update_of"):
             return await self._update_page(action, incident, int(action.payload["update_of"]))
+        if action.payload.get("storm_of"):
+            return await self._storm_page(action, incident, int(action.payload["storm_of"]))
         event = render.pagerduty_event(incident, self._frames.review_url(incident.mail_id))
         done = await self._send_page(event)
         if done.state == "sent" and incident.page != "deferred":  # deferred: waits on purpose
@@ -167,22 +169,42 @@ class Deliverer:
         self, action: ActionRow, incident: render.Incident, first_id: int
     ) -> Done:
         """An update (issue 13.5): a trigger under the escalation's dedup key, which PagerDuty
-        appends to the open alert; never before the escalation's own page, never re-opening a
-        resolved incident (a trigger after a resolve would open a new one)."""
-        held = await self._after_first(action, "page")
+        appends to the open alert."""
+        held = await self._onto_open_page(action, first_id)
+        if held is not None:
+            return held
+        url, first_url = (self._frames.review_url(i) for i in (incident.mail_id, first_id))
+        return await self._send_page(render.pagerduty_update(incident, url, first_id, first_url))
+
+    async def _storm_page(
+        self, action: ActionRow, incident: render.Incident, first_id: int
+    ) -> Done:
+        """A storm's counter where no alarm thread carries it (on-call-only cover, issue 16):
+        a trigger under the storm's dedup key, appended to its open alert like an update."""
+        held = await self._onto_open_page(action, first_id)
+        if held is not None:
+            return held
+        url, first_url = (self._frames.review_url(i) for i in (incident.mail_id, first_id))
+        count = int(action.payload.get("storm_count") or 0)
+        event = render.pagerduty_storm(incident, url, (first_id, first_url), count)
+        return await self._send_page(event)
+
+    async def _onto_open_page(self, action: ActionRow, first_id: int) -> Done | None:
+        """None when a trigger under escalation `first_id`'s dedup key may go now: never before
+        its own page, never re-opening a resolved incident (a trigger after a resolve would open
+        a new one); else how the action ends (or WaitFor)."""
+        held = await self._after_first(action, "page", first_id)
         if held is not None:
             return held
         state = (await loop_store(self._store).incident_states([first_id])).get(first_id)
         if state is not None and state.status == "resolved":
             return Done("skipped", note=f"escalation {first_id} was resolved first: not re-opened")
-        url, first_url = (self._frames.review_url(i) for i in (incident.mail_id, first_id))
-        return await self._send_page(render.pagerduty_update(incident, url, first_id, first_url))
+        return None
 
-    async def _after_first(self, action: ActionRow, kind: str) -> Done | None:
-        """An update's page or thread reply goes after the escalation's own `kind` (its page,
-        alarm post or ack): None to go now; WaitFor while that is on its way; skipped when it
-        never went out."""
-        first_id = int(action.payload["update_of"])
+    async def _after_first(self, action: ActionRow, kind: str, first_id: int) -> Done | None:
+        """An update's page or thread reply (or a storm's counter page) goes after the
+        escalation's own `kind` (its page, alarm post or ack): None to go now; WaitFor while
+        that is on its way; skipped when it never went out."""
         own = [a for a in await self._store.mail_actions(first_id) if a.kind == kind]
         first = next((a for a in own if is_own(a.payload) and a.state not in SILENT), None)
         if first is None:
