@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loopkit import escalation, loop_world
 from standins import wiring
 from standins.pagerduty import PagerDutyStandIn
 from standins.slack import SlackStandIn
@@ -160,6 +161,26 @@ async def test_in_on_call_only_cover_the_counter_goes_to_pagerduty(storm: Storm)
         assert "\n" not in summary and len(summary) <= 1024
         assert counter["links"][0]["href"].endswith(f"/mails/{first_id}")
     assert len(storm.sink.delivered) == 1
+
+
+async def test_the_counter_never_reopens_a_resolved_incident(
+    tmp_path: Path, make_settings: Callable[..., Settings], store: Store, sink: SmtpSink
+) -> None:
+    """On-call-only cover: once PagerDuty resolved the storm's incident, the counter is
+    recorded as skipped, not sent (a trigger after a resolve would open a new incident)."""
+    evening, root = MONDAY_0930.replace(hour=20), "loop1@digital.justice.gov.uk"
+    async with loop_world(tmp_path, make_settings, store, sink, evening) as world:
+        world.processor.close()
+        world.processor = Processor(store, load_policy(world.settings), storm_window=WINDOW)
+        await world.receive(escalation(1), evening)
+        await world.dispatch()
+        resolved = world.book.event("incident.resolved", root, evening + timedelta(minutes=1))
+        assert (await world.post_webhook(resolved))[0] == 200
+        await world.receive(escalation(2), evening + timedelta(minutes=2))
+        await world.dispatch()
+        assert world.pd.triggered == [root]
+        (page,) = [a for a in await world.actions() if a.kind == "page" and a.mail_id == 2]
+        assert page.state == "skipped" and "not re-opened" in (page.last_error or "")
 
 
 async def test_a_reply_in_the_thread_joins_the_storm(storm: Storm) -> None:
