@@ -2,16 +2,22 @@
 as the SQLite store. The Store's logic is written once (store/manager.py).
 
 Connections come from a psycopg_pool pool. One writer task commits: callers queue a job and
-await its future; the writer takes everything queued, runs each job in its own savepoint inside
-one transaction on a pooled connection and commits once. Reads take their own pooled connection
-and never wait behind a commit. Concurrency with OTHER processes is PostgreSQL's: claims use FOR
-UPDATE SKIP LOCKED, duplicate detection takes a transaction-scoped advisory lock on the content
-digest, and a decision is written only while the mail is still undecided (postgres-queries.sql).
+await its future; the writer takes everything queued, runs the jobs one after another inside
+one transaction on a pooled connection and commits once. Every statement is a round trip to
+the server, the writer's whole cost (issue 16: a storm's mails queue on it), so the batch runs
+first without a savepoint per job; when a job fails, that transaction is rolled back and the
+batch runs again with one savepoint per job, so the failure spoils only its own future as
+before (jobs are functions of the database: running one again after a rollback is safe).
+Reads take their own pooled connection and never wait behind a commit. Concurrency with OTHER
+processes is PostgreSQL's: claims use FOR UPDATE SKIP LOCKED, duplicate detection takes a
+transaction-scoped advisory lock on the content digest, and a decision is written only while
+the mail is still undecided (postgres-queries.sql).
 Named queries (store/queries.py) run with psycopg's `%(name)s` parameters.
 
 Replicas wake each other (issue 14.4): an accepted mail NOTIFYs `escalator_mail`, new pending
-actions NOTIFY `escalator_actions` (delivered at commit), with this store's instance id as the
-payload; `subscribe` LISTENs on a dedicated connection and calls back for other replicas' news.
+actions NOTIFY `escalator_actions` (delivered at commit; once per channel per batch), with this
+store's instance id as the payload; `subscribe` LISTENs on a dedicated connection and calls
+back for other replicas' news.
 Schema versions live in `escalator_schema`; `schema=` (tests) puts every table in a schema of
 its own.
 """
@@ -45,6 +51,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 ConnJob = Callable[[Conn], Awaitable[Any]]
+JobRunner = Callable[[Conn, ConnJob], Awaitable[tuple[Any, BaseException | None]]]
 
 MIGRATIONS = (
     "postgres-0001-initial.sql",
@@ -72,9 +79,13 @@ LISTEN_RETRY = 1.0
 @dataclass
 class _Queued:
     job: ConnJob
+    channel: str | None = None  # NOTIFYed at commit when the job succeeded
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+
+
+Outcome = tuple[_Queued, Any, BaseException | None]  # a job's result or its own error
 
 
 class PostgresStore(StoreManager):
@@ -140,7 +151,7 @@ class PostgresConnector:
     async def write(self, job: Job[T], news: News | None = None) -> T:
         """The job in the writer's next batch; `news` NOTIFYed when it commits."""
         run = lambda conn: job(PostgresDb(conn))  # noqa: E731 - the job, on a connection
-        return await self._run(run if news is None else self._announcing(CHANNELS[news], run))
+        return await self._run(run, None if news is None else CHANNELS[news])
 
     async def read(self, job: Job[T]) -> T:
         """The job on its own pooled connection, beside the writer's commits."""
@@ -212,10 +223,10 @@ class PostgresConnector:
 
     # -- the write path -------------------------------------------------------------------
 
-    async def _run(self, job: Callable[[Conn], Awaitable[T]]) -> T:
+    async def _run(self, job: Callable[[Conn], Awaitable[T]], channel: str | None) -> T:
         if self._closed or self._writer is None or self._writer.done():
             raise StoreUnavailable("the store is closed")
-        queued = _Queued(job)
+        queued = _Queued(job, channel)
         await self._queue.put(queued)
         result: T = await queued.future
         return result
@@ -241,11 +252,11 @@ class PostgresConnector:
         live = [item for item in batch if not item.future.cancelled()]
         if not live:
             return
-        outcomes: list[tuple[_Queued, Any, BaseException | None]] = []
         try:
-            async with self._pooled() as conn, conn.transaction():
-                for item in live:
-                    outcomes.append((item, *await _run_job(conn, item.job)))
+            try:
+                outcomes = await self._commit(live, _run_bare)
+            except _JobFailed:  # rolled back: again, each job in a savepoint of its own
+                outcomes = await self._commit(live, _run_job)
         except (psycopg.Error, StoreUnavailable) as exc:
             failure = StoreUnavailable(f"store write failed: {exc}")
             for item in live:
@@ -254,15 +265,29 @@ class PostgresConnector:
         for item, result, error in outcomes:
             _settle(item.future, result, error)
 
-    def _announcing(self, channel: str, job: Callable[[Conn], Awaitable[T]]) -> ConnJob:
-        """The job, then a NOTIFY on `channel`, delivered to the listeners when it commits."""
+    async def _commit(self, live: list[_Queued], run: JobRunner) -> list[Outcome]:
+        """The jobs in one transaction, then one NOTIFY per channel the succeeded ones name."""
+        outcomes: list[Outcome] = []
+        async with self._pooled() as conn, conn.transaction():
+            for item in live:
+                outcomes.append((item, *await run(conn, item.job)))
+            told = {item.channel for item, _, error in outcomes if error is None}
+            for channel in sorted(channel for channel in told if channel is not None):
+                await conn.execute("SELECT pg_notify(%s, %s)", (channel, self.instance))
+        return outcomes
 
-        async def run(conn: Conn) -> T:
-            result = await job(conn)
-            await conn.execute("SELECT pg_notify(%s, %s)", (channel, self.instance))
-            return result
 
-        return run
+class _JobFailed(Exception):
+    """A job failed in a batch run without savepoints: that transaction is rolled back."""
+
+
+async def _run_bare(conn: Conn, job: ConnJob) -> tuple[Any, BaseException | None]:
+    try:
+        return await job(conn), None
+    except psycopg.OperationalError:
+        raise  # the connection or the server is in trouble: the whole batch is suspect
+    except Exception as exc:
+        raise _JobFailed from exc
 
 
 async def _run_job(conn: Conn, job: ConnJob) -> tuple[Any, BaseException | None]:
