@@ -46,6 +46,11 @@ class Db(Protocol):
         """Execute; the number of rows it changed."""
         ...
 
+    async def many(self, name: str, each: Sequence[dict[str, Any]]) -> Sequence[Row | None]:
+        """Execute once per set of parameters, in order (on PostgreSQL in one round trip);
+        the first row each gave (RETURNING), None for one that gave none."""
+        ...
+
     def time(self, value: Any) -> datetime:
         """A stored instant as an aware datetime."""
         ...

@@ -29,7 +29,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
@@ -346,6 +346,19 @@ class PostgresDb:
 
     async def run(self, name: str, **params: Any) -> int:
         return (await self._execute(name, params)).rowcount
+
+    async def many(self, name: str, each: Sequence[dict[str, Any]]) -> list[dict[str, Any] | None]:
+        """executemany: psycopg pipelines the statements, one round trip for all of them."""
+        if not each:
+            return []
+        cursor = self._conn.cursor()
+        bound = [{key: _bind(value) for key, value in params.items()} for params in each]
+        await cursor.executemany(QUERIES[name], bound, returning=True)
+        found = []
+        for _ in each:
+            found.append(None if cursor.description is None else await cursor.fetchone())
+            cursor.nextset()
+        return found
 
     def time(self, value: Any) -> datetime:
         moment: datetime = value

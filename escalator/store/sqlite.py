@@ -39,7 +39,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -412,6 +412,9 @@ class SQLiteDb:
 
     async def run(self, name: str, **params: Any) -> int:
         return self._execute(name, params).rowcount
+
+    async def many(self, name: str, each: Sequence[dict[str, Any]]) -> list[sqlite3.Row | None]:
+        return [await self.one(name, **params) for params in each]
 
     def time(self, value: Any) -> datetime:
         return _dt(value)

@@ -53,6 +53,5 @@ async def join(
         if row is not None
     ]
     storm = storm_outcome(rows, mail_id, root, at, since)
-    for key in keys:
-        await db.run("save_storm", key=key, **asdict(storm))
+    await db.many("save_storm", [{"key": key, **asdict(storm)} for key in keys])
     return StormJoin(storm.first_mail_id, storm.root, storm.count)
