@@ -13,6 +13,8 @@ is decided here.
 from __future__ import annotations
 
 import json
+import math
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -83,7 +85,21 @@ class OutboxTables(Tables):
     async def join_storm(
         self, keys: tuple[str, ...], mail_id: int, root: str, at: datetime, since: datetime
     ) -> StormJoin:
-        return await self._write(lambda db: storms.join(db, keys, mail_id, root, at, since))
+        prune = self._storm_pruning_due()
+        return await self._write(
+            lambda db: storms.join(db, keys, mail_id, root, at, since, prune=prune)
+        )
+
+    _storms_pruned = -math.inf  # when (monotonic) a join last deleted old storm rows
+
+    def _storm_pruning_due(self) -> bool:
+        """Old storm rows are deleted by at most one join a second (issue 16: a storm's every
+        mail joins; one DELETE each was a round trip on the writer for nothing)."""
+        now = time.monotonic()
+        if now - self._storms_pruned < storms.PRUNE_EVERY:
+            return False
+        self._storms_pruned = now
+        return True
 
     async def renew_claims(self, action_ids: tuple[int, ...], until: datetime) -> int:
         if not action_ids:

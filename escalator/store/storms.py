@@ -10,6 +10,8 @@ from escalator.core.storms import StormJoin
 from escalator.store.db import Db
 
 STORM_KEEP = timedelta(days=1)  # rows whose window closed longer ago than this are deleted
+PRUNE_EVERY = 1.0  # seconds between two joins that delete those rows (a stale row is no harm:
+# storm_outcome joins only rows opened within the window)
 
 
 @dataclass(frozen=True)
@@ -39,13 +41,21 @@ def storm_outcome(
 
 
 async def join(
-    db: Db, keys: tuple[str, ...], mail_id: int, root: str, at: datetime, since: datetime
+    db: Db,
+    keys: tuple[str, ...],
+    mail_id: int,
+    root: str,
+    at: datetime,
+    since: datetime,
+    *,
+    prune: bool = True,
 ) -> StormJoin:
     """Join the open storm one of `keys` names, or open one with this mail; every key then names
     it. The rows are read (on PostgreSQL: locked) in key order, so two replicas deciding one
     storm's mails take turns; they are weighed in the order of `keys`. A mail decided again
-    after a crash finds itself and counts once."""
-    await db.run("drop_old_storms", before=since - STORM_KEEP)
+    after a crash finds itself and counts once. `prune`: old rows are deleted first."""
+    if prune:
+        await db.run("drop_old_storms", before=since - STORM_KEEP)
     found = {key: await db.one("storm_row", key=key) for key in sorted(keys)}
     rows = [
         (row["first_mail_id"], row["root"], db.time(row["first_at"]), row["count"])
