@@ -118,7 +118,8 @@ async def _accept(db: Db, mail: IncomingMail) -> Accepted:
 
 
 async def _undecided(db: Db, limit: int, byte_budget: int) -> list[MailRow]:
-    """The oldest undecided mails, fairly, within the byte budget (at least one)."""
+    """The oldest undecided mails, fairly, within the byte budget (at least one); read in one
+    query, not one per mail (issue 16)."""
     chosen: list[int] = []
     total = 0
     for row in await db.all("undecided_fairly", limit=limit):
@@ -126,8 +127,8 @@ async def _undecided(db: Db, limit: int, byte_budget: int) -> list[MailRow]:
             break
         chosen.append(int(row["id"]))
         total += int(row["size"])
-    mails = [await get(db, mail_id) for mail_id in chosen]
-    return [mail for mail in mails if mail is not None]
+    found = {row.id: row for row in await listed(db, "mails_by_ids", ids=chosen)}
+    return [found[mail_id] for mail_id in chosen if mail_id in found]
 
 
 async def _record_decision(

@@ -67,3 +67,7 @@ INSERT INTO mails (received_at, mail_from, rcpt_tos, client_address, tls, messag
 VALUES (:received_at, :mail_from, :rcpt_tos, :client_address, :tls, :message_id, :subject,
         :from_addr, :size, zeroblob(:raw), :content_digest)
 RETURNING id
+
+-- mails_by_ids --
+-- These mails (:ids, a list) with their raw bytes: a decide batch read at once (issue 16).
+SELECT {mail_columns}, raw FROM mails WHERE id IN (SELECT value FROM json_each(:ids))
