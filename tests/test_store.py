@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,9 @@ from escalator.core.actions import PlannedAction
 from escalator.core.record import DecisionRecord
 from escalator.errors import ConfigError, StoreUnavailable
 from escalator.store import IncomingMail, Store
+from escalator.store.db import Db
 from escalator.store.digest import content_digest
+from escalator.store.manager import StoreManager
 from escalator.store.sqlite import MIGRATIONS, SQLiteStore
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -103,6 +106,28 @@ async def test_concurrent_duplicates_in_one_batch_collapse(store: Store) -> None
     results = await asyncio.gather(*(store.accept(incoming(7)) for _ in range(5)))
     assert len({a.mail_id for a in results}) == 1
     assert sum(not a.duplicate for a in results) == 1
+
+
+async def test_a_failing_job_spoils_only_its_own_future(store: Store) -> None:
+    """In one group commit, a job that writes and then fails leaves nothing behind and fails
+    alone; the jobs beside it commit (PostgreSQL runs a batch without savepoints first, and
+    again with one per job when a job fails)."""
+    ids = [(await store.accept(incoming(n))).mail_id for n in (1, 2, 3)]
+
+    def hold(mail_id: int, fail: bool) -> Callable[[Db], Awaitable[None]]:
+        async def job(db: Db) -> None:
+            await db.run("set_review", id=mail_id, review="held")
+            if fail:
+                raise ValueError("the job's own error")
+
+        return job
+
+    assert isinstance(store, StoreManager)
+    jobs = [hold(mail_id, fail=mail_id == ids[1]) for mail_id in ids]
+    outcomes = await asyncio.gather(*map(store._write, jobs), return_exceptions=True)
+    assert [isinstance(outcome, ValueError) for outcome in outcomes] == [False, True, False]
+    reviews = [listed.mail.review for listed in await store.list_mails()]
+    assert reviews == ["held", None, "held"]
 
 
 async def test_decision_and_actions_are_recorded_exactly_once(store: Store) -> None:
