@@ -1,9 +1,10 @@
 """Latency from the end of DATA to the PagerDuty request reaching the stand-in, p50/p99.
 
 The whole path runs in this process as `escalator serve` wires it: aiosmtpd front door ->
-store commit -> decide worker (a child process on a pipe) -> the decision's commit, which claims
-its page -> dispatcher.page_now -> PagerDuty client (aiohttp, keep-alive) -> HTTPS -> a PagerDuty
-Events API stand-in in a child process. The accept callback wakes the decide worker.
+store commit, while a decide child (on a pipe) reads the mail -> the decide worker finishes the
+decision of the stored mail in that child -> dispatcher.page_now, while the decision's commit
+claims the page -> PagerDuty client (aiohttp, keep-alive) -> HTTPS -> a PagerDuty Events API
+stand-in in a child process. The accept callback wakes the decide worker.
 Clients send at 1 mail/s and at 20 mails/s on one connection each; beside them, in the same
 run, the bare store commit (`store.accept`) is timed, as the baseline the path is compared to.
 
@@ -35,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from standins.pagerduty import PagerDutyStandIn
 
 from escalator.app import page_handoff
-from escalator.decider.processor import Processor
+from escalator.decider.processor import Foreseeing, Processor
 from escalator.ingress.smtp import start_smtp
 from escalator.outbox.dispatch import Dispatcher
 from escalator.policy import load_policy
@@ -177,7 +178,7 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         pages=page_handoff(dispatcher),
     )
 
-    smtp = await start_smtp(settings, store, processor.wake)
+    smtp = await start_smtp(settings, Foreseeing(store, processor), processor.wake)
     workers = [asyncio.ensure_future(w) for w in (processor.run(), dispatcher.run())]
     host, port = smtp.address
     results: dict[str, Any] = {}

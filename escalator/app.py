@@ -22,7 +22,7 @@ from escalator import memory, metrics, probe
 from escalator.core.policy import Policy
 from escalator.decider import dkimcheck
 from escalator.decider.backfill import backfill_facts
-from escalator.decider.processor import PageHandoff, Processor
+from escalator.decider.processor import Foreseeing, PageHandoff, Processor
 from escalator.errors import EscalatorError
 from escalator.handoff import serve_desk
 from escalator.ingress.smtp import SMTPService, start_smtp
@@ -106,8 +106,9 @@ class Service:
 
     async def _open_door(self) -> None:
         """SMTP, or the desk where acceptor processes say they stored a mail."""
-        if self._desk_socket is None:
-            self.smtp = await start_smtp(self.settings, self.store, self.processor.wake)
+        if self._desk_socket is None:  # each mail foreseen as it commits (issue 12)
+            door = Foreseeing(self.store, self.processor)
+            self.smtp = await start_smtp(self.settings, door, self.processor.wake)
         else:
             self._desk = await serve_desk(self._desk_socket, self.processor.wake)
 

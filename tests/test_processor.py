@@ -11,7 +11,7 @@ import pytest
 from conftest import SettingsFactory
 
 from escalator.core.mail import parse_mail
-from escalator.decider.processor import Processor, decide_stored
+from escalator.decider.processor import Foreseeing, Processor, decide_stored
 from escalator.policy import load_policy
 from escalator.store import IncomingMail, Store
 
@@ -202,3 +202,42 @@ async def test_an_earlier_mail_without_stored_facts_is_parsed_for_its_follow_up(
     assert follow_up is not None and follow_up.decision is not None
     assert follow_up.decision.merged_with == (first,) and follow_up.verdict == "escalate"
     assert f"earlier mail {first} has no stored facts" in caplog.text
+
+
+def incoming(raw: bytes, minute: int) -> IncomingMail:
+    """As the SMTP handler hands a mail to the store (headers read, envelope from From)."""
+    parsed = parse_mail(raw)
+    at = SATURDAY_NIGHT.replace(minute=minute)
+    return IncomingMail(
+        raw, parsed.from_addr or "x@example.org", ("escalations@localhost",), None, False, at,
+        parsed.message_id, parsed.subject, parsed.from_addr,
+    )  # fmt: skip
+
+
+async def test_mails_read_as_they_commit_get_the_decision_of_their_own_bytes(
+    store: Store, make_settings: SettingsFactory
+) -> None:
+    """Through the door `escalator serve` gives the SMTP handler (Foreseeing), a decide child
+    reads each mail while it commits, and its decision is finished once stored: the same as
+    read only then. A follow-up read alone is read again with the held mail it completes."""
+    settings = make_settings()
+    policy = load_policy(settings)
+    processor = Processor(store, policy, worker_settings=settings, processes=2)
+    door = Foreseeing(store, processor)
+    raws = [ESCALATION.replace(b"{n}", b"1"), NOT_A_MAIL, INCOMPLETE, FOLLOW_UP]
+    ids = []
+    try:
+        await processor.burst()  # the decide children start
+        for minute, raw in enumerate(raws):
+            ids.append((await door.accept(incoming(raw, minute))).mail_id)
+            assert await processor.burst() == 1
+    finally:
+        processor.close()
+    for mail_id in ids[:2]:
+        stored = await store.get_mail(mail_id)
+        assert stored is not None and stored.decision is not None
+        expected = decide_stored(stored, policy).record
+        assert (stored.verdict, stored.reasons) == (expected.verdict, expected.reasons)
+    follow_up = await store.get_mail(ids[3])
+    assert follow_up is not None and follow_up.decision is not None
+    assert (follow_up.verdict, follow_up.decision.merged_with) == ("escalate", (ids[2],))

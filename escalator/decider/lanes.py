@@ -37,6 +37,10 @@ class LaneDied(Exception):
 class Lane(Protocol):
     async def call(self, fn: Callable[..., T], *args: Any) -> T: ...
 
+    def idle(self) -> bool:
+        """No call outstanding: a new one would start at once."""
+        ...
+
     def close(self, wait: bool = True) -> None: ...
 
 
@@ -45,9 +49,17 @@ class ThreadLane:
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="escalator-decide")
+        self._calls = 0
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.wrap_future(self._pool.submit(fn, *args))
+        self._calls += 1
+        try:
+            return await asyncio.wrap_future(self._pool.submit(fn, *args))
+        finally:
+            self._calls -= 1
+
+    def idle(self) -> bool:
+        return self._calls == 0
 
     def close(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=True)
@@ -96,6 +108,9 @@ class ProcessLane:
             return result
         finally:
             self._waiting.pop(seq, None)
+
+    def idle(self) -> bool:
+        return not self._broken and not self._waiting and self._sending == 0
 
     async def _send(self, request: bytes) -> None:
         """Write one request whole. Inline only when the pipe is empty (no other call is

@@ -12,10 +12,13 @@ In processes it uses the other cores, and a mail that crashes the parser kills o
 child: that mail is held for review and a fresh child takes the next one. A lane is a child on
 a pipe the event loop reads itself (decider/lanes.py: no helper threads on a page's path).
 
-THE PAGE PATH (issue 12): with a PageHandoff, a decision's due pages are claimed in the very
-commit that records it, and handed to the dispatcher as that commit is queued: the page leaves
-while the decision commits (see PageHandoff for why that is safe), and its outcome is recorded
-under the row the commit claimed.
+THE PAGE PATH (issue 12): as a mail's commit starts (the SMTP door is `Foreseeing`), an idle
+lane reads it: parses it and decides it on its own words, which needs neither its id nor the
+store; once it is stored, the worker finishes that decision in the same lane (its actions, its
+joins) instead of starting from the bytes. With a PageHandoff, a decision's due pages are
+claimed in the very commit that records it, and handed to the dispatcher as that commit is
+queued: the page leaves while the decision commits (see PageHandoff for why that is safe), and
+its outcome is recorded under the row the commit claimed.
 
 THE INSTANT: a mail is decided at the time it was RECEIVED, not when the worker gets to it, so
 a restart or a backlog never changes its routing, and `escalator check --at <received_at>`
@@ -43,13 +46,14 @@ from typing import NamedTuple
 from escalator import memory, metrics
 from escalator.core.actions import PlannedAction, plan_actions
 from escalator.core.conversation import (
+    Conversation,
     Said,
     decide_conversation,
     may_complete,
     thread_parents,
 )
 from escalator.core.facts import MailFacts
-from escalator.core.mail import parse_mail
+from escalator.core.mail import ParsedMail, parse_mail
 from escalator.core.model import Decision, Reason, SenderPolicy
 from escalator.core.policy import Policy
 from escalator.core.record import DecisionRecord
@@ -62,7 +66,7 @@ from escalator.oncall.joining import JoinWindows, join_batch, joining_of, update
 from escalator.policy import load_policy
 from escalator.probe import is_probe
 from escalator.settings import Settings
-from escalator.store import MailRow, PagesClaimed, PagesDue, Store
+from escalator.store import Accepted, IncomingMail, MailRow, PagesClaimed, PagesDue, Store
 from escalator.store.actions import due_pages, is_due_page
 from escalator.store.mails import as_decided
 
@@ -98,6 +102,8 @@ LARGE_MAIL_BYTES = 1024 * 1024  # after deciding one, memory is handed back (_se
 PROBE_NOTE = "probe: never dispatched"
 POSTMASTER_NOTE = "postmaster@: kept for review, never escalated"
 TAKEOVER_GRACE = 1.0  # seconds another replica has to decide the mail it accepted
+FORESEE_BYTES = 256 * 1024  # larger mails are read once, after their commit
+FORESEEN_KEPT = 16  # readings a decide child keeps for mails not decided yet
 
 
 def decide_stored(
@@ -106,26 +112,23 @@ def decide_stored(
     probe_key: bytes | None = None,
     earlier: tuple[MailRow, ...] = (),
     verify: Verifier | None = None,
+    reading: Reading | None = None,
 ) -> Outcome:
     """The decision record and planned actions for one stored mail, at its received time: the
-    one parse of this mail, whose facts (core/facts.py) travel with the outcome.
+    one parse of this mail, whose facts (core/facts.py) travel with the outcome; `reading`:
+    that parse and decision made already, at the end of DATA (used only without `earlier`).
 
     `earlier`: held rejects of the same sender that this mail answers, read from the facts
     stored when they were decided (never parsed again); a follow-up that alone would be rejected
     is decided together with them ("the channel is #x" completes the facts).
     With `probe_key`, a correctly marked probe mail gets its actions planned as skipped.
     `verify`: the direct DKIM check (decider/dkimcheck.py), run unless the sender policy is off."""
-    parsed = parse_mail(mail.raw or b"")
-    checking = verify is not None and policy.trust.mode is not SenderPolicy.OFF
     before = [said_of(row) for row in earlier]
-    conversation = decide_conversation(
-        parsed,
-        before,
-        mail.received_at,
-        policy,
-        mail.mail_from,
-        verify(mail.raw or b"") if verify is not None and checking else (),
-    )
+    if reading is None or before:
+        reading = read_mail(
+            mail.raw or b"", mail.mail_from, mail.received_at, policy, before, verify
+        )
+    parsed, conversation = reading
     decision = conversation.decision
     trusted = policy.triage.trusted_list_ids
     planned = plan_actions(
@@ -140,6 +143,40 @@ def decide_stored(
     if mail.rcpt_tos and all(is_postmaster(rcpt) for rcpt in mail.rcpt_tos):
         return as_postmaster(Outcome(record, planned, facts))
     return Outcome(record, planned, facts)
+
+
+class Reading(NamedTuple):
+    """A mail parsed and decided on its own words, which needs no mail id and no store: made at
+    the end of DATA while the mail commits (Processor.foresee), finished once it is stored."""
+
+    parsed: ParsedMail
+    conversation: Conversation
+
+
+def read_mail(
+    raw: bytes,
+    mail_from: str,
+    received_at: datetime,
+    policy: Policy,
+    before: list[Said],
+    verify: Verifier | None,
+) -> Reading:
+    """The one parse of a mail and its decision (with the earlier mails it answers)."""
+    parsed = parse_mail(raw)
+    checking = verify is not None and policy.trust.mode is not SenderPolicy.OFF
+    extra = verify(raw) if verify is not None and checking else ()
+    conversation = decide_conversation(parsed, before, received_at, policy, mail_from, extra)
+    return Reading(parsed, conversation)
+
+
+ForesightKey = tuple[int, str, int]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def foresight_key(received_at: datetime, mail_from: str, size: int) -> ForesightKey:
+    """What a mail is known by before and after its commit: its instant (in microseconds, so
+    any time zone the store hands back matches), envelope sender and size."""
+    return (received_at - EPOCH) // timedelta(microseconds=1), mail_from, size
 
 
 def said_of(row: MailRow) -> Said:
@@ -188,6 +225,7 @@ def is_probe_record(record: DecisionRecord) -> bool:
 _worker_policy: Policy | None = None
 _worker_probe_key: bytes | None = None
 _worker_verify: Verifier | None = None
+_worker_foreseen: dict[ForesightKey, tuple[bytes, Reading]] = {}  # oldest first
 
 
 def _start_worker(settings: Settings, probe_key: bytes | None = None) -> None:
@@ -233,10 +271,31 @@ def _ping() -> bool:
     return True
 
 
-def _decide_in_worker(mail: MailRow, earlier: tuple[MailRow, ...] = ()) -> Outcome:
+def _decide_in_worker(
+    mail: MailRow, earlier: tuple[MailRow, ...] = (), key: ForesightKey | None = None
+) -> Outcome:
+    """Decide a stored mail; from its reading at the end of DATA when this child made one of
+    the very same bytes (`key`), else from the start."""
     if _worker_policy is None:
         raise RuntimeError("decide worker started without a policy")
-    return decide_stored(mail, _worker_policy, _worker_probe_key, earlier, _worker_verify)
+    found = None if key is None else _worker_foreseen.pop(key, None)
+    reading = found[1] if found is not None and found[0] == mail.raw else None
+    policy, probe_key, verify = _worker_policy, _worker_probe_key, _worker_verify
+    return decide_stored(mail, policy, probe_key, earlier, verify, reading)
+
+
+def _foresee_in_worker(
+    key: ForesightKey, raw: bytes, mail_from: str, received_at: datetime
+) -> bool:
+    """Read a mail whose commit is under way; kept for its decision (FORESEEN_KEPT at most:
+    a mail refused at its commit is never decided, and its reading goes in time)."""
+    if _worker_policy is None:
+        raise RuntimeError("decide worker started without a policy")
+    reading = read_mail(raw, mail_from, received_at, _worker_policy, [], _worker_verify)
+    _worker_foreseen[key] = (raw, reading)
+    while len(_worker_foreseen) > FORESEEN_KEPT:
+        del _worker_foreseen[next(iter(_worker_foreseen))]
+    return True
 
 
 def decision_record(decision: Decision, decided_at: datetime) -> DecisionRecord:
@@ -314,11 +373,27 @@ class Processor:
         self._lanes: list[Lane] = []  # started by run() or burst(), inside the loop
         self._wake = asyncio.Event()
         self._soon: asyncio.TimerHandle | None = None
+        self._foreseen: dict[ForesightKey, Lane] = {}  # read at the end of DATA, by that lane
         self.decided = 0
 
     def wake(self) -> None:
         """Called after each accept: there is something new to decide."""
         self._wake.set()
+
+    def foresee(self, mail: IncomingMail) -> None:
+        """The end of DATA, as the mail's commit starts (issue 12): an idle decide child reads
+        and decides it meanwhile, so that once stored its decision is a short step away. Only
+        a stored mail is decided (its id, its joins, its pages come after its commit); a busy
+        decider (a backlog, a storm) or a large mail skips this."""
+        lane = next((lane for lane in self._lanes if lane.idle()), None)
+        if lane is None or self._worker_settings is None or len(mail.raw) > FORESEE_BYTES:
+            return
+        key = foresight_key(mail.received_at, mail.mail_from, len(mail.raw))
+        self._foreseen[key] = lane
+        while len(self._foreseen) > FORESEEN_KEPT:
+            del self._foreseen[next(iter(self._foreseen))]
+        args = (key, mail.raw, mail.mail_from, mail.received_at)
+        asyncio.ensure_future(lane.call(_foresee_in_worker, *args)).add_done_callback(_let_go)
 
     def wake_soon(self, delay: float = TAKEOVER_GRACE) -> None:
         """Another replica accepted a mail (PostgreSQL NOTIFY): it decides it itself within
@@ -516,28 +591,47 @@ class Processor:
         self, mails: list[MailRow], earlier: dict[int, tuple[MailRow, ...]]
     ) -> list[Outcome]:
         """Each lane (one child) decides its share one mail at a time, so a child that dies is
-        blamed on exactly the mail it was deciding."""
-        lanes = len(self._lanes)
-        shares = await asyncio.gather(
-            *(self._decide_share(mails[lane::lanes], lane, earlier) for lane in range(lanes))
+        blamed on exactly the mail it was deciding; a mail read at the end of DATA goes to the
+        lane that read it."""
+        shares: list[list[tuple[int, MailRow, ForesightKey | None]]] = [[] for _ in self._lanes]
+        for n, mail in enumerate(mails):
+            lane, key = self._route(mail, n % len(self._lanes))
+            shares[lane].append((n, mail, key))
+        decided = await asyncio.gather(
+            *(self._decide_share(share, lane, earlier) for lane, share in enumerate(shares))
         )
-        by_position = {
-            lane + n * lanes: outcome
-            for lane, share in enumerate(shares)
-            for n, outcome in enumerate(share)
-        }
+        by_position = dict(pair for share in decided for pair in share)
         return [by_position[position] for position in range(len(mails))]
 
+    def _route(self, mail: MailRow, default: int) -> tuple[int, ForesightKey | None]:
+        """The lane still holding this mail's reading from the end of DATA, else `default`."""
+        key = foresight_key(mail.received_at, mail.mail_from, mail.size)
+        lane = self._foreseen.pop(key, None)
+        if lane is None or lane not in self._lanes:
+            return default, None
+        return self._lanes.index(lane), key
+
     async def _decide_share(
-        self, mails: list[MailRow], lane: int, earlier: dict[int, tuple[MailRow, ...]]
-    ) -> list[Outcome]:
-        return [await self._decide(mail, lane, earlier.get(mail.id, ())) for mail in mails]
+        self,
+        share: list[tuple[int, MailRow, ForesightKey | None]],
+        lane: int,
+        earlier: dict[int, tuple[MailRow, ...]],
+    ) -> list[tuple[int, Outcome]]:
+        return [
+            (n, await self._decide(mail, lane, earlier.get(mail.id, ()), key=key))
+            for n, mail, key in share
+        ]
 
     async def _decide(
-        self, mail: MailRow, lane: int, earlier: tuple[MailRow, ...], retries: int = 1
+        self,
+        mail: MailRow,
+        lane: int,
+        earlier: tuple[MailRow, ...],
+        retries: int = 1,
+        key: ForesightKey | None = None,
     ) -> Outcome:
         try:
-            return await self._submit(mail, lane, earlier)
+            return await self._submit(mail, lane, earlier, key)
         except RuntimeError as exc:
             # The lane refused the work (shut down, cannot spawn): not the mail's fault.
             raise TransientError(f"the decide worker cannot take work: {exc}") from None
@@ -552,9 +646,11 @@ class Processor:
             log.exception("decision of mail %d failed; held for review", mail.id)
             return failed_record(mail, exc)
 
-    async def _submit(self, mail: MailRow, lane: int, earlier: tuple[MailRow, ...]) -> Outcome:
+    async def _submit(
+        self, mail: MailRow, lane: int, earlier: tuple[MailRow, ...], key: ForesightKey | None
+    ) -> Outcome:
         if self._worker_settings is not None:
-            return await self._lanes[lane].call(_decide_in_worker, mail, earlier)
+            return await self._lanes[lane].call(_decide_in_worker, mail, earlier, key)
         return await self._lanes[lane].call(
             decide_stored, mail, self._policy, self._probe_key, earlier, self._verify
         )
@@ -575,3 +671,22 @@ class Processor:
         for lane in self._lanes:
             lane.close()
         self._lanes = []
+
+
+def _let_go(reading: asyncio.Future[bool]) -> None:
+    """A reading at the end of DATA that failed says nothing: the mail's decision tells."""
+    if not reading.cancelled():
+        reading.exception()
+
+
+class Foreseeing:
+    """The store's `accept` as the SMTP front door calls it in `escalator serve`: each mail is
+    handed to Processor.foresee as its commit starts."""
+
+    def __init__(self, store: Store, processor: Processor) -> None:
+        self._store = store
+        self._processor = processor
+
+    async def accept(self, mail: IncomingMail) -> Accepted:
+        self._processor.foresee(mail)
+        return await self._store.accept(mail)
