@@ -56,12 +56,14 @@ _SLACK_ID = Prefiltered.compile(
 
 class _BeforeSlack:
     """A channel named as where the sender is, then "on Slack": "im in hmpps-x-incident on
-    slack", "join laa-apply-incident in Slack". Only a hyphenated (or underscored) name, after a
+    slack", "join laa-apply-incident in Slack", "we've spun up incident-parole-0412 in slack"
+    (a channel made for the incident). Only a hyphenated (or underscored) name, after a
     word saying where, so "follow-up on slack" is none. Searched only in the few words before
     each "slack" (a search of the whole text cost ~0.1 ms on a 2 KB mail)."""
 
     pattern = re.compile(
-        r"\b(?:in|join|into|to|at|use|via)\s+(?:the\s+|our\s+)?#?"
+        r"\b(?:in|join|into|to|at|use|via|(?:spun|set|stood|opened)\s+up|created|opened|started)"
+        r"\s+(?:the\s+|our\s+|an?\s+)?#?"
         r"([A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)+)\s+(?:channel\s+)?(?:on|in)\s+slack\b",
         re.IGNORECASE,
     )
