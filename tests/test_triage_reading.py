@@ -1062,6 +1062,202 @@ The incident report for Tuesday's outage is attached; it has been resolved since
 ]
 CASES += SET_G_KINDS
 
+# Kinds from blind set h (issue 15, session 4), each written in other words than the set's mail,
+# with a counter-case where a real production incident stands beside the new reject reading.
+SET_H_KINDS = [
+    # A channel the sender made for the incident ("we've set up x on Slack") is the channel.
+    Hard(
+        "channel-set-up-on-slack",
+        ESCALATE,
+        "hmpps-bookings-incident",
+        mail(
+            "bookings not working",
+            """
+Since 07:40 every booking fails with a 500 for prison staff. We have set up
+hmpps-bookings-incident on Slack for this, please come there.
+""",
+        ),
+    ),
+    # Someone else's miner on the platform is a breach, however it is noticed (a bill question).
+    Hard(
+        "crypto-miner-found-through-the-bill",
+        ESCALATE,
+        "laa-costs",
+        mail(
+            "Why has our bill tripled?",
+            """
+Could someone explain our AWS bill? It tripled this week. We found cryptominer containers in the
+laa-apply-prod namespace that nobody on the team created. #laa-costs
+""",
+        ),
+    ),
+    # An exercise announced, its outage simulated: not an incident.
+    Hard(
+        "failover-drill-announced",
+        NOT_IMPACTING,
+        "pay-gameday",
+        mail(
+            "Failover drill on Tuesday",
+            """
+Next Tuesday 10:00-11:00 we will run a failover drill on the payments API, simulating an outage
+of its database. No action needed from you. #pay-gameday
+""",
+        ),
+    ),
+    # A real outage during an exercise is an incident.
+    Hard(
+        "real-outage-during-drill",
+        ESCALATE,
+        "pay-incident",
+        mail(
+            "DR exercise went wrong",
+            """
+During this morning's DR exercise production went down for real and has not come back: every
+user gets a 503. #pay-incident
+""",
+        ),
+    ),
+    # An outage placed in a test environment with production said unaffected: "SITE DOWN" is the
+    # test environment's site.
+    Hard(
+        "test-site-down-production-fine",
+        NOT_IMPACTING,
+        "bookings-dev",
+        mail(
+            "SITE DOWN - bookings",
+            """
+The bookings site is down, every page gives a 500. This is only in our bookings-staging
+namespace; production is still fine and no users are affected. #bookings-dev
+""",
+        ),
+    ),
+    # The same words beside a production outage: the live outage is an incident.
+    Hard(
+        "dev-broken-and-live-down",
+        ESCALATE,
+        "bookings-incident",
+        mail(
+            "bookings",
+            """
+Our dev namespace is broken too, but staff on the old service aren't affected by that. The live
+bookings service is down for all prisons since 11:00. #bookings-incident
+""",
+        ),
+    ),
+    # The platform asked to support something new, however urgently: a feature request.
+    Hard(
+        "support-asked-urgently",
+        NOT_IMPACTING,
+        "redis-dev",
+        mail(
+            "URGENT redis cluster mode",
+            """
+We need the platform's elasticache module to support cluster mode before our launch, we can't
+wait for the normal queue. #redis-dev
+""",
+        ),
+    ),
+    # A support asked for beside a live outage: the outage is an incident.
+    Hard(
+        "support-asked-with-live-outage",
+        ESCALATE,
+        "cert-incident",
+        mail(
+            "need the ingress to support the new cert",
+            """
+We need the ingress to support the new certificate ASAP: since 09:00 the site is down for all
+users with an expired certificate. #cert-incident
+""",
+        ),
+    ),
+    # Planned work announced with its window: the outage it names is planned.
+    Hard(
+        "scheduled-window-announced",
+        NOT_IMPACTING,
+        "fines-announce",
+        mail(
+            "Scheduled maintenance - Sun 6 Dec 02:00-04:00 - payments offline",
+            "For information only, the change is approved. #fines-announce\n",
+        ),
+    ),
+    # An outage after the planned work is an incident.
+    Hard(
+        "outage-after-planned-window",
+        ESCALATE,
+        "fines-incident",
+        mail(
+            "payments",
+            """
+After the planned maintenance 02:00-04:00 the payments service is offline and still down at
+09:00. #fines-incident
+""",
+        ),
+    ),
+    # A past outage told to ask how to avoid it again: not happening now.
+    Hard(
+        "past-outage-told-in-a-how-to",
+        NOT_IMPACTING,
+        "visits-dev",
+        mail(
+            "database upgrade advice",
+            """
+We plan to upgrade the visits database next month. Last year the same upgrade took the site
+offline for an hour. How do we avoid that this time? #visits-dev
+""",
+        ),
+    ),
+    # "Same as last time" before a present outage: happening now.
+    Hard(
+        "same-as-last-time-outage",
+        ESCALATE,
+        "visits-incident",
+        mail(
+            "visits",
+            "Same as last time, the site is down for all families again. #visits-incident\n",
+        ),
+    ),
+    # "When production is down" as a general case in a pitch: not an outage.
+    Hard(
+        "general-when-in-a-pitch",
+        NOT_IMPACTING,
+        None,
+        mail(
+            "Faster incident response",
+            """
+When your platform is down every second costs money. Could we book a quick demo next week?
+Do you have 20 minutes on Thursday?
+""",
+        ),
+    ),
+    # "When I checked, production is down": told, not general.
+    Hard(
+        "when-i-checked-production-down",
+        ESCALATE,
+        "apply-incident",
+        mail(
+            "apply",
+            "When I checked at 09:00, production is down for every user. #apply-incident\n",
+        ),
+    ),
+    # A reply that closes the matter ("no further action needed"): the quoted channel is not
+    # where to talk now.
+    Hard(
+        "closed-matter-reply",
+        NOT_IMPACTING,
+        None,
+        mail(
+            "Re: probation search down",
+            """
+That's fixed it, thanks everyone - no further action needed.
+
+> On 28 Nov 2026, at 20:01, Sam Okafor wrote:
+> Probation search is down for every officer. Join #probation-search-incident
+""",
+        ),
+    ),
+]
+CASES += SET_H_KINDS
+
 
 def test_clause_reading_scopes_negation_and_hypothesis() -> None:
     """A cue governs only the clause it is in, and only the few words before the impact."""
@@ -1084,6 +1280,15 @@ def test_clause_reading_scopes_negation_and_hypothesis() -> None:
     assert state("The site went down and recovered at 9.", "down", lasting=False) is State.RESOLVED
     assert state("Restored at 7 and since then rows are lost.", "rows") is State.PRESENT
     assert state("kubectl is down for me.", "down", lasting=False) is State.TOOLING
+    assert state("Last time an upgrade caused an outage.", "outage", False) is State.RESOLVED
+    assert state("Same as last time, the site is down.", "site", False) is State.PRESENT
+    assert state("Planned downtime 06:00-09:00 - site offline", "offline", False) is State.SCHEDULED
+    assert (
+        state("After the planned work 06:00-09:00 it is offline", "offline", False) is State.PRESENT
+    )
+    assert state("When production is down, minutes count.", "down", False) is State.HYPOTHETICAL
+    assert state("When production went down we lost it.", "went", False) is State.PRESENT
+    assert state("a simulated outage of the API", "outage", False) is State.HYPOTHETICAL
 
 
 def test_awaited_resolutions_and_refused_access() -> None:

@@ -5,8 +5,10 @@ lost" is an impact; "no data was lost", "if data were lost", "data lost on stagi
 outage is resolved" are not present impacts. Each match is placed in its clause (split at
 sentence ends, line ends and the contrastive words of `clause_break`), and the clause is read
 for the cues of rules.toml's [reading] table: a negation or a hypothetical in the few words
-before the match, a recovery told after it in the clause, a non-production environment named without
-production, or the sender's own tooling (kubectl, a pipeline) named without users or a service.
+before the match (or a general "when production is down"), a recovery told after it in the
+clause (or a past occasion told before it: "last time an upgrade caused a 40-minute outage"), a
+planned window announced around it, a non-production environment named without production, or
+the sender's own tooling (kubectl, a pipeline) named without users or a service.
 
 Only matches are read: a part with no match costs no clause splitting, so the common mail pays
 nothing for the reading. Pure; the cues are data an engineer can edit.
@@ -56,6 +58,9 @@ class Cues:
     users: re.Pattern[str]
     pending: re.Pattern[str]
     refusal: re.Pattern[str]
+    past: re.Pattern[str]
+    generic: re.Pattern[str]
+    announced: re.Pattern[str]
 
 
 _NEVER = r"(?!)"
@@ -111,7 +116,9 @@ def state_of(clause: Clause, start: int, lasting: bool, cues: Cues) -> State:
         return State.NEGATED
     if cues.hypothetical.search(before):
         return State.HYPOTHETICAL
-    if cues.conditional.search(clause.text[: start - clause.start]):
+    if cues.conditional.search(clause.text[: start - clause.start]) or _generic(
+        clause, start, cues
+    ):
         return State.HYPOTHETICAL
     if cues.non_production.search(clause.text) and not cues.production.search(clause.text):
         return State.NON_PRODUCTION
@@ -120,9 +127,10 @@ def state_of(clause: Clause, start: int, lasting: bool, cues: Cues) -> State:
     after = clause.text[start - clause.start :]
     if lasting:
         return State.RESOLVED if cues.recovered.search(after) else State.PRESENT
-    if cues.resolved.search(after):
+    head = clause.text[: start - clause.start]
+    if cues.resolved.search(after) or cues.past.search(head):
         return State.RESOLVED
-    if _scheduled(after, cues):
+    if _scheduled(after, cues) or _announced(head, cues):
         return State.SCHEDULED
     if cues.tooling.search(clause.text) and not cues.people.search(clause.text):
         return State.TOOLING
@@ -153,3 +161,24 @@ def _scheduled(after: str, cues: Cues) -> bool:
     if window is None:
         return False
     return not re.search(r"\bsince\b", after[: window.start()], re.IGNORECASE)
+
+
+def _announced(head: str, cues: Cues) -> bool:
+    """The clause announces the outage's window before it ("Planned downtime - Sat 12 Dec
+    06:00-09:00 - service unavailable"): planned work named and its window given, with no
+    "since", "after" or "during" telling of an outage that came of it. The window stands right
+    before the outage, no comma between ("… 19:00-21:00, sign-in just spins" is a new problem)."""
+    if not cues.announced.search(head):
+        return False
+    windows = list(cues.scheduled.finditer(head))
+    gap = head[windows[-1].end() :] if windows else ","
+    return len(gap) <= _ANNOUNCED_GAP and "," not in gap
+
+
+_ANNOUNCED_GAP = 30  # characters between a planned window and the outage it announces
+
+
+def _generic(clause: Clause, start: int, cues: Cues) -> bool:
+    """The match stands in a general "when production is down" (any time it is), not a told one."""
+    offset = start - clause.start
+    return any(m.start() <= offset < m.end() for m in cues.generic.finditer(clause.text))

@@ -63,7 +63,7 @@ def triage(mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = N
     impact = _impact_evidence(content, _thread_parts(mail, content), policy.rules)
     findings[Reason.NOT_SERVICE_IMPACTING] = impact.excluded
     channel, set_aside = choose_channel(
-        _channel_parts(mail, automated, _earlier_matter_over(impact, policy.rules)),
+        _channel_parts(mail, automated, _earlier_matter_over(impact, policy.rules, content)),
         platform=not automated,
     )
     if channel is None:
@@ -367,7 +367,12 @@ def _impact_evidence(content: list[TextPart], thread: list[TextPart], rules: Rul
     elsewhere = elsewhere or any(item.where == "subject" for item in non_production)
     # "Nothing is live yet": an outage in that production has no users to hurt.
     prelaunch = any(rules.cues.prelaunch.search(item.matched) for item in no_impact)
-    lasting, located, unlocated = reading.strong(elsewhere, prelaunch)
+    # Placed in a test environment and production said unaffected: "SERVICE DOWN" is that
+    # environment's service; an outage counts only where its clause names production or users.
+    outside = bool(non_production) and any(
+        rules.cues.unaffected.search(item.matched) for item in no_impact
+    )
+    lasting, located, unlocated = reading.strong(elsewhere, prelaunch, outside)
     if lasting or located:
         # Strong impact beats an exclusion; only a lasting one (data, credentials, a breach)
         # also beats "resolved": an outage the sender says is over is over.
@@ -412,7 +417,7 @@ class _Reading:
         self._doubted: list[Evidence] = []
 
     def strong(
-        self, elsewhere: bool = False, prelaunch: bool = False
+        self, elsewhere: bool = False, prelaunch: bool = False, outside: bool = False
     ) -> tuple[list[Evidence], list[Evidence], list[Evidence]]:
         """Impacts stated as present: (lasting: an exposure, or data lost; located: money,
         liberty, or an outage whose clause names production or its users; unlocated: an outage
@@ -420,7 +425,8 @@ class _Reading:
         test environment, so data and money impacts must name production to count.
         `prelaunch`: the mail says its service is not live yet, so no money impact is placed and
         an outage only when its clause names the people it hurts (exposures and data lost still
-        are)."""
+        are). `outside`: the mail places its problem in a test environment and says production
+        is unaffected, so an outage must name production or its users, not just "the service"."""
         cues = self._rules.cues
         exposure = self._present("exposure", lasting=True)
         lasting = self._present("lasting_impact", lasting=True)
@@ -432,7 +438,9 @@ class _Reading:
         located = [
             i
             for i in outages
-            if _located(i.clause, cues) and _hurts_users(i.clause, prelaunch, cues)
+            if _located(i.clause, cues)
+            and _hurts_users(i.clause, prelaunch, cues)
+            and (not outside or _names_live(i.clause, cues))
         ]
         unlocated = [item for item in [*lasting, *present, *outages] if item not in placed]
         unlocated = [item for item in unlocated if item not in located]
@@ -506,6 +514,11 @@ _DOUBTED_STATES = (State.NEGATED, State.HYPOTHETICAL, State.SCHEDULED)
 def _hurts_users(clause: str, prelaunch: bool, cues: Cues) -> bool:
     """Before launch, a clause must name the people hurt; otherwise any placement stands."""
     return not prelaunch or bool(cues.users.search(clause))
+
+
+def _names_live(clause: str, cues: Cues) -> bool:
+    """The clause names production or the people a live service serves (not "the service")."""
+    return bool(cues.production.search(clause) or cues.users.search(clause))
 
 
 def _located(clause: str, cues: Cues) -> bool:
@@ -601,15 +614,25 @@ def _thread_parts(mail: ParsedMail, content: list[TextPart]) -> list[TextPart]:
 _REVIEW_RULE = "incident_review"
 
 
-def _earlier_matter_over(impact: _Impact, rules: Rules) -> bool:
+def _earlier_matter_over(impact: _Impact, rules: Rules, content: list[TextPart]) -> bool:
     """The sender's words say the thread's matter is over and ask something new: a review of it,
-    or another request ("thanks, fine since; separately, could you ..."). A bare "thanks, that's
-    fixed it" stays on the thread's channel."""
+    or another request ("thanks, fine since; separately, could you ..."), or close it ("nothing
+    else needed"). A bare "thanks, that's fixed it" stays on the thread's channel."""
     over = {rule.name for rule in rules.of_kind("resolved")}
     own = [item for item in impact.excluded if item.where != "quoted"]
     ended = any(item.rule in over for item in own)
     new_ask = any(item.rule == _REVIEW_RULE or item.rule not in over for item in own)
-    return ended and new_ask
+    return ended and (new_ask or any(_CLOSED_MATTER.search(part.text) for part in content))
+
+
+# The sender closes the matter, asking nothing more: "all fixed now … Nothing else needed
+# tonight, we'll write it up next week". The thread's channel is then not where to talk.
+_CLOSED_MATTER = re.compile(
+    r"\b(nothing (else|more|further) (is |was )?(needed|required)|no (further|more) action"
+    r"|(you )?can close (this|it|the (ticket|incident|channel))"
+    r"|(we['\u2019]ll|we will|i['\u2019]ll|i will) write (it|this|that) up)\b",
+    re.IGNORECASE,
+)
 
 
 # Quoted and bounced material a machine sent back, or the history of a matter the sender says is
