@@ -1,8 +1,8 @@
-"""Blind sets 2 (tests/mails/blind2/{a,b,c,d,e,f,g}, issue 15): written and labelled by people who
+"""Blind sets 2 (tests/mails/blind2/{a,b,c,d,e,f,g,h}, issue 15): written and labelled by people who
 never read the rules, tuned on afterwards (see the READMEs there). Set d was the hold-out of the
 tuning on a, b and c, set e (three writers, e1-e3) the next batch, set f (f1, f2) the one after,
-set g (g1, g2) the one after that; all have been tuned on since, so none of these sets is blind
-any more.
+set g (g1, g2) the one after that, set h (h1, h2) the latest; all have been tuned on since, so
+none of these sets is blind any more.
 
 Every genuine incident must escalate (one test per mail: a wrong reject can leave an outage
 unpaged). Rejects and channels are held per set to the issue's thresholds, as aggregates: at least
@@ -24,7 +24,7 @@ from escalator.policy import load_policy
 from escalator.settings import Settings
 
 BLIND2 = Path(__file__).resolve().parent / "mails" / "blind2"
-SETS = ("a", "b", "c", "d", "e/e1", "e/e2", "e/e3", "f/f1", "f/f2", "g/g1", "g/g2")
+SETS = ("a", "b", "c", "d", "e/e1", "e/e2", "e/e3", "f/f1", "f/f2", "g/g1", "g/g2", "h/h1", "h/h2")
 AT = datetime(2026, 11, 28, 21, 0, tzinfo=UTC)  # bench/blind_score.py's default instant
 RIGHT_REASON_MIN = 0.95
 CHANNEL_EXACT_MIN = 0.97
@@ -89,6 +89,6 @@ def test_labels_cover_every_mail(name: str) -> None:
     """Every kept .eml is labelled once; the argued ones are not in the set."""
     files = sorted(label["file"] for label in labels(name))
     assert files == sorted(path.name for path in (BLIND2 / name).glob("*.eml"))
-    path = BLIND2 / name / "argued.json"  # set g has none: its readers agreed on every mail
+    path = BLIND2 / name / "argued.json"  # sets g, h have none: their readers agreed on every mail
     argued = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
     assert not {str(item.get("file")) for item in argued} & set(files)
