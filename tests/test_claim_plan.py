@@ -91,22 +91,22 @@ def sqlite_claim_steps(store: SQLiteStore) -> tuple[int, int]:
     return steps[0], claimed
 
 
+@pytest.mark.parametrize("store_factory", ["postgresql"], indirect=True)  # its planner only
 async def test_postgres_claim_on_a_table_never_analysed_stays_linear(store: Store) -> None:
     """300 mails (1,200 pending actions, 150 notices in 10 threads), no ANALYZE: one claim
     visits at most PER_ACTION rows per pending action, and claims a full batch."""
-    if not isinstance(store, PostgresStore):
-        pytest.skip("PostgreSQL's planner; SQLite's counterpart is below")
+    assert isinstance(store, PostgresStore)
     await build_backlog(store, 300)
     visited, claimed = await postgres_claim_work(store)
     assert claimed == 64
     assert visited <= PER_ACTION * 1200, f"{visited} rows visited for 1,200 actions"
 
 
+@pytest.mark.parametrize("store_factory", ["sqlite"], indirect=True)  # its plan only
 async def test_sqlite_claim_work_grows_in_proportion_to_the_backlog(store: Store) -> None:
     """SQLite's claim (windows computed once, then an IN list): doubling the backlog from 600
     to 1,200 pending actions at most about doubles its virtual machine steps."""
-    if not isinstance(store, SQLiteStore):
-        pytest.skip("SQLite's plan; PostgreSQL's counterpart is above")
+    assert isinstance(store, SQLiteStore)
     await build_backlog(store, 150)
     small, _ = sqlite_claim_steps(store)
     await build_backlog(store, 150, start=150)
