@@ -184,9 +184,9 @@ def _serve(
     while True:
         try:
             seq, fn, args = pickle.loads(conn.recv_bytes())  # noqa: S301 - the parent's request
-        except EOFError:
+        except (EOFError, ConnectionResetError):  # the parent closed the pipe (or died)
             return
-        with contextlib.suppress(BrokenPipeError):
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             conn.send_bytes(_answer(seq, fn, args))
 
 
