@@ -41,7 +41,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from escalator import memory, metrics
 from escalator.core.actions import PlannedAction, plan_actions
@@ -293,9 +293,14 @@ def _foresee_in_worker(
         raise RuntimeError("decide worker started without a policy")
     reading = read_mail(raw, mail_from, received_at, _worker_policy, [], _worker_verify)
     _worker_foreseen[key] = (raw, reading)
-    while len(_worker_foreseen) > FORESEEN_KEPT:
-        del _worker_foreseen[next(iter(_worker_foreseen))]
+    _keep_newest(_worker_foreseen, FORESEEN_KEPT)
     return True
+
+
+def _keep_newest(kept: dict[ForesightKey, Any], most: int) -> None:
+    """Drop the oldest entries (insertion order) of `kept` until at most `most` remain."""
+    while len(kept) > most:
+        del kept[next(iter(kept))]
 
 
 def decision_record(decision: Decision, decided_at: datetime) -> DecisionRecord:
@@ -390,8 +395,7 @@ class Processor:
             return
         key = foresight_key(mail.received_at, mail.mail_from, len(mail.raw))
         self._foreseen[key] = lane
-        while len(self._foreseen) > FORESEEN_KEPT:
-            del self._foreseen[next(iter(self._foreseen))]
+        _keep_newest(self._foreseen, FORESEEN_KEPT)
         args = (key, mail.raw, mail.mail_from, mail.received_at)
         asyncio.ensure_future(lane.call(_foresee_in_worker, *args)).add_done_callback(_let_go)
 
