@@ -55,6 +55,29 @@ def test_a_haystack_finds_what_finditer_finds(words: str, case: str) -> None:
             assert [m.span() for m in haystack.finditer(pattern, wanted, begins)] == expected
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(TEXTS, min_size=1, max_size=3), st.sampled_from(["lower", "upper", "title"]))
+def test_a_rules_gate_index_keeps_every_pattern_that_matches(texts: list[str], case: str) -> None:
+    """A rule tries only the patterns its GateIndex names for the texts: every pattern that
+    matches one of them is among those, in the rule's order."""
+    samples = [getattr(words, case)() for words in texts]
+    haystacks = [Haystack.of(sample) for sample in samples]
+    for rule in RULES.rules:
+        tried = rule.index.candidates(haystacks)
+        assert tried == sorted(set(tried))
+        for n, pattern in enumerate(rule.patterns):
+            if any(pattern.search(sample) for sample in samples):
+                assert n in tried, pattern.pattern
+
+
+def test_a_gate_index_skips_patterns_whose_words_are_absent() -> None:
+    """Not a no-op: a text naming none of a rule's words tries only its ungated patterns."""
+    rule = next(rule for rule in RULES.rules if rule.kind == "outage")
+    tried = rule.index.candidates([Haystack.of("Hello, the weather is nice today.")])
+    assert len(tried) < len(rule.patterns) // 2
+    assert set(tried) >= rule.index.always
+
+
 def test_needles_are_the_words_a_match_needs() -> None:
     """An alternation gives every alternative; a repeat of one character gives its copies."""
     assert set(needles(re.compile(r"\b(is|are) (down|offline)\b", re.I))[0].needles) == {

@@ -247,6 +247,39 @@ class Haystack:
         return True
 
 
+@dataclass(frozen=True)
+class GateIndex:
+    """Which of a rule's patterns a text may match, from one set operation per text: each
+    pattern is filed under the gates (first three letters of the needles) of one of its groups,
+    and a pattern none of whose gates is a piece of the text cannot match it, as
+    Haystack.may_match would say pattern by pattern; patterns without gates are always tried."""
+
+    always: frozenset[int]
+    gates: frozenset[str]
+    by_gate: Mapping[str, frozenset[int]] = field(compare=False)
+
+    @classmethod
+    def of(cls, wanted: Iterable[Needles]) -> GateIndex:
+        always: set[int] = set()
+        by_gate: dict[str, set[int]] = {}
+        for index, groups in enumerate(wanted):
+            gated = next((group.gates for group in groups if group.gates is not None), None)
+            if gated is None:
+                always.add(index)
+            for gate in gated or ():
+                by_gate.setdefault(gate, set()).add(index)
+        filed = {gate: frozenset(indexes) for gate, indexes in by_gate.items()}
+        return cls(frozenset(always), frozenset(filed), filed)
+
+    def candidates(self, haystacks: Iterable[Haystack]) -> list[int]:
+        """The patterns, in order, that may match one of the texts (a superset of those that do)."""
+        found = set(self.always)
+        for haystack in haystacks:
+            for gate in haystack.grams.intersection(self.gates):
+                found |= self.by_gate[gate]
+        return sorted(found)
+
+
 def _worth(strings: frozenset[str]) -> tuple[bool, int]:
     """Fewest needles among those long enough to be rare; else the longest shortest needle."""
     shortest = min(map(len, strings))

@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any
 
 from escalator.core.model import Reason
-from escalator.core.prefilter import Needles, needles, starts
+from escalator.core.prefilter import GateIndex, Needles, needles, starts
 from escalator.core.reading import Cues, parse_cues
 from escalator.errors import ConfigError
 
@@ -48,10 +48,12 @@ class Rule:
     # prefilter.py): derived from the patterns, never configured.
     needles: tuple[Needles, ...] = field(init=False, repr=False, compare=False)
     starts: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
+    index: GateIndex = field(init=False, repr=False, compare=False)  # which patterns to try
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "needles", tuple(needles(pattern) for pattern in self.patterns))
         object.__setattr__(self, "starts", tuple(starts(pattern) for pattern in self.patterns))
+        object.__setattr__(self, "index", GateIndex.of(self.needles))
 
 
 @dataclass(frozen=True)

@@ -472,8 +472,8 @@ class _Reading:
 
     def _rule_reads(self, rule: Rule, lasting: bool, every: bool) -> list[Evidence]:
         found = []
-        patterns = zip(rule.patterns, rule.needles, rule.starts, strict=True)
-        for pattern, needles, starts in patterns:
+        for n in rule.index.candidates(part.haystack for part in self._parts):
+            pattern, needles, starts = rule.patterns[n], rule.needles[n], rule.starts[n]
             for index, part in enumerate(self._parts):
                 for match in part.haystack.finditer(pattern, needles, starts):
                     item = self._judge(rule, index, match, lasting)
@@ -541,7 +541,8 @@ def _rule_matches(
     """The first match (that `keep` keeps) of each of the rule's patterns, at most one evidence
     per pattern."""
     found = []
-    for pattern, needles, starts in zip(rule.patterns, rule.needles, rule.starts, strict=True):
+    for n in rule.index.candidates(part.haystack for part in parts):
+        pattern, needles, starts = rule.patterns[n], rule.needles[n], rule.starts[n]
         for part in parts:
             match = part.haystack.search(pattern, needles, starts)
             if match and keep is not None and not keep(part, match):
