@@ -36,6 +36,39 @@ async def test_concurrent_large_and_small_requests_never_interleave_on_the_pipe(
         lane.close()
 
 
+async def test_call_now_writes_the_request_before_it_returns() -> None:
+    """The end-of-DATA reading (issue 12): on an idle lane the request is in the pipe when
+    call_now returns, so the child runs it while this loop is blocked (as the store's commit
+    blocks it); a busy lane says None (the caller uses `call`)."""
+    lane = ProcessLane()
+    try:
+        await lane.call(abs, -1)  # the child is up
+        answer = lane.call_now(time.perf_counter)
+        assert answer is not None
+        assert lane.call_now(time.perf_counter) is None  # busy until answered
+        time.sleep(0.5)  # blocking the loop on purpose: nothing may turn it
+        blocked_until = time.perf_counter()  # CLOCK_MONOTONIC: the child's clock too
+        assert await answer < blocked_until
+        assert lane.idle()
+    finally:
+        lane.close()
+
+
+async def test_small_calls_beside_a_running_one_are_answered_in_order() -> None:
+    """A call made while another runs is written inline when it fits beside what may still be
+    unread (PIPE_BUDGET); many such calls, small and large, still come back each to its own."""
+    lane = ProcessLane()
+    try:
+        slow = asyncio.ensure_future(lane.call(time.sleep, 0.2))
+        await asyncio.sleep(0.05)
+        sizes = [20_000, 30, 30_000, 200_000, 40, 25_000]
+        got = await asyncio.gather(*(lane.call(len, b"z" * size) for size in sizes))
+        assert got == sizes
+        await slow
+    finally:
+        lane.close()
+
+
 async def test_an_answer_whose_caller_gave_up_goes_to_no_one_else() -> None:
     """A cancelled call's late answer is dropped; the next call gets its own."""
     lane = ProcessLane()

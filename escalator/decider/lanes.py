@@ -26,7 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
-INLINE_SEND = 32 * 1024  # larger requests are written from a thread: the pipe holds 64 KiB
+INLINE_SEND = 32 * 1024  # larger requests are written from a thread
+# Requests not yet answered may still sit unread in the pipe (a socket pair: 200 KiB or more on
+# Linux); a write inline keeps what it may hold within this, so it never blocks the loop.
+PIPE_BUDGET = 64 * 1024
 JOIN_SECONDS = 2.0
 
 
@@ -36,6 +39,10 @@ class LaneDied(Exception):
 
 class Lane(Protocol):
     async def call(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+    def call_now(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T] | None:
+        """The call sent before this returns, its answer to come; None: use `call`."""
+        ...
 
     def idle(self) -> bool:
         """No call outstanding: a new one would start at once."""
@@ -57,6 +64,9 @@ class ThreadLane:
             return await asyncio.wrap_future(self._pool.submit(fn, *args))
         finally:
             self._calls -= 1
+
+    def call_now(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T] | None:
+        return None  # a thread starts at the caller's next await anyway
 
     def idle(self) -> bool:
         return self._calls == 0
@@ -86,6 +96,7 @@ class ProcessLane:
         # one writer at a time: requests written whole and in order, never interleaved
         self._sender = ThreadPoolExecutor(1, thread_name_prefix="escalator-lane-send")
         self._sending = 0  # requests handed to the sender thread and not yet written
+        self._unread: dict[int, int] = {}  # sizes of requests not answered yet (maybe unread)
         self._broken = True  # until started: a lane that cannot spawn answers LaneDied
         try:
             self._process.start()
@@ -103,21 +114,53 @@ class ProcessLane:
         seq, answer = self._seq, self._loop.create_future()
         self._waiting[seq] = answer
         try:
-            await self._send(pickle.dumps((seq, fn, args), pickle.HIGHEST_PROTOCOL))
+            await self._send(seq, pickle.dumps((seq, fn, args), pickle.HIGHEST_PROTOCOL))
             result: T = await answer
             return result
         finally:
             self._waiting.pop(seq, None)
 
+    def call_now(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T] | None:
+        """On an idle lane, the request written before this returns, and its answer's future;
+        None when it cannot be written inline (busy, too large, the child gone). A task's call
+        is written at the loop's next turn, which the store's writer thread can delay by a
+        millisecond holding the GIL (issue 12: the end-of-DATA reading waited 0.7 ms so)."""
+        if not self.idle():
+            return None
+        request = pickle.dumps((self._seq + 1, fn, args), pickle.HIGHEST_PROTOCOL)
+        if not self._inline(request):
+            return None
+        try:
+            self._conn.send_bytes(request)
+        except OSError:
+            self._fail()
+            return None
+        self._seq += 1
+        self._unread[self._seq] = len(request)
+        seq, answer = self._seq, self._loop.create_future()
+        self._waiting[seq] = answer
+        answer.add_done_callback(lambda _: self._waiting.pop(seq, None))
+        return answer
+
     def idle(self) -> bool:
         return not self._broken and not self._waiting and self._sending == 0
 
-    async def _send(self, request: bytes) -> None:
-        """Write one request whole. Inline only when the pipe is empty (no other call is
-        outstanding, no write in flight); otherwise through the one sender thread, so a write
-        that blocks on a full pipe never blocks the loop nor interleaves with another."""
+    def _inline(self, request: bytes) -> bool:
+        """Whether `request` can be written from the loop: no write in flight, and it is small
+        and, with what earlier unanswered requests may leave unread, fits PIPE_BUDGET (a decision
+        asked for while its reading runs is written at once, not via the thread: issue 12)."""
+        if len(request) > INLINE_SEND or self._sending:
+            return False
+        return sum(self._unread.values()) + len(request) <= PIPE_BUDGET
+
+    async def _send(self, seq: int, request: bytes) -> None:
+        """Write one request whole: inline when `_inline` allows, otherwise through the one
+        sender thread, so a write that blocks on a full pipe never blocks the loop nor
+        interleaves with another."""
         try:
-            if len(request) <= INLINE_SEND and self._sending == 0 and len(self._waiting) == 1:
+            inline = self._inline(request)
+            self._unread[seq] = len(request)
+            if inline:
                 self._conn.send_bytes(request)
             else:
                 await self._send_in_thread(request)
@@ -142,6 +185,7 @@ class ProcessLane:
         except (EOFError, OSError):
             self._fail()
             return
+        self._unread.pop(seq, None)  # the child read it before it answered
         answer = self._waiting.get(seq)
         if answer is None or answer.done():
             return  # its caller gave up (cancelled): dropped

@@ -397,7 +397,9 @@ class Processor:
         self._foreseen[key] = lane
         _keep_newest(self._foreseen, FORESEEN_KEPT)
         args = (key, mail.raw, mail.mail_from, mail.received_at)
-        asyncio.ensure_future(lane.call(_foresee_in_worker, *args)).add_done_callback(_let_go)
+        sent = lane.call_now(_foresee_in_worker, *args)  # before the commit takes the GIL
+        reading = sent or asyncio.ensure_future(lane.call(_foresee_in_worker, *args))
+        reading.add_done_callback(_let_go)
 
     def wake_soon(self, delay: float = TAKEOVER_GRACE) -> None:
         """Another replica accepted a mail (PostgreSQL NOTIFY): it decides it itself within
