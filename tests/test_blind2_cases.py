@@ -1,9 +1,8 @@
-"""Blind sets 2 (tests/mails/blind2/{a,b,c,d,e,f,g,h}, issue 15): written and labelled by people who
+"""Blind sets 2 (tests/mails/blind2/{a,...,i}, issue 15): written and labelled by people who
 never read the rules, tuned on afterwards (see the READMEs there). Set d was the hold-out of the
 tuning on a, b and c, set e (three writers, e1-e3) the next batch, set f (f1, f2) the one after,
-set g (g1, g2) the one after that, set h (h1, h2) the one after that; all have been tuned on since,
-so none of these sets is blind any more. Set i (i1, i2), the latest, is kept with its blind
-first-run figures (its README) and only its labels checked here until it is tuned on.
+set g (g1, g2) the one after that, set h (h1, h2) and set i (i1, i2) the latest; all have been
+tuned on since, so none of these sets is blind any more.
 
 Every genuine incident must escalate (one test per mail: a wrong reject can leave an outage
 unpaged). Rejects and channels are held per set to the issue's thresholds, as aggregates: at least
@@ -25,11 +24,13 @@ from escalator.policy import load_policy
 from escalator.settings import Settings
 
 BLIND2 = Path(__file__).resolve().parent / "mails" / "blind2"
-SETS = ("a", "b", "c", "d", "e/e1", "e/e2", "e/e3", "f/f1", "f/f2", "g/g1", "g/g2", "h/h1", "h/h2")
+SETS = (
+    *("a", "b", "c", "d", "e/e1", "e/e2", "e/e3", "f/f1", "f/f2", "g/g1", "g/g2"),
+    *("h/h1", "h/h2", "i/i1", "i/i2"),
+)
 AT = datetime(2026, 11, 28, 21, 0, tzinfo=UTC)  # bench/blind_score.py's default instant
 RIGHT_REASON_MIN = 0.95
 CHANNEL_EXACT_MIN = 0.97
-BLIND_NOW = ("i/i1", "i/i2")  # not tuned on yet: held to its labels' files only
 
 
 def labels(name: str) -> list[dict[str, Any]]:
@@ -86,7 +87,7 @@ def test_channels_are_exact(name: str, policy: Policy) -> None:
     assert (len(every) - len(wrong)) / len(every) >= CHANNEL_EXACT_MIN, wrong
 
 
-@pytest.mark.parametrize("name", SETS + BLIND_NOW)
+@pytest.mark.parametrize("name", SETS)
 def test_labels_cover_every_mail(name: str) -> None:
     """Every kept .eml is labelled once; the argued ones are not in the set."""
     files = sorted(label["file"] for label in labels(name))

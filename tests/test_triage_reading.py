@@ -1259,6 +1259,367 @@ That's fixed it, thanks everyone - no further action needed.
 CASES += SET_H_KINDS
 
 
+# Kinds met in blind set i (session 4), each written afresh in other words; every reject reading
+# has a counter-case beside it where a live incident in the same words still escalates.
+SET_I_KINDS: list[Hard] = [
+    # Stored values said to be wrong stay an incident after "the bug is fixed", whatever else the
+    # mail says ("the site is up").
+    Hard(
+        "values-still-wrong-after-fix",
+        ESCALATE,
+        "edu-data-incident",
+        mail(
+            "school records",
+            """
+The site is up and the import bug is fixed, but the rows already imported are still incorrect:
+about 900 pupils in production show their old school as the current one. #edu-data-incident
+""",
+        ),
+    ),
+    # Production running on a test environment's database is an outage, even beside a refused
+    # access ("forbidden") and a mail that calls it a staging deploy.
+    Hard(
+        "production-pointing-at-uat",
+        ESCALATE,
+        "pay-incident",
+        mail(
+            "uat release problem",
+            """
+After my UAT release this morning the live payments pods are pointing at the UAT database, so
+card payments land there and not in production. I get forbidden when I try to roll back.
+#pay-incident
+""",
+        ),
+    ),
+    # A secret in a public repository is exposed, however the question is put and however long
+    # the repository's name.
+    Hard(
+        "tfvars-in-public-repo-question",
+        ESCALATE,
+        "tool-sec",
+        mail(
+            "quick question about rotation",
+            """
+Quick question: last night one of us pushed to our public GitHub repo
+ministryofjustice/some-very-long-tool-frontend-name and the commit has a tfvars file with the prod
+RDS password in it. Who should rotate it? #tool-sec
+""",
+        ),
+    ),
+    # Documents anyone can open without signing in: an exposure.
+    Hard(
+        "invoices-open-without-signing-in",
+        ESCALATE,
+        "fees-security",
+        mail(
+            "invoices folder",
+            """
+Bing has indexed the invoices folder of our production bucket and anyone can download them
+without signing in; they hold names and bank details. #fees-security
+""",
+        ),
+    ),
+    # A load test that broke its own environment: not a live incident (in doubt: the symptoms).
+    Hard(
+        "soak-test-broke-perf-env",
+        NOT_IMPACTING,
+        "claims-perf",
+        mail(
+            "ALL DOWN - claims",
+            """
+Our soak test has taken everything out in the claims-perf namespace: pods crash-looping, 503s on
+every call. Can you raise the node limit tonight? #claims-perf
+""",
+        ),
+        "low",
+    ),
+    # A load test that hit production: an incident.
+    Hard(
+        "load-test-hit-production",
+        ESCALATE,
+        "claims-incident",
+        mail(
+            "load test hit prod",
+            """
+A supplier's load test hit production by mistake: the live claims site is down for all users
+since 14:00. #claims-incident
+""",
+        ),
+    ),
+    # An exercise that says so ("not a real incident", "nothing is wrong with the live service"):
+    # its scenario's symptoms are not a live incident (a scenario stating a live outage for its
+    # users still escalates: an impact placed in production beats every exclusion).
+    Hard(
+        "rehearsal-says-not-real",
+        NOT_IMPACTING,
+        "auth-rehearsal",
+        mail(
+            "REHEARSAL - sign-in failing",
+            """
+REHEARSAL ONLY - this is not a real incident. Scenario: since 10:00 sign-in returns a 500 and
+the login page spins. Nothing is wrong with the live service. #auth-rehearsal
+""",
+        ),
+        "low",
+    ),
+    # "Not a real incident, but" a live outage: an incident.
+    Hard(
+        "thought-not-real-but-live-down",
+        ESCALATE,
+        "auth-incident",
+        mail(
+            "sign-in",
+            """
+We thought the 09:00 alert was not a real incident, but live sign-in is down for all users since
+09:10. #auth-incident
+""",
+        ),
+    ),
+    # A service with no users yet: its production not working is not a live incident.
+    Hard(
+        "no-users-on-it-yet",
+        NOT_IMPACTING,
+        "referrals-launch",
+        mail(
+            "URGENT launch blocked - production not working",
+            """
+We launch on Tuesday. The prod ingress gives 404 for our domain and there are no users on it
+yet, but we need it working before the launch. #referrals-launch
+""",
+        ),
+        "low",
+    ),
+    # No users on the new flow yet, beside a live outage of the old one: an incident.
+    Hard(
+        "no-users-yet-beside-live-outage",
+        ESCALATE,
+        "visits-incident",
+        mail(
+            "visits",
+            """
+There are no users on the new booking flow yet, but the existing live booking site is down for
+all families since 08:00. #visits-incident
+""",
+        ),
+    ),
+    # "It's been fine ever since": the outage told is over; the question is a how-to.
+    Hard(
+        "been-fine-since-how-to",
+        NOT_IMPACTING,
+        "portal-dev",
+        mail(
+            "alerting question",
+            """
+On Saturday the portal (portal-production) was down for 40 minutes. It's been fine ever since.
+How do we set up an alert for that? #portal-dev
+""",
+        ),
+    ),
+    # Fine since, then failing again: an incident.
+    Hard(
+        "been-fine-since-then-failing-again",
+        ESCALATE,
+        "uploads-incident",
+        mail(
+            "uploads",
+            """
+It's been fine since Monday, but uploads are failing again for all providers since 11:20.
+#uploads-incident
+""",
+        ),
+    ),
+    # A resolution told in the present of the morning after, and a channel to be archived: the
+    # matter is closed, no channel to talk in.
+    Hard(
+        "all-fine-today-archiving-channel",
+        NOT_IMPACTING,
+        None,
+        mail(
+            "Re: fines site down",
+            """
+Everything's fine today, thanks for the late-night help. I'll archive #fines-incident this
+afternoon.
+""",
+        ),
+    ),
+    # "Fine this morning for staff, but" another part down: the outage is not over.
+    Hard(
+        "fine-this-morning-but-public-down",
+        ESCALATE,
+        "visits-incident",
+        mail(
+            "visits",
+            """
+Everything is fine this morning for staff, but the public site is down for every visitor since
+07:30. #visits-incident
+""",
+        ),
+    ),
+    # One part back, another down: a resolution of one thing does not end the other's outage.
+    Hard(
+        "one-part-back-another-down",
+        ESCALATE,
+        "pay-incident",
+        mail(
+            "payments",
+            "Auth is back up now, but payments are down for all users since 07:30. #pay-incident\n",
+        ),
+    ),
+    # An old channel to be archived beside the channel to use now.
+    Hard(
+        "archive-old-channel-use-new",
+        ESCALATE,
+        "fines-incident",
+        mail(
+            "fines site",
+            """
+The fines site is down for all users since 10:00. We'll archive #fines-old once this is over;
+talk to us in #fines-incident.
+""",
+        ),
+    ),
+    # Channels listed where the sender asked and is still waiting: where they asked, not where to
+    # talk next.
+    Hard(
+        "posted-in-two-channels-still-waiting",
+        NOT_IMPACTING,
+        None,
+        mail(
+            "URGENT PR approval",
+            """
+I raised it in #cloud-platform-notify and #ask-cloud-platform on Monday and it's still waiting.
+Could someone approve our PR #4812 so the release can go out?
+""",
+        ),
+    ),
+    # Still waiting there, so the sender names where they are now: that channel.
+    Hard(
+        "still-waiting-there-so-here",
+        ESCALATE,
+        "exam-incident",
+        mail(
+            "exam site",
+            """
+I posted in #ask-cloud-platform and it's still waiting. The exam site is down for all users
+since 09:00; we are in #exam-incident.
+""",
+        ),
+    ),
+    # A list digest: a channel in someone's post inside it is that post's, not the digest's.
+    Hard(
+        "digest-post-names-a-channel",
+        (Verdict.REJECT, Reason.AUTOMATED_MESSAGE),
+        None,
+        mail(
+            "[devs] Digest for devs@example.org - 2 updates in 2 topics",
+            """
+Topic digest
+
+Search broken?
+Ana Lopez <ana.lopez@example.org>: Dec 01 07:12AM
+
+Prisoner search returns nothing since 07:00 in prod. We opened #search-incident, join us.
+
+Lunch and learn
+Bo Chan <bo.chan@example.org>: Dec 01 09:00AM
+
+Slides are on the wiki.
+""",
+            extra="List-Id: <devs.example.org>\nPrecedence: list\n",
+        ),
+    ),
+    # A list's own copy of a person's escalation keeps the channel it names (no post author line).
+    Hard(
+        "list-copy-keeps-channel",
+        (Verdict.REJECT, Reason.AUTOMATED_MESSAGE),
+        "search-incident",
+        mail(
+            "[devs] Prisoner search down",
+            "Prisoner search returns nothing since 07:00 in prod. Join #search-incident.\n",
+            extra="List-Id: <devs.example.org>\nPrecedence: list\n",
+        ),
+    ),
+    # "Break down for us" asks for an analysis; "an outage risk" is a risk: no outage in either.
+    Hard(
+        "cost-break-down-and-outage-risk",
+        NOT_IMPACTING,
+        "ledger-team",
+        mail(
+            "bill question",
+            """
+Could you break down for us why our AWS bill doubled in October? Finance also flagged an outage
+risk if the RDS disk fills next quarter. #ledger-team
+""",
+        ),
+    ),
+    # "Down for us" as a told outage, and an outage after a risk was flagged: an incident.
+    Hard(
+        "down-for-us-after-a-risk",
+        ESCALATE,
+        "ledger-incident",
+        mail(
+            "ledger API",
+            """
+The ledger API is down for us since 10:00 and unavailable for all users, after the outage risk we
+flagged last week. #ledger-incident
+""",
+        ),
+    ),
+    # The details kept for a call: no facts (in doubt), even beside "something is wrong".
+    Hard(
+        "details-kept-for-a-call",
+        NO_FACTS,
+        "hr-escalation",
+        mail(
+            "Please ring me",
+            """
+Something is badly wrong with our live service. I'd prefer not to give details by email, please
+ring me on 07700 900123 tonight. #hr-escalation
+""",
+        ),
+        "low",
+    ),
+    # A symptom beside the details kept back: a report.
+    Hard(
+        "symptom-beside-details-kept",
+        ESCALATE,
+        "pay-incident",
+        mail(
+            "payments",
+            """
+Card payments fail for every user since 19:00. I'd rather not put the card details in an email,
+please call me on 07700 900123. #pay-incident
+""",
+        ),
+    ),
+    # Neither facts nor a channel: the missing facts come first (the channel reason is for an
+    # incident with facts).
+    Hard(
+        "no-facts-no-channel",
+        NO_FACTS,
+        None,
+        mail(
+            "Urgent - please ring",
+            """
+Could someone ring me about our production service on 07700 900555? It's easier to explain on
+the phone.
+""",
+        ),
+    ),
+    # Facts without a channel: the channel is what is missing.
+    Hard(
+        "facts-no-channel",
+        NO_CHANNEL,
+        None,
+        mail(
+            "bookings down",
+            "The bookings site is down for all families since 08:00, please ring 07700 900555.\n",
+        ),
+    ),
+]
+CASES += SET_I_KINDS
+
+
 def test_clause_reading_scopes_negation_and_hypothesis() -> None:
     """A cue governs only the clause it is in, and only the few words before the impact."""
     from escalator.core.reading import State, clause_at, clauses, state_of

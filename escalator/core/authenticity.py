@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING
 import authres
 
 from escalator.core.model import (
-    REASON_ORDER,
     Evidence,
     Reason,
     SenderCheck,
     SenderPolicy,
     Triage,
     Verdict,
+    ordered_reasons,
 )
 from escalator.core.triage import sender_allowed
 
@@ -196,7 +196,7 @@ def apply_sender(
         return result
     reasons = {item.reason for item in added if item.reason is not None}
     reasons.update(result.reasons)
-    merged = tuple(reason for reason in REASON_ORDER if reason in reasons)
+    merged = ordered_reasons(reasons)
     verdict = Verdict.REJECT if merged else result.verdict
     evidence = _ordered(result.evidence, added)
     if merged[:1] == result.reasons[:1]:  # the same primary reason: the content's doubt holds

@@ -173,11 +173,15 @@ _POINTS_TO_TEAM = Prefiltered.compile(
 )
 
 # Searched in every mail's new text: prefiltered, so a mail without these words costs a lookup.
+# A channel the sender is about to archive ("We'll archive #x on our side") is as closed.
 _ARCHIVED = Prefiltered.compile(
     r"\barchived\b|\bno longer (used|in use|active|exists)\b|\b(old|previous|last) (incident )?"
-    r"channel\b|\bchannel (from|of) (last|the last|the previous|that) (time|incident)\b",
+    r"channel\b|\bchannel (from|of) (last|the last|the previous|that) (time|incident)\b|"
+    r"(?:(?<=\bwe'll )|(?<=\bwe will )|(?<=\bi'll )|(?<=\bi will )|(?<=\bwe're going to )|"
+    r"(?<=\bwe are going to )|(?<=\bi'm going to )|(?<=\bi am going to ))"
+    r"(?:archive\b|close (the |this |that )?(slack |incident )?channel\b|close (?=#))",
     re.IGNORECASE,
-    starts=("archived", "no longer", "old", "previous", "last", "channel"),
+    starts=("archive", "no longer", "old", "previous", "last", "channel", "close"),
 )
 
 # Said of the channel just named: "#x - it's been archived", "#x (archived)", "#x, which was
@@ -208,7 +212,10 @@ _UNANSWERED = re.compile(
     r"\b(answer\w*|respon\w*|repl(y|ies|ied)|picked (it |this |that )?up|got back)\b|"
     r"\b(haven['\u2019]t|hasn['\u2019]t|have not|has not|not|didn['\u2019]t|did not|never) "
     r"(had|got|gotten|received|heard)"
-    r"\b[^.!?\n]{0,20}\b(answer|response|reply|back)\b",
+    r"\b[^.!?\n]{0,20}\b(answer|response|reply|back)\b|"
+    # "I posted it in #ask-cloud-platform yesterday and it's still waiting".
+    r"\b(posted|asked|raised|put)\b[^.!?\n]{0,80}\b(it|that|this)(['\u2019]s| is| has been) still "
+    r"(waiting|pending|unanswered|sitting there)\b",
     re.IGNORECASE,
 )
 # Where the sender says they are, right before the mention ("we're in slack #x", "were in #x",
@@ -317,6 +324,7 @@ def _said_archived(mention: ChannelMention) -> bool:
 def _mentions(part: TextPart) -> list[ChannelMention]:
     found = _raw_mentions(part.text)
     mentions = []
+    lows = _sentence_starts(found, part.text)
     for index, (start, end, channel, slack_id) in enumerate(found):
         line_start = part.text.rfind("\n", 0, start) + 1
         line_end = _line_end(part.text, end)
@@ -325,7 +333,7 @@ def _mentions(part: TextPart) -> list[ChannelMention]:
         before, after = part.text[before_from:start], part.text[end:after_to]
         if _HASHTAG_LINE.fullmatch(part.text[line_start:line_end]):
             continue
-        low = found[index - 1][1] if index else 0
+        low = lows[index]
         high = found[index + 1][0] if index + 1 < len(found) else len(part.text)
         sentence = _sentence(part.text, start, end, low, high)
         context = sentence if len(sentence) <= 300 else f"{before}{_MARK}{after}"
@@ -341,6 +349,21 @@ def _mentions(part: TextPart) -> list[ChannelMention]:
             )
         )
     return [m for m in _fold_link_names(mentions, found, part.text) if _candidate(m)]
+
+
+# Mentions listed together ("in #a and #b"): the second is read in the first one's sentence.
+_LIST_GAP = re.compile(r"[ \t]*(?:,|and|or|&|/)?[ \t]*(?:,|and|or|&|/)[ \t]*", re.IGNORECASE)
+
+
+def _sentence_starts(found: list[_Raw], text: str) -> list[int]:
+    """Where each mention's sentence may begin: after the mention before it, unless the two are
+    listed together, when it is where the first one's may begin."""
+    lows: list[int] = []
+    for index, raw in enumerate(found):
+        previous = found[index - 1] if index else None
+        listed = previous is not None and _LIST_GAP.fullmatch(text, previous.end, raw.start)
+        lows.append(lows[-1] if listed else previous.end if previous else 0)
+    return lows
 
 
 def _candidate(mention: ChannelMention) -> bool:

@@ -12,7 +12,15 @@ from datetime import datetime
 
 from escalator.core.authenticity import MethodResult, apply_sender, check_sender
 from escalator.core.mail import ParsedMail, parse_mail
-from escalator.core.model import Decision, Evidence, Reason, SenderPolicy, Triage, Verdict
+from escalator.core.model import (
+    Decision,
+    Evidence,
+    Reason,
+    SenderPolicy,
+    Triage,
+    Verdict,
+    ordered_reasons,
+)
 from escalator.core.policy import Policy, route
 from escalator.core.triage import triage
 
@@ -35,7 +43,7 @@ def decide_parsed(
         # Not recognisably a mail: still recorded and held for a person, never silently dropped.
         result = Triage(
             Verdict.REJECT,
-            tuple(sorted({*result.reasons, Reason.MISSING_INCIDENT_FACTS}, key=_rank)),
+            ordered_reasons((*result.reasons, Reason.MISSING_INCIDENT_FACTS)),
             result.slack_channel,
             (
                 Evidence("not_a_mail", "no mail headers", "mail", Reason.MISSING_INCIDENT_FACTS),
@@ -49,7 +57,3 @@ def decide_parsed(
 def decide(raw: bytes, at: datetime, policy: Policy, envelope_from: str | None = None) -> Decision:
     """Decide one mail at an instant. `envelope_from` is the SMTP MAIL FROM when known."""
     return decide_parsed(parse_mail(raw), at, policy, envelope_from)
-
-
-def _rank(reason: Reason) -> int:
-    return list(Reason).index(reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -24,6 +25,17 @@ class Reason(StrEnum):
 
 
 REASON_ORDER: tuple[Reason, ...] = tuple(Reason)
+
+
+def ordered_reasons(reasons: Iterable[Reason]) -> tuple[Reason, ...]:
+    """The reasons in precedence order, but a mail that states no facts is told that first: the
+    channel reason is for an incident with facts (a "please call me" without either is first of
+    all no incident report)."""
+    found = tuple(reason for reason in REASON_ORDER if reason in set(reasons))
+    if Reason.MISSING_INCIDENT_FACTS not in found or Reason.MISSING_SLACK_CHANNEL not in found:
+        return found
+    facts, channel = Reason.MISSING_INCIDENT_FACTS, Reason.MISSING_SLACK_CHANNEL
+    return tuple(facts if r is channel else channel if r is facts else r for r in found)
 
 
 class Confidence(StrEnum):

@@ -78,6 +78,8 @@ class Rules:
     # A problem named only as such, and the words that say since when (see [facts]).
     generic: re.Pattern[str] = re.compile(r"(?!)")
     since: re.Pattern[str] = re.compile(r"(?!)")
+    # The sender says the details are not in the mail ("I'd rather not put the detail in an email").
+    withheld: re.Pattern[str] = re.compile(r"(?!)")
 
     def of_kind(self, kind: str) -> tuple[Rule, ...]:
         return self._by_kind.get(kind, ())
@@ -108,7 +110,7 @@ def _facts(data: dict[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     if "vague_words" in data:
         found["vague_words"] = frozenset(str(data["vague_words"]).lower().split())
-    for name in ("problem", "generic", "since"):
+    for name in ("problem", "generic", "since", "withheld"):
         if name in data:
             found[name] = re.compile(str(data[name]), re.IGNORECASE)
     return found

@@ -12,7 +12,15 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from escalator.core.channels import ChannelMention, TextPart, choose_channel
-from escalator.core.model import REASON_ORDER, Confidence, Evidence, Reason, Triage, Verdict
+from escalator.core.model import (
+    REASON_ORDER,
+    Confidence,
+    Evidence,
+    Reason,
+    Triage,
+    Verdict,
+    ordered_reasons,
+)
 from escalator.core.prefilter import Haystack
 from escalator.core.reading import (
     Clause,
@@ -75,7 +83,9 @@ def triage(mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = N
     if 0 <= words < policy.rules.min_words:
         impact = replace(impact, strong=_stated_impact(content, policy.rules))
     findings[Reason.MISSING_INCIDENT_FACTS] = _missing_facts(mail, content, impact, words, policy)
-    reasons = tuple(reason for reason in REASON_ORDER if findings[reason])
+    # The confidence is judged in the precedence order; the reasons are told facts first.
+    judged = tuple(reason for reason in REASON_ORDER if findings[reason])
+    reasons = ordered_reasons(judged)
     evidence = [item for reason in reasons for item in findings[reason]]
     if channel is not None:
         evidence.append(Evidence("channel", channel.channel, channel.where))
@@ -85,10 +95,10 @@ def triage(mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = N
         [item for item in impact.symptoms if (item.rule, item.matched, item.where) not in shown][:3]
     )
     verdict = Verdict.REJECT if reasons else Verdict.ESCALATE
-    doubts = _doubts(reasons, impact, words, policy.rules)
-    if not doubts and reasons and reasons[0] is Reason.MISSING_SLACK_CHANNEL:
-        doubts = _impact_without_channel(content, reasons, policy.rules) or _set_aside(set_aside)
-    if not doubts and reasons and reasons[0] is Reason.MISSING_INCIDENT_FACTS:
+    doubts = _doubts(judged, impact, words, policy.rules, findings[Reason.MISSING_INCIDENT_FACTS])
+    if not doubts and judged and judged[0] is Reason.MISSING_SLACK_CHANNEL:
+        doubts = _impact_without_channel(content, judged, policy.rules) or _set_aside(set_aside)
+    if not doubts and judged and judged[0] is Reason.MISSING_INCIDENT_FACTS:
         doubts = _attached(mail.attachments)
     confidence = Confidence.LOW if doubts else Confidence.HIGH
     channel_name = channel.channel if channel else None
@@ -103,10 +113,16 @@ _THIN_MARGIN = 3  # facts within this many words of the minimum: a thin "missing
 
 
 def _doubts(
-    reasons: tuple[Reason, ...], impact: _Impact, words: int, rules: Rules
+    reasons: tuple[Reason, ...],
+    impact: _Impact,
+    words: int,
+    rules: Rules,
+    facts: list[Evidence] | None = None,
 ) -> list[Evidence]:
     """What makes the verdict uncertain (rules.toml, policy point 5); empty when it is sure."""
     primary = reasons[0] if reasons else None
+    if primary is Reason.MISSING_INCIDENT_FACTS and facts and facts[0].rule == _WITHHELD:
+        return [Evidence("thin", facts[0].matched, "mail")]
     if primary is None:
         return [_overruled(item) for item in impact.overruled[:3]]
     if primary is Reason.NOT_SERVICE_IMPACTING:
@@ -145,10 +161,23 @@ def _missing_facts(
     if impact.symptoms:
         vague = _vague(mail, impact, rules)
         return _facts_evidence("a problem word, nothing named") if vague else []
+    return _nothing_told(content, words, rules)
+
+
+_WITHHELD = "facts_withheld"  # the sender keeps the details for a call
+
+
+def _nothing_told(content: list[TextPart], words: int, rules: Rules) -> list[Evidence]:
+    """A mail without a symptom that keeps its details for a call, or says no word of a problem,
+    and states no impact either: no facts."""
     text = "\n".join(part.text for part in content)
-    if not _problem_told(text, rules) and not _stated_impact(content, rules):
+    withheld = rules.withheld.search(text)
+    if not (withheld or not _problem_told(text, rules)) or _stated_impact(content, rules):
+        return []
+    if withheld is None:
         return _facts_evidence(f"no symptom and no word of a problem in {words} words")
-    return []
+    said = f'the details kept for a call: "{withheld.group(0)[:_SNIPPET]}"'
+    return [Evidence(_WITHHELD, said, "mail", Reason.MISSING_INCIDENT_FACTS)]
 
 
 def _problem_told(text: str, rules: Rules) -> bool:
@@ -652,13 +681,19 @@ def _echoed_subject(mail: ParsedMail, automated: list[Evidence]) -> bool:
     return answers or bool(automated and _ECHO_SUBJECT.match(mail.subject))
 
 
+# A list digest's post, under its author's line ("Dan Price <dan.price@x.gov.uk>: Nov 30 06:41AM"):
+# a copy of another person's message, as a bounced or quoted one is.
+_POST_AUTHOR = re.compile(r"^[^\n<>@]{1,80}<[^\s<>@]+@[^\s<>]+>:[^\n]{0,40}\b\d{1,2}:\d{2}", re.M)
+
+
 def _channel_parts(mail: ParsedMail, automated: list[Evidence], over: bool) -> list[TextPart]:
     body = mail.body
     dropped = set(_MACHINE_COPIES) if automated else {"quoted"} if over else set()
     if _echoed_subject(mail, automated):
         dropped.add("subject")
+    post = _POST_AUTHOR.search(body.new) if automated else None
     parts = [
-        TextPart("new", body.new),
+        TextPart("new", body.new[: post.start()] if post else body.new),
         TextPart("subject", mail.subject),
         TextPart("forwarded", body.forwarded),
         TextPart("quoted", body.quoted),
