@@ -32,17 +32,7 @@ def test_sample_is_decided_as_labelled(label: dict[str, object], policy: Policy)
     assert contract["verdict"] == label["verdict"], contract["evidence"]
     primary = contract["reasons"][0] if contract["reasons"] else None
     assert primary == label["reason"], contract["evidence"]
-    assert contract["slack_channel"] == _contract_channel(label)
-    if label.get("channel_is_id"):  # posted to as Slack knows it
-        assert contract.get("slack_channel_id") == label["slack_channel"]
-
-
-def _contract_channel(label: dict[str, object]) -> object:
-    """The label's channel as the contract gives it: lowercase. The samples' guide gives an
-    archive link's ID "exactly as written, in upper case"; the contract's lowercase rule holds
-    for IDs too, and the ID as Slack knows it is the extra key slack_channel_id."""
-    channel = label["slack_channel"]
-    return channel.lower() if label.get("channel_is_id") and isinstance(channel, str) else channel
+    assert contract["slack_channel"] == label["slack_channel"]
 
 
 def test_samples_cover_both_verdicts(policy: Policy) -> None:

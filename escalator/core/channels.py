@@ -247,9 +247,8 @@ class ChannelMention:
     after: str = ""  # the rest of its sentence ("#x - it's been archived")
     before: str = ""  # its sentence up to the mention ("we have now archived #x")
     team_label: bool = False  # on a contact line's "Team Slack:" / "Team channel:" label
-    # A Slack ID (an archive link's, a markup's without a name, or one written bare: "Slack:
-    # C07RJ4M2QTX"): `channel` holds it lowercased, as every channel in the contract is, and
-    # this the ID as Slack knows it (upper case), to post to.
+    # A Slack ID written bare ("Slack: C07RJ4M2QTX"): `channel` holds it lowercased, as any
+    # name written out is, and this the ID as Slack knows it (upper case), to post to.
     slack_id: str | None = None
 
 
@@ -425,7 +424,7 @@ def _names_the_link(previous: _Raw, current: _Raw, text: str) -> bool:
 
 
 class _Raw(NamedTuple):
-    """One channel-like mention as found: where, the channel (lowercase), and an ID's Slack form."""
+    """One channel-like mention as found: where, the channel, and a bare ID's Slack form."""
 
     start: int
     end: int
@@ -434,7 +433,7 @@ class _Raw(NamedTuple):
 
 
 def _is_id(raw: _Raw) -> bool:
-    return raw.slack_id is not None
+    return raw.slack_id is not None or raw.channel.isupper()
 
 
 def _raw_mentions(text: str) -> list[_Raw]:
@@ -455,20 +454,18 @@ def _raw_mentions(text: str) -> list[_Raw]:
             channel = pick(match)
             overlaps = any(s < match.end() and match.start() < e for s, e in taken)
             if channel and not overlaps:
-                slack_id = _slack_id(channel, text[match.start() : match.end()])
-                found.append(_Raw(match.start(), match.end(), channel.lower(), slack_id))
+                written = text[match.start() : match.end()]
+                found.append(_Raw(match.start(), match.end(), channel, _bare_id(channel, written)))
                 taken.append((match.start(), match.end()))
     return sorted(found)
 
 
-def _slack_id(channel: str, written: str) -> str | None:
-    """The Slack ID as Slack knows it (upper case) when the mention is one: an archive link's or
-    a markup's ID (picked upper case), or one written bare ("Slack: C07RJ4M2QTX"). The contract's
-    channel is then the ID lowercased, as every channel there is; Slack is asked for this one."""
-    if channel.isupper():
-        return channel
+def _bare_id(channel: str, written: str) -> str | None:
+    """The Slack ID as written, when a lowercased mention is one ("Slack: C07RJ4M2QTX")."""
     upper = channel.upper()
-    return upper if _is_slack_id(upper) and upper in written else None
+    if channel.isupper() or not _is_slack_id(upper) or upper not in written:
+        return None
+    return upper
 
 
 def _is_slack_id(name: str) -> bool:

@@ -109,9 +109,8 @@ class Triage:
     evidence: tuple[Evidence, ...]
     confidence: Confidence = Confidence.HIGH
     doubts: tuple[Evidence, ...] = ()  # what made the confidence low; empty when high
-    # The channel as Slack knows it, when the contract shows it otherwise: a Slack ID (an
-    # archive link's, <#C…> markup's, or one written bare: "Slack: C07RJ4M2QTX") is lowercased
-    # in `slack_channel`, as every channel in the contract is, and posted to in upper case.
+    # The channel as Slack knows it, when the contract shows it otherwise: a Slack ID written
+    # bare ("Slack: C07RJ4M2QTX") is lowercased in `slack_channel`, and posted to as written.
     slack_id: str | None = None
 
     @property

@@ -144,14 +144,14 @@ class DecisionRecord:
 
     @property
     def slack_channel(self) -> str | None:
-        """The channel to post to: a Slack ID as Slack knows it ("slack_channel_id", upper
+        """The channel to post to: a bare Slack ID as Slack knows it ("slack_channel_id", upper
         case), else the contract's channel."""
         channel = self.decision.get("slack_channel_id") or self.decision.get("slack_channel")
         return None if channel is None else str(channel)
 
     @property
     def contract_channel(self) -> tuple[str | None, str | None]:
-        """The contract's channel and, for a Slack ID, the ID as Slack knows it."""
+        """The contract's channel and, for a bare Slack ID, the ID as Slack knows it."""
         found = (self.decision.get("slack_channel"), self.decision.get("slack_channel_id"))
         channel, slack_id = (None if item is None else str(item) for item in found)
         return channel, slack_id
