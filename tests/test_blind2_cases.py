@@ -1,8 +1,9 @@
 """Blind sets 2 (tests/mails/blind2/{a,...,i}, issue 15): written and labelled by people who
 never read the rules, tuned on afterwards (see the READMEs there). Set d was the hold-out of the
 tuning on a, b and c, set e (three writers, e1-e3) the next batch, set f (f1, f2) the one after,
-set g (g1, g2) the one after that, set h (h1, h2) and set i (i1, i2) the latest; all have been
-tuned on since, so none of these sets is blind any more.
+set g (g1, g2) the one after that, set h (h1, h2) and set i (i1, i2) after them; all have been
+tuned on since, so none of these sets is blind any more. Set j (j1, j2), the latest, is kept with
+its blind first-run figures (its README) and only its labels checked here until it is tuned on.
 
 Every genuine incident must escalate (one test per mail: a wrong reject can leave an outage
 unpaged). Rejects and channels are held per set to the issue's thresholds, as aggregates: at least
@@ -31,6 +32,7 @@ SETS = (
 AT = datetime(2026, 11, 28, 21, 0, tzinfo=UTC)  # bench/blind_score.py's default instant
 RIGHT_REASON_MIN = 0.95
 CHANNEL_EXACT_MIN = 0.97
+BLIND_NOW = ("j/j1", "j/j2")  # not at the thresholds yet: held to its labels' files only
 
 
 def labels(name: str) -> list[dict[str, Any]]:
@@ -87,11 +89,11 @@ def test_channels_are_exact(name: str, policy: Policy) -> None:
     assert (len(every) - len(wrong)) / len(every) >= CHANNEL_EXACT_MIN, wrong
 
 
-@pytest.mark.parametrize("name", SETS)
+@pytest.mark.parametrize("name", SETS + BLIND_NOW)
 def test_labels_cover_every_mail(name: str) -> None:
     """Every kept .eml is labelled once; the argued ones are not in the set."""
     files = sorted(label["file"] for label in labels(name))
     assert files == sorted(path.name for path in (BLIND2 / name).glob("*.eml"))
-    path = BLIND2 / name / "argued.json"  # sets g-i have none: their readers agreed on all
+    path = BLIND2 / name / "argued.json"  # sets g-i have none; j2 has one
     argued = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
     assert not {str(item.get("file")) for item in argued} & set(files)
