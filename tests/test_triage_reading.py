@@ -58,11 +58,13 @@ def two_parts(boundary: str, plain: str, second_head: str, second: str) -> str:
     )
 
 
-def attached(subject: str, plain: str, filename: str) -> bytes:
-    """A plain-text mail with one attachment."""
+def attached(subject: str, plain: str, filename: str, note: str | None = None) -> bytes:
+    """A plain-text mail with one attachment (a plain-text `note` when given)."""
     head = "Content-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n"
+    if note is not None:
+        head = 'Content-Type: text/plain; charset="utf-8"\n'
     head += f'Content-Disposition: attachment; filename="{filename}"'
-    body = two_parts("mix", plain, head, "UEsDBAoAAAAAAA==")
+    body = two_parts("mix", plain, head, "UEsDBAoAAAAAAA==" if note is None else note)
     return mail(subject, "", extra="").replace(
         b'Content-Type: text/plain; charset="utf-8"\nContent-Transfer-Encoding: 8bit\n\n',
         b'Content-Type: multipart/mixed; boundary="mix"\n\n' + body.encode(),
@@ -1618,6 +1620,96 @@ the phone.
     ),
 ]
 CASES += SET_I_KINDS
+
+# Set j (issue 15, session 4): the kinds of its blind misses, each in other words.
+SET_J_KINDS: list[Hard] = [
+    # Stored documents anyone can list or read without credentials are exposed, even asked as a
+    # "quick question" about whether that is expected.
+    Hard(
+        "bucket-readable-without-credentials-question",
+        ESCALATE,
+        "referrals-sec",
+        mail(
+            "Quick question on our storage",
+            """
+Quick question, maybe I'm missing something: is our referral files bucket
+(referrals-prod-docs-4411) meant to be downloadable without any authentication? A curl from my own
+broadband just returned the whole index. We're talking in #referrals-sec.
+""",
+        ),
+    ),
+    # A document opened while signed in to nothing: exposed, told as what the sender did.
+    Hard(
+        "letters-opened-not-signed-in",
+        ESCALATE,
+        "letters-sec",
+        mail(
+            "is this normal?",
+            """
+Is this normal? From a private browser window I downloaded two of the probation letters from the
+public link, not signed in to anything, and they show home addresses. #letters-sec
+""",
+        ),
+    ),
+    # A bare Slack ID given as the channel "for this" is the channel (lowercased, as written bare).
+    Hard(
+        "slack-id-for-this-incident",
+        ESCALATE,
+        "c07pq3rm8zx",
+        mail(
+            "register site certificate",
+            """
+Since 06:00 every officer gets a certificate error on the live register site and cannot sign in.
+The Slack channel for the incident is C07PQ3RM8ZX.
+""",
+        ),
+    ),
+    # A reply on an old thread naming its new channel, the old one archived in the same breath:
+    # the new one is where to talk.
+    Hard(
+        "new-channel-beside-archived-one",
+        ESCALATE,
+        "fines-incident-dec",
+        mail(
+            "Re: [CLOSED] fines payments slow",
+            """
+A different problem on this old thread: since 07:15 every fine payment fails with a 502 for all
+users.
+
+New incident channel: #fines-incident-dec (the old one from October was archived).
+
+> Closing this one. #fines-slow-oct
+""",
+            extra="In-Reply-To: <old-fines@example.justice.gov.uk>\n",
+        ),
+    ),
+    # The facts in an attached plain-text note: the sender's own words, as a forwarded mail is.
+    Hard(
+        "facts-in-attached-note",
+        ESCALATE,
+        "crime-apply-incident",
+        attached(
+            "details attached",
+            "Driving, so the details are in the note. Slack channel: crime-apply-incident\n",
+            "notes.txt",
+            note="Since 14:20 every submission from providers fails with a 500 in production;"
+            " nobody can submit a crime application.\n",
+        ),
+    ),
+    # A counter-case: an attached note that says nothing is wrong adds no facts.
+    Hard(
+        "empty-note-adds-no-facts",
+        NO_FACTS,
+        "crime-apply-incident",
+        attached(
+            "details attached",
+            "Driving, details in the note. Slack channel: crime-apply-incident\n",
+            "notes.txt",
+            note="Agenda: Thursday catch-up, coffee.\n",
+        ),
+    ),
+]
+CASES += SET_J_KINDS
 
 
 def test_clause_reading_scopes_negation_and_hypothesis() -> None:

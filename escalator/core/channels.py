@@ -45,10 +45,13 @@ _NAMED = Prefiltered.compile(
     starts=("slack", "channel"),
 )
 # A bare Slack channel ID after "Slack channel", "channel ID", "in Slack" ("we're talking in Slack
-# channel C08M2QX7HJD"): taken lowercased, as a labelled one ("Slack: C07RJ4M2QTX") is. The ID's
-# shape is checked on the text as written (upper case, a digit), so "channel conversations" is none.
+# channel C08M2QX7HJD"), also said of the matter ("our slack channel for this is C06XK2M9TQA"):
+# taken lowercased, as a labelled one ("Slack: C07RJ4M2QTX") is. The ID's shape is checked on the
+# text as written (upper case, a digit), so "channel conversations" is none.
 _SLACK_ID = Prefiltered.compile(
-    r"\b(?:slack(?:\s+channel)?|channel)(?:\s+id)?\s*(?:is\s+|[:=]\s*)?#?([A-Za-z0-9]{9,12})\b",
+    r"\b(?:slack(?:\s+channel)?|channel)(?:\s+id)?"
+    r"(?:\s+for\s+(?:this|it|that|(?:the|this)\s+(?:incident|issue|outage|problem)))?"
+    r"\s*(?:is\s+|[:=]\s*)?#?([A-Za-z0-9]{9,12})\b",
     re.IGNORECASE,
     starts=("slack", "channel"),
 )
@@ -192,6 +195,12 @@ _ARCHIVED_AFTER = re.compile(
     re.IGNORECASE,
 )
 
+# Right before a mention, naming it the new place: "New channel: #x", "the new incident channel is
+# #x". What its clause says was archived is the old one.
+_NEW_CHANNEL = re.compile(
+    r"\bnew\s+(?:(?:slack|incident)\s+)*channel\s*(?:is\s+|[:=\-\u2013]\s*)?#?$", re.IGNORECASE
+)
+
 # In the quoted history, said of the channel just named: "we have now archived #x", "Closing #x -
 # thanks all". The thread's old channel is then not where a new mail on it is answered.
 _CLOSED_BEFORE = re.compile(
@@ -316,7 +325,10 @@ def _said_closed(mention: ChannelMention) -> bool:
 
 
 def _said_archived(mention: ChannelMention) -> bool:
-    """The mention's own clause says it is archived, or the words right after it do."""
+    """The mention's own clause says it is archived, or the words right after it do; never a
+    channel named as the new one ("New channel: #x (the old one was archived)")."""
+    if _NEW_CHANNEL.search(mention.before):
+        return False
     return bool(_ARCHIVED.search(mention.clause) or _ARCHIVED_AFTER.match(mention.after))
 
 

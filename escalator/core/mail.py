@@ -2,7 +2,8 @@
 
 mail-parser decodes the header fields (RFC 2047, addresses, dates); the body is walked here with
 the standard library so that an attached message/rfc822 is read as a forwarded mail rather than
-being folded into the sender's own words. Raw bytes stay the source of truth: this is a view.
+being folded into the sender's own words, and an attached `.txt` note as one too. Raw bytes stay
+the source of truth: this is a view.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ _KNOWN_HEADERS = frozenset(
         "x-mailer",
     ]
 )
+# A plain-text note attached by the sender ("the details are in the attached note"): read as a
+# mail they forwarded, up to its first few thousand characters (a log file is not a note).
+_NOTE = re.compile(r"\.txt$", re.IGNORECASE)
+_NOTE_CHARS = 4000
 _MAX_PARTS = 200  # a bomb of thousands of parts is not an escalation; read the first ones
 _MAX_TEXT_CHARS = 200_000  # triage needs the opening of a mail, not a 5 MB log paste
 # Of a single-part body, at least this much is parsed: more than _MAX_TEXT_CHARS characters in
@@ -234,6 +239,8 @@ def _collect(
         forwarded.extend(_forwarded_text(part))
     elif filename or part.get_content_disposition() == "attachment":
         names.append(_one_line(filename) or kind)
+        if kind == "text/plain" and _NOTE.search(filename):
+            forwarded.append(f"Attached {_one_line(filename)}:\n{_decode(part)[:_NOTE_CHARS]}")
     elif kind == "text/plain":
         plain.append(_decode(part))
     elif kind == "text/html":
