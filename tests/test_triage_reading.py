@@ -1696,6 +1696,85 @@ New incident channel: #fines-incident-dec (the old one from October was archived
             " nobody can submit a crime application.\n",
         ),
     ),
+    # A question asked ahead, saying nothing is wrong now: not an incident, whatever problems it
+    # lists as examples.
+    Hard(
+        "asked-ahead-nothing-wrong-now",
+        NOT_IMPACTING,
+        None,
+        mail(
+            "which route for our team?",
+            """
+We are drafting our on-call guide. Would a failed overnight import or a slow search page be
+something for this mailbox? Nothing's wrong right now, we just want the guide to be right.
+""",
+        ),
+    ),
+    # Counter-case: the same words before a contrast, then an outage: an incident.
+    Hard(
+        "nothing-wrong-now-but-down",
+        ESCALATE,
+        "pay-incident",
+        mail(
+            "payments",
+            """
+Nothing is wrong at the moment with the app servers, but since 10:00 every card payment fails
+for all users on the live site. #pay-incident
+""",
+        ),
+    ),
+    # A security test booked ahead (an IT health check, a pen test) asks for a window: planned.
+    Hard(
+        "health-check-window-booked",
+        NOT_IMPACTING,
+        "sec-ithc",
+        mail(
+            "URGENT: IT health check next month",
+            """
+Our testers are booked for the IT health check of the production ingress from 2 to 6 March and
+need their addresses allow-listed. Please confirm the window by Friday. #sec-ithc
+""",
+        ),
+    ),
+    # Counter-case: a pen test that took production down is an incident.
+    Hard(
+        "pen-test-took-production-down",
+        ESCALATE,
+        "court-incident",
+        mail(
+            "pen test side effect",
+            """
+The pen test this morning has taken the production court portal down: it is down for all courts
+since 09:10 and still down. #court-incident
+""",
+        ),
+    ),
+    # A channel named as the way in the sender is not using is not where to talk.
+    Hard(
+        "channel-named-as-the-other-way-in",
+        NO_CHANNEL,
+        None,
+        mail(
+            "search down",
+            """
+I'm mailing you instead of asking in #ask-cloud-platform because the live case search is down for
+all caseworkers since 11:00.
+""",
+        ),
+    ),
+    # Counter-case: the channel asked for, with the other way in beside it, is the channel.
+    Hard(
+        "channel-asked-for-beside-the-other-way-in",
+        ESCALATE,
+        "search-incident",
+        mail(
+            "search down",
+            """
+The live case search is down for all caseworkers since 11:00. Please talk to us in
+#search-incident rather than #ask-cloud-platform.
+""",
+        ),
+    ),
     # A counter-case: an attached note that says nothing is wrong adds no facts.
     Hard(
         "empty-note-adds-no-facts",

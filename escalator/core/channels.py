@@ -227,6 +227,13 @@ _UNANSWERED = re.compile(
     r"(waiting|pending|unanswered|sitting there)\b",
     re.IGNORECASE,
 )
+# Named as the way in the sender is not using: "email this address rather than posting in
+# #ask-cloud-platform", "instead of #x".
+_INSTEAD = re.compile(
+    r"\b(?:rather than|instead of)\s+(?:(?:posting|asking|writing|raising (?:it|this))\s+)?"
+    r"(?:(?:in|on|to|via)\s+)?(?:the\s+)?(?:slack\s+)?(?:channel\s+)?#?$",
+    re.IGNORECASE,
+)
 # Where the sender says they are, right before the mention ("we're in slack #x", "were in #x",
 # "I'm on #x"): a place to talk, even in a run-on sentence that also says another place went
 # unanswered ("no answer in ask cloud platform were in slack #x").
@@ -378,8 +385,11 @@ def _sentence_starts(found: list[_Raw], text: str) -> list[int]:
 
 
 def _candidate(mention: ChannelMention) -> bool:
-    """Not a channel the sender says went unanswered, nor an announcement channel, unless the
-    same sentence also asks for further communication there."""
+    """Not a channel named as the other way in ("rather than posting in #x"), nor one the sender
+    says went unanswered, nor an announcement channel, unless the same sentence also asks for
+    further communication there."""
+    if _INSTEAD.search(mention.before):
+        return False
     here = bool(_HERE.search(mention.before))
     further = here or bool(_FURTHER.search(_UNANSWERED.sub(" ", mention.context)))
     if _UNANSWERED.search(mention.context) and not further:
