@@ -1775,6 +1775,19 @@ The live case search is down for all caseworkers since 11:00. Please talk to us 
 """,
         ),
     ),
+    # A channel the sender says not to use is not the channel, even before the one they are in.
+    Hard(
+        "channel-not-to-use-beside-the-one-in-use",
+        ESCALATE,
+        "tags-live-incident",
+        mail(
+            "Re: tagging service slow [closed]",
+            """
+New problem on this thread: since 18:00 the live tagging service is down for all officers.
+Do not post in #tags-slow-sept any more, it was for the old issue; we are in #tags-live-incident.
+""",
+        ),
+    ),
     # A counter-case: an attached note that says nothing is wrong adds no facts.
     Hard(
         "empty-note-adds-no-facts",

@@ -227,10 +227,11 @@ _UNANSWERED = re.compile(
     r"(waiting|pending|unanswered|sitting there)\b",
     re.IGNORECASE,
 )
-# Named as the way in the sender is not using: "email this address rather than posting in
-# #ask-cloud-platform", "instead of #x".
+# Named as the way in the sender is not using, or not to use: "email this address rather than
+# posting in #ask-cloud-platform", "instead of #x", "Please don't use #x from the thread below".
 _INSTEAD = re.compile(
-    r"\b(?:rather than|instead of)\s+(?:(?:posting|asking|writing|raising (?:it|this))\s+)?"
+    r"(?:\b(?:rather than|instead of)\s+(?:(?:posting|asking|writing|raising (?:it|this))\s+)?"
+    r"|\b(?:don['\u2019]?t|do not|never|stop) (?:use|using|post|posting|talk|reply|write)\s+)"
     r"(?:(?:in|on|to|via)\s+)?(?:the\s+)?(?:slack\s+)?(?:channel\s+)?#?$",
     re.IGNORECASE,
 )
