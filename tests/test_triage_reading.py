@@ -1788,6 +1788,59 @@ Do not post in #tags-slow-sept any more, it was for the old issue; we are in #ta
 """,
         ),
     ),
+    # Told for information only ("for information only", "no action required"): not an
+    # incident, rejected for that rather than for its missing facts.
+    Hard(
+        "for-information-only-release",
+        NOT_IMPACTING,
+        "tags-dev",
+        mail(
+            "release done",
+            """
+For information only: version 4.1 of the tagging service went out at 18:00, checks all green.
+No action required from the platform team. #tags-dev
+""",
+        ),
+    ),
+    # Counter-case: "no action needed" beside an outage is an incident.
+    Hard(
+        "no-action-needed-beside-outage",
+        ESCALATE,
+        "tags-incident",
+        mail(
+            "tagging",
+            """
+No action needed on the ticket, but the live tagging service is down for all officers since
+18:10 and nobody can fit a tag. #tags-incident
+""",
+        ),
+    ),
+    # A Welsh automatic reply echoes the subject it answers: its channel is the other mail's.
+    Hard(
+        "welsh-auto-reply-echoes-subject",
+        (Verdict.REJECT, Reason.AUTOMATED_MESSAGE),
+        None,
+        mail(
+            "Ateb awtomatig: Court store DOWN #court-store-live",
+            "Rydw i allan o'r swyddfa tan ddydd Llun.\n",
+            extra="Auto-Submitted: auto-replied\n",
+        ),
+    ),
+    # A resolution reply closing the matter ("write-up to follow") keeps no quoted channel.
+    Hard(
+        "resolved-write-up-to-follow",
+        NOT_IMPACTING,
+        None,
+        mail(
+            "Re: uploads failing",
+            """
+Fixed now, thanks all: uploads have worked since 14:10. Write-up to follow next week.
+
+> Uploads are failing for every provider since 13:30. We are in #uploads-incident.
+""",
+            extra="In-Reply-To: <uploads@example.justice.gov.uk>\n",
+        ),
+    ),
     # A counter-case: an attached note that says nothing is wrong adds no facts.
     Hard(
         "empty-note-adds-no-facts",

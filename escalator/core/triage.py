@@ -656,11 +656,13 @@ def _earlier_matter_over(impact: _Impact, rules: Rules, content: list[TextPart])
 
 
 # The sender closes the matter, asking nothing more: "all fixed now … Nothing else needed
-# tonight, we'll write it up next week". The thread's channel is then not where to talk.
+# tonight, we'll write it up next week", "Write-up to follow on the ticket". The thread's
+# channel is then not where to talk.
 _CLOSED_MATTER = re.compile(
     r"\b(nothing (else|more|further) (is |was )?(needed|required)|no (further|more) action"
     r"|(you )?can close (this|it|the (ticket|incident|channel))"
-    r"|(we['\u2019]ll|we will|i['\u2019]ll|i will) write (it|this|that) up)\b",
+    r"|(we['\u2019]ll|we will|i['\u2019]ll|i will) write (it|this|that) up"
+    r"|write-?up (to follow|will follow|coming))\b",
     re.IGNORECASE,
 )
 
