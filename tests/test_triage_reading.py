@@ -1841,6 +1841,29 @@ Fixed now, thanks all: uploads have worked since 14:10. Write-up to follow next 
             extra="In-Reply-To: <uploads@example.justice.gov.uk>\n",
         ),
     ),
+    # A feedback survey asked for is no incident.
+    Hard(
+        "feedback-survey",
+        NOT_IMPACTING,
+        None,
+        mail(
+            "Tell us what you think (3 minutes)",
+            "Please complete our short on-call experience survey before 20 December. Thank you!\n",
+        ),
+    ),
+    # Counter-case: the survey site itself down for its users is an incident.
+    Hard(
+        "survey-site-down",
+        ESCALATE,
+        "forms-incident",
+        mail(
+            "survey site",
+            """
+Users cannot complete the survey: the live forms site is down for all users since 09:00.
+#forms-incident
+""",
+        ),
+    ),
     # A counter-case: an attached note that says nothing is wrong adds no facts.
     Hard(
         "empty-note-adds-no-facts",
