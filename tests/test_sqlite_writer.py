@@ -25,10 +25,18 @@ async def connector(tmp_path: Path) -> AsyncIterator[SQLiteConnector]:
     await opened.close()
 
 
-def noting(order: list[str], name: str, hold: threading.Event | None = None) -> Any:
-    """A job that notes its name when it runs; with `hold`, it keeps the writer until set."""
+def noting(
+    order: list[str],
+    name: str,
+    hold: threading.Event | None = None,
+    started: threading.Event | None = None,
+) -> Any:
+    """A job that notes its name when it runs; with `hold`, it keeps the writer until set;
+    `started` is set as it begins."""
 
     async def job(db: Db) -> str:
+        if started is not None:
+            started.set()
         if hold is not None:
             hold.wait(30)
         order.append(name)
@@ -44,14 +52,17 @@ async def test_an_accept_goes_before_work_queued_ahead_of_it(
     arrives: it runs right after that first slice, before the other five."""
     monkeypatch.setattr(sqlite, "SLICE_SECONDS", 0.0)  # each slice: one job
     order: list[str] = []
-    gate, first = threading.Event(), threading.Event()
+    gate, first, running = threading.Event(), threading.Event(), threading.Event()
     held = asyncio.ensure_future(connector.write(noting(order, "gate", gate)))
     await asyncio.sleep(0)  # the writer takes the gate job and waits in it
-    work = [asyncio.ensure_future(connector.write(noting(order, "work-0", first)))]
+    work = [asyncio.ensure_future(connector.write(noting(order, "work-0", first, running)))]
     work += [asyncio.ensure_future(connector.write(noting(order, f"work-{n}"))) for n in (1, 2)]
     await asyncio.sleep(0)  # all three queued behind the gate
     gate.set()
     await held
+    # Only once work-0 runs (the writer took it, its slice begun) is the accept queued: queued
+    # earlier, the writer could take it in the same drain as work-0 and run it first.
+    assert await asyncio.to_thread(running.wait, 30)
     accept = asyncio.ensure_future(connector.write(noting(order, "accept"), "mail"))
     await asyncio.sleep(0)  # queued while work-0 holds the writer
     first.set()
