@@ -357,6 +357,68 @@ our access keys on a schedule. #team-keys
 """,
         ),
     ),
+    # A bare Slack ID after "chan id", typed on a phone (set k).
+    Hard(
+        "bare-id-after-chan-id",
+        ESCALATE,
+        "c08pq2r7st4",
+        mail(
+            "parole portal prod down",
+            "on my phone sorry. parole portal prod returns 502 for every user since 01:10, "
+            "pods restarting, nothing deployed.\n\nslack chan id C08PQ2R7ST4 - on it now\n",
+        ),
+    ),
+    # The platform channel said to have gone unanswered after the mention ("#x but nobody
+    # answer"), the team's channel given as "Slack channel: name" (set k).
+    Hard(
+        "unanswered-said-after-the-mention",
+        ESCALATE,
+        "fines-payment-support",
+        mail(
+            "Pay a fine - production - payments not work",
+            "Since 19:40 every payment on Pay a Fine in production fail with error 500, "
+            "citizens cannot pay.\n\nI already write in #ask-cloud-platform but nobody "
+            "answer, maybe because is evening.\n\nSlack channel: fines-payment-support\n",
+        ),
+    ),
+    # A production secret asked about as a hypothetical, then told as a fact: "it is still in
+    # the git history" (set k).
+    Hard(
+        "secret-still-in-history",
+        ESCALATE,
+        "tagging-team",
+        mail(
+            "Quick question about a token",
+            "Quick question: if a database password for our production namespace was in a "
+            "commit to our public repo for an hour, do we need to do anything? I have pushed "
+            "a commit that takes it out of the config but it is still in the git history, "
+            "and we cannot rotate it ourselves.\n\nSlack channel: tagging-team\n",
+        ),
+    ),
+    # A public repository named between "public" and "repo" that holds a secrets file (set k).
+    Hard(
+        "public-named-repo-holds-env-file",
+        ESCALATE,
+        "probation-alerts-dev",
+        mail(
+            "Question about a file",
+            "Probably nothing, but a developer pushed a branch to the public "
+            "probation-alerts-api repo at 15:10 and it includes a .env file with the "
+            "production app's AWS credentials. We deleted the branch.\n\n"
+            "I'm in #probation-alerts-dev tonight.\n",
+        ),
+    ),
+    # The "still in the history" of a fixed bug's commit is no secret (counter-case).
+    Hard(
+        "history-of-a-fix-is-no-secret",
+        NOT_IMPACTING,
+        None,
+        mail(
+            "Question about our repo",
+            "How do we squash commits on our repo? The old change is still in the git "
+            "history and we would like a tidy log before the audit next month.\n",
+        ),
+    ),
 ]
 
 

@@ -45,11 +45,12 @@ _NAMED = Prefiltered.compile(
     starts=("slack", "channel"),
 )
 # A bare Slack channel ID after "Slack channel", "channel ID", "in Slack" ("we're talking in Slack
-# channel C08M2QX7HJD"), also said of the matter ("our slack channel for this is C06XK2M9TQA"):
-# taken lowercased, as a labelled one ("Slack: C07RJ4M2QTX") is. The ID's shape is checked on the
-# text as written (upper case, a digit), so "channel conversations" is none.
+# channel C08M2QX7HJD", "slack chan id C07NGT5HFT2"), also said of the matter ("our slack channel
+# for this is C06XK2M9TQA"): taken lowercased, as a labelled one ("Slack: C07RJ4M2QTX") is. The
+# ID's shape is checked on the text as written (upper case, a digit), so "channel conversations"
+# is none.
 _SLACK_ID = Prefiltered.compile(
-    r"\b(?:slack(?:\s+channel)?|channel)(?:\s+id)?"
+    r"\b(?:slack(?:\s+chan(?:nel)?)?|channel)(?:\s+id)?"
     r"(?:\s+for\s+(?:this|it|that|(?:the|this)\s+(?:incident|issue|outage|problem)))?"
     r"\s*(?:is\s+|[:=]\s*)?#?([A-Za-z0-9]{9,12})\b",
     re.IGNORECASE,
@@ -227,6 +228,8 @@ _UNANSWERED = re.compile(
     r"(waiting|pending|unanswered|sitting there)\b",
     re.IGNORECASE,
 )
+# The sentence going on after a mention: "#x but nobody answered", "#x, and no reply yet".
+_THEN_BUT = re.compile(r"[\s,;)\-\u2013]*(?:but|and|yet)\b", re.IGNORECASE)
 # Named as the way in the sender is not using, or not to use: "email this address rather than
 # posting in #ask-cloud-platform", "instead of #x", "Please don't use #x from the thread below".
 _INSTEAD = re.compile(
@@ -538,6 +541,11 @@ def _normalise(name: str) -> str | None:
     return name if re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,79}", name) else None
 
 
+def _unanswered_after(after: str) -> bool:
+    """ "I already write in #x but nobody answer": the sentence goes on to say no answer came."""
+    return bool(_THEN_BUT.match(after)) and bool(_UNANSWERED.search(after))
+
+
 def _line_end(text: str, index: int) -> int:
     end = text.find("\n", index)
     return len(text) if end < 0 else end
@@ -550,7 +558,7 @@ def _context_score(before: str, after: str, channel: str, head: str) -> int:
     team_line = _TEAM_LINE.search(before)
     # "we haven't had a reply in #x": the reply there is what is missing, not asked for; it is
     # where the sender asked (as "raised in #x"), not where to talk next.
-    unanswered = bool(_UNANSWERED.search(head))
+    unanswered = bool(_UNANSWERED.search(head)) or _unanswered_after(after)
     asked = _UNANSWERED.sub(" ", before) if unanswered else before
     if not team_line and (_FURTHER.search(asked) or _FURTHER.search(after)):
         score += 3
