@@ -408,6 +408,42 @@ our access keys on a schedule. #team-keys
             "I'm in #probation-alerts-dev tonight.\n",
         ),
     ),
+    # "Not an outage as such", then records counted as lost: lost data wins (set k).
+    Hard(
+        "not-an-outage-but-requests-lost",
+        ESCALATE,
+        "legal-aid-apply-incident",
+        mail(
+            "Apply for legal aid - not an outage really",
+            "Not an outage really - the site is up and the pages load. But since 05:50 about "
+            "350 applications lost: providers submit, see the confirmation, and nothing is "
+            "saved in production.\n\nWe're in #legal-aid-apply-incident.\n",
+        ),
+    ),
+    # "The bug is fixed", yet stored values were set to zero in production (set k).
+    Hard(
+        "values-set-to-zero-after-a-fix",
+        ESCALATE,
+        "court-fees-dev",
+        mail(
+            "Fees after the release",
+            "The bug is fixed and the app is fine now. However the release's migration set "
+            "the fee amounts of about 800 submitted claims to zero in production, and the "
+            "payment run at 10:00 reads them. We need a point-in-time restore and we don't "
+            "have the permissions to do that.\n\nSlack: #court-fees-dev\n",
+        ),
+    ),
+    # Asking how to set values to zero on test data is no lost data (counter-case).
+    Hard(
+        "how-to-set-test-values-to-zero",
+        NOT_IMPACTING,
+        None,
+        mail(
+            "How to reset fees",
+            "How do I set the default fee values to zero for our test claims in the dev "
+            "namespace before the demo next week?\n",
+        ),
+    ),
     # The "still in the history" of a fixed bug's commit is no secret (counter-case).
     Hard(
         "history-of-a-fix-is-no-secret",
