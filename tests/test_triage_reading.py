@@ -444,6 +444,33 @@ our access keys on a schedule. #team-keys
             "namespace before the demo next week?\n",
         ),
     ),
+    # An access error that only the sender has, the service said fine without "the" (set k).
+    Hard(
+        "only-me-who-cannot-access",
+        NOT_IMPACTING,
+        "fines-dev",
+        mail(
+            "URGENT: access denied to production namespace",
+            "Hello,\nI am new developer in the Fines team. When I run kubectl get pods -n "
+            "fines-prod I get:\nError from server (Forbidden): pods is forbidden: User "
+            '"github:new-dev" cannot list resource "pods" in the namespace "fines-prod"\n'
+            "Also the staging namespace same error. I need access urgent because I must do "
+            "a deploy tomorrow. I do not have the rights to add myself.\nService is working "
+            "fine, it is only me who cannot access.\nSlack: #fines-dev\n",
+        ),
+    ),
+    # A domain "not resolving yet" for a service that "has never been live" (set k).
+    Hard(
+        "never-been-live-domain-not-resolving",
+        NOT_IMPACTING,
+        "parole-beta-launch",
+        mail(
+            "CRITICAL BLOCKER - go-live at risk",
+            "Our production domain parole.service.justice.gov.uk is not resolving yet and the "
+            "certificate is not issued. The new service has never been live; people still "
+            "use the old forms. Please contact us in #parole-beta-launch.\n",
+        ),
+    ),
     # The "still in the history" of a fixed bug's commit is no secret (counter-case).
     Hard(
         "history-of-a-fix-is-no-secret",
