@@ -32,7 +32,10 @@ SETS = (
 AT = datetime(2026, 11, 28, 21, 0, tzinfo=UTC)  # bench/blind_score.py's default instant
 RIGHT_REASON_MIN = 0.95
 CHANNEL_EXACT_MIN = 0.97
-BLIND_NOW = ("j/j1", "j/j2")  # not at the thresholds yet: held to its labels' files only
+# Not at the reason and channel thresholds yet (j: two channels; k: three sender_not_allowed
+# labels that only a sender allowlist with a border MTA can meet, a planned outage in an HTML
+# part, an archive link's ID beside its name): every genuine incident in them must escalate.
+BLIND_NOW = ("j/j1", "j/j2", "k/k1", "k/k2")
 
 
 def labels(name: str) -> list[dict[str, Any]]:
@@ -40,7 +43,10 @@ def labels(name: str) -> list[dict[str, Any]]:
 
 
 GENUINE = [
-    (name, label) for name in SETS for label in labels(name) if label["verdict"] == "escalate"
+    (name, label)
+    for name in SETS + BLIND_NOW
+    for label in labels(name)
+    if label["verdict"] == "escalate"
 ]
 
 
