@@ -471,6 +471,42 @@ our access keys on a schedule. #team-keys
             "use the old forms. Please contact us in #parole-beta-launch.\n",
         ),
     ),
+    # A person pasting their alert under its "[FIRING:1]" subject: their mail, low confidence
+    # (set l).
+    Hard(
+        "person-under-a-firing-subject",
+        ESCALATE,
+        "tolls-incident",
+        mail(
+            "[FIRING:1] TollsApiDown (tolls-prod critical)",
+            "Not sent by a robot - I'm the on-call dev for Tolls and I've pasted our alert "
+            "below. The tolls payment API returns 503 for every driver since 21:05.\n\n"
+            "I'm in #tolls-incident.\n\n--- alert ---\nalertname = TollsApiDown\n",
+        ),
+        confidence="low",
+    ),
+    # The alerting tool's own notification names no person: automated (counter-case).
+    Hard(
+        "alert-notification-stays-automated",
+        (Verdict.REJECT, Reason.AUTOMATED_MESSAGE),
+        "tolls-alerts",
+        mail(
+            "[FIRING:1] TollsApiDown (tolls-prod critical)",
+            "Labels:\n - alertname = TollsApiDown\n - severity = critical\nAnnotations:\n"
+            " - summary = Tolls API returns 503 for 5 minutes\n - slack = #tolls-alerts\n",
+        ),
+    ),
+    # An auto-reply echoing a person's words stays automated, whatever it says (counter-case).
+    Hard(
+        "auto-reply-in-the-first-person-stays-automated",
+        (Verdict.REJECT, Reason.AUTOMATED_MESSAGE),
+        None,
+        mail(
+            "Automatic reply: Tolls API down",
+            "I'm away until Monday. We've had reports that the tolls API is down with 503s; "
+            "please contact the service desk.\n",
+        ),
+    ),
     # The "still in the history" of a fixed bug's commit is no secret (counter-case).
     Hard(
         "history-of-a-fix-is-no-secret",

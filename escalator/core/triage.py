@@ -69,6 +69,8 @@ def triage(mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = N
     }
     content = _content_parts(mail)
     impact = _impact_evidence(content, _thread_parts(mail, content), policy.rules)
+    automated, alert_subject = _person_under_alert_subject(automated, content, impact)
+    findings[Reason.AUTOMATED_MESSAGE] = automated
     findings[Reason.NOT_SERVICE_IMPACTING] = impact.excluded
     channel, set_aside = choose_channel(
         _channel_parts(mail, automated, _earlier_matter_over(impact, policy.rules, content)),
@@ -100,6 +102,8 @@ def triage(mail: ParsedMail, policy: TriagePolicy, envelope_from: str | None = N
         doubts = _impact_without_channel(content, judged, policy.rules) or _set_aside(set_aside)
     if not doubts and judged and judged[0] is Reason.MISSING_INCIDENT_FACTS:
         doubts = _attached(mail.attachments)
+    if verdict is Verdict.ESCALATE:
+        doubts = [*doubts, *(_overruled(item) for item in alert_subject)]
     confidence = Confidence.LOW if doubts else Confidence.HIGH
     channel_name = channel.channel if channel else None
     slack_id = channel.slack_id if channel else None
@@ -284,6 +288,31 @@ def automated_evidence(
         found.append(_auto("content_type", mail.content_type, "header Content-Type"))
     found.extend(_first_matches("auto_subject", auto.subjects, mail.subject, "subject"))
     return [_with_reason(item, Reason.AUTOMATED_MESSAGE) for item in found]
+
+
+# An alerting tool's subject label ("[FIRING:2]", "[Alerting]"); never an auto-reply's or a
+# bounce's, whose body may echo a person's words.
+_ALERT = re.compile(r"\[(firing|resolved|alerting)", re.IGNORECASE)
+# A person's own words: "I'm the on-call dev", "we've lost", "I have pasted our alert below".
+_FIRST_PERSON = re.compile(
+    r"\b(i['\u2019]m|i am|i['\u2019]ve|i have|we['\u2019]re|we are|we['\u2019]ve|we have)\b",
+    re.IGNORECASE,
+)
+
+
+def _person_under_alert_subject(
+    automated: list[Evidence], content: list[TextPart], impact: _Impact
+) -> tuple[list[Evidence], list[Evidence]]:
+    """(the automated evidence that stands, the alert subject a person wrote under). An
+    alerting tool's subject ("[FIRING:2] ApiDown") is all that looks automated, and the
+    sender's new text says in the first person what is broken: a person pasting their alert,
+    read as their mail (low confidence, the subject shown as overruled)."""
+    alert = all(item.rule == "auto_subject" and _ALERT.match(item.matched) for item in automated)
+    if not automated or not alert:
+        return automated, []
+    new = "\n".join(part.text for part in content if part.where == "new")
+    told = any(item.where == "new" for item in [*impact.symptoms, *impact.strong])
+    return ([], automated) if told and _FIRST_PERSON.search(new) else (automated, [])
 
 
 def _auto(rule: str, matched: str, where: str) -> Evidence:
