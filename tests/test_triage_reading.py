@@ -507,6 +507,30 @@ our access keys on a schedule. #team-keys
             "please contact the service desk.\n",
         ),
     ),
+    # A production password written to shared logs, asked as a question (set l).
+    Hard(
+        "password-written-to-logs",
+        ESCALATE,
+        "grants-security",
+        mail(
+            "Question about our logs",
+            "Is this a worry? Since Tuesday's release the grants-api pods in grants-prod log "
+            "the full MySQL connection string at start-up, production password included, and "
+            "those logs go to the shared search cluster. We can't rotate the secret "
+            "ourselves.\n\nWe're in #grants-security.\n",
+        ),
+    ),
+    # Logging password reset attempts is no secret written out (counter-case).
+    Hard(
+        "logging-password-resets-is-no-exposure",
+        NOT_IMPACTING,
+        None,
+        mail(
+            "Question about audit logging",
+            "How should we log password reset attempts for the audit next month? Is there a "
+            "platform standard for the log format?\n",
+        ),
+    ),
     # The "still in the history" of a fixed bug's commit is no secret (counter-case).
     Hard(
         "history-of-a-fix-is-no-secret",
